@@ -1,0 +1,94 @@
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <string>
+
+#include "common/files.h"
+#include "common/subprocess.h"
+#include "common/types.h"
+#include "gtest/gtest.h"
+
+namespace tandem {
+namespace {
+
+std::string TempDir() {
+  char tmpl[] = "/tmp/tandem-common.XXXXXX";
+  const char* dir = ::mkdtemp(tmpl);
+  EXPECT_NE(dir, nullptr);
+  return dir;
+}
+
+TEST(TypesTest, RolesAcceptAliases) {
+  EXPECT_EQ(ParseRole("primary"), Role::kMaster);
+  EXPECT_EQ(ParseRole("Replica"), Role::kSlave);
+  EXPECT_EQ(ParseRole("standalone"), Role::kStandalone);
+  EXPECT_EQ(ParseRole("leader"), std::nullopt);
+  for (Role r : {Role::kStandalone, Role::kMaster, Role::kSlave}) {
+    EXPECT_EQ(ParseRole(RoleName(r)), r);
+  }
+}
+
+TEST(TypesTest, EnginesRoundTrip) {
+  for (EngineType e : {EngineType::kPostgresql, EngineType::kMysql, EngineType::kRedis,
+                       EngineType::kMongodb}) {
+    EXPECT_EQ(ParseEngine(EngineName(e)), e);
+  }
+  EXPECT_EQ(ParseEngine("mariadb"), EngineType::kMysql);
+  EXPECT_EQ(EnvPrefix(EngineType::kPostgresql), "POSTGRESQL");
+}
+
+TEST(FilesTest, AtomicWriteReplacesContentAndMode) {
+  std::string dir = TempDir();
+  std::string path = dir + "/env";
+  ASSERT_TRUE(WriteFileAtomic(path, "A=1\n").ok());
+  ASSERT_TRUE(WriteFileAtomic(path, "A=2\n", 0600).ok());
+  EXPECT_EQ(*ReadFile(path), "A=2\n");
+  struct stat sb;
+  ASSERT_EQ(::stat(path.c_str(), &sb), 0);
+  EXPECT_EQ(sb.st_mode & 0777, 0600u);
+  EXPECT_EQ(ReadFile(dir + "/missing").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST(FilesTest, SecretFileMustBePrivate) {
+  std::string dir = TempDir();
+  std::string path = dir + "/pw";
+  ASSERT_TRUE(WriteFileAtomic(path, "s3cret\n", 0644).ok());
+  absl::StatusOr<std::string> loose = ReadSecretFile(path);
+  EXPECT_EQ(loose.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(loose.status().message().find("s3cret"), std::string::npos);
+  ASSERT_EQ(::chmod(path.c_str(), 0600), 0);
+  EXPECT_EQ(*ReadSecretFile(path), "s3cret");
+}
+
+TEST(SubprocessTest, CapturesOutputAndExitCode) {
+  absl::StatusOr<RunResult> r = RunShell("echo hello; echo oops >&2; exit 3");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->exit_code, 3);
+  EXPECT_NE(r->output.find("hello"), std::string::npos);
+  EXPECT_NE(r->output.find("oops"), std::string::npos);
+  absl::Status st = RunChecked({"false"});
+  EXPECT_EQ(st.code(), absl::StatusCode::kInternal);
+}
+
+TEST(SubprocessTest, PassesEnvironmentAndTimesOut) {
+  RunOptions opts;
+  opts.env = {{"TANDEM_TEST_VALUE", "xyz"}};
+  absl::StatusOr<RunResult> r = RunShell("printf %s \"$TANDEM_TEST_VALUE\"", opts);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->output, "xyz");
+  opts.timeout = std::chrono::milliseconds(200);
+  EXPECT_EQ(RunShell("exec sleep 5", opts).status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(tandem::Run({"/nonexistent/tool"}).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST(SubprocessTest, OutputToFile) {
+  std::string dir = TempDir();
+  RunOptions opts;
+  opts.output_file = dir + "/log";
+  ASSERT_TRUE(RunShell("echo into-file", opts).ok());
+  EXPECT_EQ(*ReadFile(dir + "/log"), "into-file\n");
+}
+
+}  // namespace
+}  // namespace tandem

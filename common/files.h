@@ -1,0 +1,51 @@
+// Small filesystem helpers with absl::Status results.
+#ifndef TANDEM_COMMON_FILES_H_
+#define TANDEM_COMMON_FILES_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace tandem {
+
+// Reads a whole file. NotFound when it does not exist.
+absl::StatusOr<std::string> ReadFile(const std::string& path);
+
+// Writes `content` to `path` atomically: a temporary file in the same
+// directory, fsync, rename, fsync of the directory. A reader sees the old or
+// the new content, never a mix, even after a crash. `mode` applies to the new
+// file. Idempotent.
+absl::Status WriteFileAtomic(const std::string& path, const std::string& content,
+                             unsigned mode = 0644);
+
+// Reads a secret (password, token) from `path`, without its trailing newline.
+// Refuses (PermissionDenied) a file that group or others can read or write,
+// naming the file and its mode; the error never contains the content.
+absl::StatusOr<std::string> ReadSecretFile(const std::string& path);
+
+// Creates `path` and its parents (mode 0755 for new ones). OK if it exists.
+absl::Status MakeDirs(const std::string& path);
+
+// Free bytes available to unprivileged users on the filesystem of `path`.
+absl::StatusOr<uint64_t> FreeDiskBytes(const std::string& path);
+
+// Total size of the regular files under `path` (0 when it does not exist).
+uint64_t DirectorySize(const std::string& path);
+
+bool PathExists(const std::string& path);
+
+// Looks up a user name: uid and gid. NotFound when there is no such user.
+struct UserIds {
+  unsigned uid = 0;
+  unsigned gid = 0;
+};
+absl::StatusOr<UserIds> LookupUser(const std::string& name);
+
+// chown -R path to `ids`. Idempotent.
+absl::Status ChownTree(const std::string& path, UserIds ids);
+
+}  // namespace tandem
+
+#endif  // TANDEM_COMMON_FILES_H_

@@ -1,0 +1,196 @@
+#include "common/subprocess.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/files.h"
+
+extern char** environ;
+
+namespace tandem {
+namespace {
+
+constexpr size_t kMaxCapture = 64 * 1024;
+
+std::vector<std::string> BuildArgv(const std::vector<std::string>& argv, const RunOptions& options) {
+  if (options.run_as.empty() || ::geteuid() != 0) return argv;
+  absl::StatusOr<UserIds> ids = LookupUser(options.run_as);
+  if (ids.ok() && ids->uid == ::geteuid()) return argv;
+  std::vector<std::string> out = {"setpriv", "--reuid=" + options.run_as,
+                                  "--regid=" + options.run_as, "--init-groups", "--"};
+  out.insert(out.end(), argv.begin(), argv.end());
+  return out;
+}
+
+std::vector<std::string> BuildEnv(const RunOptions& options) {
+  std::map<std::string, std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    std::string kv(*e);
+    size_t eq = kv.find('=');
+    if (eq != std::string::npos) env[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  for (const auto& [k, v] : options.env) env[k] = v;
+  if (!options.run_as.empty() && ::geteuid() == 0) {
+    // Tools run as another user should not try to read root's home.
+    env["HOME"] = "/tmp";
+  }
+  std::vector<std::string> out;
+  for (const auto& [k, v] : env) out.push_back(k + "=" + v);
+  return out;
+}
+
+std::vector<char*> CStrings(std::vector<std::string>& strings) {
+  std::vector<char*> out;
+  for (std::string& s : strings) out.push_back(s.data());
+  out.push_back(nullptr);
+  return out;
+}
+
+}  // namespace
+
+std::string OutputTail(const std::string& output, size_t max_chars) {
+  size_t end = output.find_last_not_of(" \n\r\t");
+  if (end == std::string::npos) return "";
+  std::string trimmed = output.substr(0, end + 1);
+  if (trimmed.size() > max_chars) trimmed = "..." + trimmed.substr(trimmed.size() - max_chars);
+  for (char& c : trimmed) {
+    if (c == '\n') c = ' ';
+  }
+  return trimmed;
+}
+
+absl::StatusOr<RunResult> Run(const std::vector<std::string>& argv_in, const RunOptions& options) {
+  if (argv_in.empty()) return absl::InvalidArgumentError("empty command");
+  std::vector<std::string> argv = BuildArgv(argv_in, options);
+  std::vector<std::string> envs = BuildEnv(options);
+  std::vector<char*> c_argv = CStrings(argv);
+  std::vector<char*> c_env = CStrings(envs);
+
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  int pipe_fds[2] = {-1, -1};
+  int out_fd = -1;
+  if (options.output_file.empty()) {
+    if (::pipe2(pipe_fds, O_CLOEXEC) != 0) {
+      posix_spawn_file_actions_destroy(&actions);
+      return absl::InternalError(absl::StrCat("pipe: ", std::strerror(errno)));
+    }
+    posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], 1);
+    posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], 2);
+  } else {
+    out_fd = ::open(options.output_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (out_fd < 0) {
+      posix_spawn_file_actions_destroy(&actions);
+      return absl::InternalError(
+          absl::StrCat("opening ", options.output_file, ": ", std::strerror(errno)));
+    }
+    posix_spawn_file_actions_adddup2(&actions, out_fd, 1);
+    posix_spawn_file_actions_adddup2(&actions, out_fd, 2);
+  }
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  if (!options.cwd.empty()) posix_spawn_file_actions_addchdir_np(&actions, options.cwd.c_str());
+
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none;
+  sigemptyset(&none);
+  posix_spawnattr_setsigmask(&attr, &none);
+  sigset_t defaults;
+  sigemptyset(&defaults);
+  sigaddset(&defaults, SIGPIPE);
+  sigaddset(&defaults, SIGTERM);
+  sigaddset(&defaults, SIGINT);
+  posix_spawnattr_setsigdefault(&attr, &defaults);
+  // Own process group, so that a timeout kills the tool and its children.
+  posix_spawnattr_setpgroup(&attr, 0);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
+
+  pid_t pid = 0;
+  int rc = ::posix_spawnp(&pid, c_argv[0], &actions, &attr, c_argv.data(), c_env.data());
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  if (pipe_fds[1] >= 0) ::close(pipe_fds[1]);
+  if (out_fd >= 0) ::close(out_fd);
+  if (rc != 0) {
+    if (pipe_fds[0] >= 0) ::close(pipe_fds[0]);
+    return absl::NotFoundError(absl::StrCat("cannot run ", argv[0], ": ", std::strerror(rc)));
+  }
+
+  RunResult result;
+  const auto deadline = std::chrono::steady_clock::now() + options.timeout;
+  bool timed_out = false;
+  if (pipe_fds[0] >= 0) {
+    char buf[8192];
+    for (;;) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) {
+        timed_out = true;
+        break;
+      }
+      struct pollfd pfd = {pipe_fds[0], POLLIN, 0};
+      int prc = ::poll(&pfd, 1, static_cast<int>(std::min<int64_t>(left.count(), 1000)));
+      if (prc < 0 && errno == EINTR) continue;
+      if (prc == 0) continue;
+      ssize_t n = ::read(pipe_fds[0], buf, sizeof buf);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      result.output.append(buf, static_cast<size_t>(n));
+      if (result.output.size() > 2 * kMaxCapture) {
+        result.output.erase(0, result.output.size() - kMaxCapture);
+      }
+    }
+    ::close(pipe_fds[0]);
+  }
+  int status = 0;
+  if (timed_out) ::kill(-pid, SIGKILL);
+  for (;;) {
+    pid_t w = ::waitpid(pid, &status, timed_out ? 0 : WNOHANG);
+    if (w == pid) break;
+    if (w < 0 && errno != EINTR) break;
+    if (w == 0) {
+      if (std::chrono::steady_clock::now() >= deadline) {
+        timed_out = true;
+        ::kill(-pid, SIGKILL);
+        continue;
+      }
+      ::usleep(20 * 1000);  // the child closed its output; wait for its exit
+    }
+  }
+  if (timed_out) {
+    ::kill(-pid, SIGKILL);
+    return absl::DeadlineExceededError(
+        absl::StrCat(argv_in[0], " did not finish within ", options.timeout.count() / 1000, " s"));
+  }
+  if (result.output.size() > kMaxCapture) {
+    result.output.erase(0, result.output.size() - kMaxCapture);
+  }
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return result;
+}
+
+absl::StatusOr<RunResult> RunShell(const std::string& command, const RunOptions& options) {
+  return Run({"/bin/sh", "-c", command}, options);
+}
+
+absl::Status RunChecked(const std::vector<std::string>& argv, const RunOptions& options) {
+  absl::StatusOr<RunResult> result = Run(argv, options);
+  if (!result.ok()) return result.status();
+  if (result->exit_code != 0) {
+    return absl::InternalError(absl::StrCat(argv[0], " exited with ", result->exit_code, ": ",
+                                            OutputTail(result->output)));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace tandem

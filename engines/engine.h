@@ -1,0 +1,111 @@
+// The Engine interface: the only way the agent touches a database server.
+//
+// One implementation per database kind (engines/<kind>/), each the only place
+// its client library is included; an in-memory fake for the planner and
+// executor tests (tests/fake_engine.h).
+//
+// Every mutating method is idempotent: it returns OK when its goal already
+// holds, and can be called again after a crash at any point.
+//
+// Status codes, as the reconcile loop reads them:
+//   Unavailable         transient (server starting, master not ready yet,
+//                       network): retried with backoff.
+//   FailedPrecondition  needs a change of desired or observed state before a
+//                       retry can help (e.g. not enough disk, settings that
+//                       need a restart the config forbids); held and reported.
+//   InvalidArgument     bad configuration.
+//   Internal            anything else.
+//
+// Thread-safety: an Engine is used by one thread at a time.
+#ifndef TANDEM_ENGINES_ENGINE_H_
+#define TANDEM_ENGINES_ENGINE_H_
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/types.h"
+
+namespace tandem {
+
+// What the engine says about itself. Observe() fills what it can; a server
+// that is not running still reports `has_data` and whether it is configured
+// as a slave (from its files).
+struct EngineFacts {
+  bool running = false;        // the server answers
+  bool has_data = false;       // the data directory holds a database
+  bool is_slave = false;       // in recovery / replicating (or configured so)
+  bool writable = false;       // accepts writes (not a slave, not fenced)
+  std::string upstream;        // "host:port" replication is configured to use
+  bool streaming = false;      // a slave whose link to the upstream is up
+  int64_t lag_bytes = -1;      // slave: received but not yet applied; -1 unknown
+  double lag_seconds = -1;     // slave: age of the last applied change; -1 unknown
+  uint64_t data_bytes = 0;     // size of the data set
+  std::string data_id;         // identity of the data set (PostgreSQL system
+                               // identifier); empty where the engine has none
+  std::vector<std::string> served_slaves;  // slave ids this server is set up to serve
+  std::string position;        // engine-specific replication position (LSN, GTID, offset)
+
+  bool operator==(const EngineFacts&) const = default;
+};
+
+// Bytes done / total, called from inside long operations.
+using ProgressFn = std::function<void(uint64_t done_bytes, uint64_t total_bytes)>;
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+
+  virtual EngineType type() const = 0;
+
+  // Reads the engine's state; changes nothing. Returns OK with
+  // running=false when the server is down; an error only when the facts
+  // cannot be read at all (e.g. a running server refuses the agent's login).
+  virtual absl::StatusOr<EngineFacts> Observe() = 0;
+
+  // Starts the server and waits until it answers. OK if already running.
+  virtual absl::Status Start() = 0;
+
+  // Stops the server (fast shutdown). OK if already stopped.
+  virtual absl::Status Stop() = 0;
+
+  // Makes a running server refuse writes from applications and ends the
+  // sessions that could still write. OK if already read-only or a slave.
+  virtual absl::Status Fence() = 0;
+
+  // Master side: sets the server up to serve exactly `slaves` (accounts,
+  // access rules, slots) and removes what it kept for slaves not listed.
+  // An empty list removes everything. Never restarts the server unless the
+  // engine's config allows it; returns FailedPrecondition naming the setting
+  // otherwise.
+  virtual absl::Status ServeSlaves(const std::vector<Peer>& slaves) = 0;
+
+  // Slave side: replaces the local data with a fresh copy of `upstream`'s.
+  // The copy is made beside the data directory first; the old data directory
+  // is then moved aside (never deleted) and the copy swapped in. Leaves the
+  // server stopped or started (Follow/Start fix that) and returns the
+  // identity of the new data set (EngineFacts::data_id).
+  // `self` is this node (the upstream knows it by its id).
+  virtual absl::StatusOr<std::string> Bootstrap(const Peer& self, const Peer& upstream,
+                                                const ProgressFn& progress) = 0;
+
+  // Slave side: configures replication from `upstream` (restarting the
+  // server only where the engine needs it). OK if already configured.
+  virtual absl::Status Follow(const Peer& self, const Peer& upstream) = 0;
+
+  // Ends replication (if any) and makes the server writable.
+  // OK if it already is. Callers fence every other member of the group
+  // first: this is the step that can create a second writable node.
+  virtual absl::Status MakeWritable() = 0;
+
+  // Directory whose filesystem receives a bootstrap copy (for the free-disk
+  // check the executor does before Bootstrap).
+  virtual std::string DataParentDir() const = 0;
+};
+
+}  // namespace tandem
+
+#endif  // TANDEM_ENGINES_ENGINE_H_

@@ -1,0 +1,43 @@
+// Engine settings, as read from the `engine:` section of agent.yaml
+// (agent/config.h validates them). Plain data; no secrets are held here,
+// only the paths of the files that contain them.
+#ifndef TANDEM_ENGINES_ENGINE_CONFIG_H_
+#define TANDEM_ENGINES_ENGINE_CONFIG_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/types.h"
+
+namespace tandem {
+
+struct EngineConfig {
+  EngineType type = EngineType::kUnspecified;
+  std::string host = "127.0.0.1";  // where the agent reaches its local server
+  uint32_t port = 0;
+  std::string data_dir;
+  std::string user;                // account the agent connects as
+  std::string password_file;       // "" = no password
+  std::string os_user;             // owns the data, runs the server tools ("" = agent's user)
+  std::string bin_dir;             // server tools; "" = search PATH
+  // Server start/stop. Empty = the engine's own tool (pg_ctl, ...). Each is
+  // run with /bin/sh -c as os_user; a systemd unit works too:
+  // "systemctl start postgresql@15-main".
+  std::string start_command;
+  std::string stop_command;
+  // Extra server arguments the default start command passes (e.g. PostgreSQL
+  // "-c shared_buffers=16MB"); ignored with a custom start_command.
+  std::vector<std::string> server_args;
+  std::string log_file;            // server output of the default start command
+  bool allow_restart = false;      // may the agent restart a master to change settings
+  // Replication account (same on every node of a group) and its password file.
+  std::string replication_user = "tandem_repl";
+  std::string replication_password_file;
+  // Seconds a step may wait for the server (start, catch-up, ...).
+  int timeout_seconds = 120;
+};
+
+}  // namespace tandem
+
+#endif  // TANDEM_ENGINES_ENGINE_CONFIG_H_
