@@ -1,0 +1,18 @@
+// Creates the Engine for `config.type`; the one place that knows every
+// engine implementation. Unimplemented for an engine this build lacks.
+#ifndef TANDEM_AGENT_ENGINE_FACTORY_H_
+#define TANDEM_AGENT_ENGINE_FACTORY_H_
+
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "engines/engine.h"
+#include "engines/engine_config.h"
+
+namespace tandem {
+
+absl::StatusOr<std::unique_ptr<Engine>> MakeEngine(const EngineConfig& config);
+
+}  // namespace tandem
+
+#endif  // TANDEM_AGENT_ENGINE_FACTORY_H_

@@ -1,0 +1,119 @@
+#include "agent/executor.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace tandem {
+
+std::string HumanBytes(uint64_t bytes) {
+  const char* units[] = {"B", "kB", "MB", "GB", "TB"};
+  double value = static_cast<double>(bytes);
+  int unit = 0;
+  while (value >= 1000 && unit < 4) {
+    value /= 1000;
+    ++unit;
+  }
+  return unit == 0 ? absl::StrCat(bytes, " B") : absl::StrFormat("%.1f %s", value, units[unit]);
+}
+
+Executor::Executor(Peer self, Engine* engine, Host* host, Clock* clock, ExecutorOptions options)
+    : self_(std::move(self)), engine_(engine), host_(host), clock_(clock), options_(options) {}
+
+absl::Status Executor::Execute(const Plan& plan, const Observation& observed,
+                               const DesiredState& desired, StepListener* listener) {
+  if (!plan.status.ok()) return plan.status;
+  for (StepKind kind : plan.steps) {
+    if (listener != nullptr) listener->StepStarted(kind);
+    const auto start = clock_->Now();
+    absl::Status status = RunStep(kind, observed, desired, listener);
+    if (!status.ok()) {
+      status = absl::Status(status.code(), absl::StrCat(std::string(StepName(kind)), ": ", status.message()));
+    }
+    if (listener != nullptr) {
+      listener->StepFinished(
+          kind, status,
+          std::chrono::duration_cast<std::chrono::milliseconds>(clock_->Now() - start));
+    }
+    if (!status.ok()) return status;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Executor::RunStep(StepKind kind, const Observation& observed,
+                               const DesiredState& desired, StepListener* listener) {
+  switch (kind) {
+    case StepKind::kStartEngine:
+      return engine_->Start();
+    case StepKind::kFence:
+      return engine_->Fence();
+    case StepKind::kBootstrap:
+      return Bootstrap(observed, desired, listener);
+    case StepKind::kFollowUpstream:
+      return engine_->Follow(self_, desired.upstream);
+    case StepKind::kWaitStreaming:
+      return WaitStreaming();
+    case StepKind::kServeSlaves:
+      return engine_->ServeSlaves(desired.role == Role::kMaster ? desired.slaves
+                                                                : std::vector<Peer>{});
+    case StepKind::kMakeWritable:
+      return engine_->MakeWritable();
+    case StepKind::kRecordRole:
+      return host_->RecordRole(desired.role);
+    case StepKind::kWriteEnv:
+      return host_->WriteEnv(desired.env);
+  }
+  return absl::InternalError("unknown step");
+}
+
+absl::Status Executor::Bootstrap(const Observation& observed, const DesiredState& desired,
+                                 StepListener* listener) {
+  // Never restore over a node that is (or was last recorded as) a master:
+  // its data may be the only copy of acknowledged writes.
+  if (ObservedRole(observed) == Role::kMaster) {
+    return absl::FailedPreconditionError(
+        "refusing to restore over a master; promote another member first");
+  }
+  if (desired.upstream.id.empty()) {
+    return absl::InvalidArgumentError("desired state has no upstream");
+  }
+  if (desired.upstream_data_bytes == 0) {
+    return absl::UnavailableError(absl::StrCat("the size of ", desired.upstream.id,
+                                               "'s data is not known yet (its agent has not "
+                                               "reported); retrying"));
+  }
+  const std::string dir = engine_->DataParentDir();
+  absl::StatusOr<uint64_t> free_bytes = host_->FreeDiskBytes(dir);
+  if (!free_bytes.ok()) return free_bytes.status();
+  const uint64_t needed = 2 * desired.upstream_data_bytes;
+  if (*free_bytes < needed) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "not enough free disk on ", dir, ": ", HumanBytes(*free_bytes), " free, need ",
+        HumanBytes(needed), " (twice the size of ", desired.upstream.id, "'s data, ",
+        HumanBytes(desired.upstream_data_bytes), ")"));
+  }
+  ProgressFn progress = [listener](uint64_t done, uint64_t total) {
+    if (listener != nullptr) listener->Progress(done, total);
+  };
+  absl::StatusOr<std::string> data_id = engine_->Bootstrap(self_, desired.upstream, progress);
+  if (!data_id.ok()) return data_id.status();
+  return host_->RecordBootstrap(
+      BootstrapRecord{desired.upstream.id, desired.resync_token, *data_id});
+}
+
+absl::Status Executor::WaitStreaming() {
+  const auto deadline = clock_->Now() + options_.streaming_timeout;
+  std::string last;
+  for (;;) {
+    absl::StatusOr<EngineFacts> facts = engine_->Observe();
+    if (facts.ok() && facts->streaming) return absl::OkStatus();
+    last = facts.ok() ? absl::StrCat("link to ", facts->upstream.empty() ? "upstream" : facts->upstream,
+                                     " is not up")
+                      : std::string(facts.status().message());
+    if (clock_->Now() >= deadline) break;
+    clock_->SleepFor(options_.poll_interval);
+  }
+  return absl::UnavailableError(absl::StrCat("not streaming after ",
+                                             options_.streaming_timeout.count() / 1000, " s: ", last));
+}
+
+}  // namespace tandem

@@ -1,0 +1,253 @@
+#include "agent/executor.h"
+
+#include "agent/desired_store.h"
+#include "agent/fakes.h"
+#include "agent/planner.h"
+#include "agent/reconciler.h"
+#include "gtest/gtest.h"
+
+namespace tandem {
+namespace {
+
+const Peer kSelf{"db2", "eu", "10.0.0.2", 5432};
+const Peer kUpstream{"db1", "eu", "10.0.0.1", 5432};
+
+DesiredState Desired(Role role) {
+  DesiredState d;
+  d.generation = 3;
+  d.role = role;
+  d.env = {{"TANDEM_ROLE", std::string(RoleName(role))}};
+  if (role == Role::kSlave) {
+    d.upstream = kUpstream;
+    d.upstream_data_bytes = 1000;
+  }
+  if (role == Role::kMaster) d.slaves = {Peer{"db3", "eu", "10.0.0.3", 5432}};
+  return d;
+}
+
+// One pass as the reconciler does it: observe, plan, execute.
+absl::Status RunPass(Engine& engine, Host& host, Clock& clock, const DesiredState& d) {
+  Executor executor(kSelf, &engine, &host, &clock);
+  Observation o{*engine.Observe(), *host.Observe()};
+  Plan plan = PlanSteps(o, d);
+  return executor.Execute(plan, o, d, nullptr);
+}
+
+bool Converged(Engine& engine, Host& host, const DesiredState& d) {
+  return PlanSteps(Observation{*engine.Observe(), *host.Observe()}, d).Converged();
+}
+
+// Starting points: (engine model, recorded role).
+struct Start {
+  const char* name;
+  Role role;
+};
+
+void Prepare(FakeEngine& engine, FakeHost& host, FakeClock& clock, Role role) {
+  host.facts.recorded_role = Role::kStandalone;
+  if (role == Role::kStandalone) return;
+  DesiredState d = Desired(role);
+  d.generation = 1;
+  ASSERT_TRUE(RunPass(engine, host, clock, d).ok());
+  ASSERT_TRUE(Converged(engine, host, d));
+}
+
+TEST(ExecutorTest, EveryAllowedTransitionConvergesInOnePass) {
+  for (const RoleTableRow& row : RoleTable()) {
+    if (!row.allowed) continue;
+    FakeEngine engine;
+    FakeHost host;
+    FakeClock clock;
+    Prepare(engine, host, clock, row.from);
+    DesiredState d = Desired(row.to);
+    absl::Status st = RunPass(engine, host, clock, d);
+    EXPECT_TRUE(st.ok()) << RoleName(row.from) << "->" << RoleName(row.to) << ": " << st;
+    EXPECT_TRUE(Converged(engine, host, d)) << RoleName(row.from) << "->" << RoleName(row.to);
+  }
+}
+
+TEST(ExecutorTest, FaultAtAnyStepConvergesOnTheNextPass) {
+  for (const RoleTableRow& row : RoleTable()) {
+    if (!row.allowed) continue;
+    for (int k = 0; k < 8; ++k) {
+      FakeEngine model;
+      FakeHost host;
+      FakeClock clock;
+      Prepare(model, host, clock, row.from);
+      FaultInjectingEngine faulty(&model, k, absl::UnavailableError("injected"));
+      DesiredState d = Desired(row.to);
+      absl::Status first = RunPass(faulty, host, clock, d);
+      if (faulty.fired()) {
+        EXPECT_FALSE(first.ok()) << "fault " << k;
+      }
+      absl::Status second = RunPass(faulty, host, clock, d);
+      EXPECT_TRUE(second.ok()) << RoleName(row.from) << "->" << RoleName(row.to) << " fault "
+                               << k << ": " << second;
+      EXPECT_TRUE(Converged(model, host, d))
+          << RoleName(row.from) << "->" << RoleName(row.to) << " fault " << k;
+      EXPECT_LE(model.moved_aside, 2);
+    }
+  }
+}
+
+TEST(ExecutorTest, BootstrapMovesOldDataAsideAndRecordsIt) {
+  FakeEngine engine;
+  FakeHost host;
+  FakeClock clock;
+  DesiredState d = Desired(Role::kSlave);
+  d.resync_token = "t1";
+  ASSERT_TRUE(RunPass(engine, host, clock, d).ok());
+  EXPECT_EQ(engine.moved_aside, 1);
+  EXPECT_EQ(host.facts.bootstrap, (BootstrapRecord{"db1", "t1", "data-of-db1"}));
+  EXPECT_EQ(host.facts.env, d.env);
+  // The fence came before the data was touched.
+  ASSERT_GE(engine.calls.size(), 2u);
+  EXPECT_EQ(engine.calls[0], "fence");
+  EXPECT_EQ(engine.calls[1], "bootstrap");
+}
+
+TEST(ExecutorTest, RefusesBootstrapWithoutTwiceTheMastersSizeFree) {
+  FakeEngine engine;
+  FakeHost host;
+  FakeClock clock;
+  host.free_bytes = 1999;
+  DesiredState d = Desired(Role::kSlave);  // master has 1000 bytes
+  absl::Status st = RunPass(engine, host, clock, d);
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(st.message().find("not enough free disk"), std::string::npos) << st;
+  EXPECT_NE(st.message().find("db1"), std::string::npos);
+  EXPECT_EQ(engine.bootstraps, 0);
+  EXPECT_EQ(engine.data_id, "own-data");
+  host.free_bytes = 2000;
+  EXPECT_TRUE(RunPass(engine, host, clock, d).ok());
+}
+
+TEST(ExecutorTest, WaitsForTheMastersSizeBeforeBootstrap) {
+  FakeEngine engine;
+  FakeHost host;
+  FakeClock clock;
+  DesiredState d = Desired(Role::kSlave);
+  d.upstream_data_bytes = 0;
+  EXPECT_EQ(RunPass(engine, host, clock, d).code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(engine.bootstraps, 0);
+}
+
+TEST(ExecutorTest, NeverRestoresOverAMaster) {
+  FakeEngine engine;
+  FakeHost host;
+  FakeClock clock;
+  host.facts.recorded_role = Role::kMaster;
+  Executor executor(kSelf, &engine, &host, &clock);
+  Observation o{*engine.Observe(), *host.Observe()};
+  Plan forced;
+  forced.steps = {StepKind::kBootstrap};
+  absl::Status st = executor.Execute(forced, o, Desired(Role::kSlave), nullptr);
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(engine.bootstraps, 0);
+}
+
+TEST(ExecutorTest, WaitStreamingTimesOutAsUnavailable) {
+  FakeEngine engine;
+  FakeHost host;
+  FakeClock clock;
+  engine.link_up = false;
+  DesiredState d = Desired(Role::kSlave);
+  absl::Status st = RunPass(engine, host, clock, d);
+  EXPECT_EQ(st.code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(st.message().find("wait-streaming"), std::string::npos);
+  engine.link_up = true;
+  EXPECT_TRUE(RunPass(engine, host, clock, d).ok());
+}
+
+TEST(ExecutorTest, HookRunsOncePerChange) {
+  FakeEngine engine;
+  FakeHost host;
+  FakeClock clock;
+  DesiredState d = Desired(Role::kStandalone);
+  ASSERT_TRUE(RunPass(engine, host, clock, d).ok());
+  ASSERT_TRUE(RunPass(engine, host, clock, d).ok());
+  EXPECT_EQ(host.hook_runs, 1);
+  d.env["POSTGRESQL_ADDRESS"] = "10.0.0.1";
+  ASSERT_TRUE(RunPass(engine, host, clock, d).ok());
+  EXPECT_EQ(host.hook_runs, 2);
+}
+
+class RecordingSink : public ObservedSink {
+ public:
+  void Publish(const ObservedState& observed, std::vector<StepEvent> events) override {
+    last = observed;
+    for (auto& e : events) this->events.push_back(e);
+  }
+  ObservedState last;
+  std::vector<StepEvent> events;
+};
+
+TEST(ReconcilerTest, ReportsConvergedGenerationAndStepEvents) {
+  FakeEngine engine;
+  FakeHost host;
+  FakeClock clock;
+  DesiredStateStore store("");
+  RecordingSink sink;
+  Reconciler reconciler(kSelf, &engine, &host, &clock, &store, &sink);
+  ASSERT_TRUE(*store.Offer(Desired(Role::kSlave)));
+  ASSERT_TRUE(reconciler.Pass().ok());
+  EXPECT_EQ(sink.last.converged_generation, 3u);
+  EXPECT_EQ(sink.last.role, Role::kSlave);
+  EXPECT_TRUE(sink.last.streaming);
+  EXPECT_TRUE(sink.last.last_error.empty());
+  ASSERT_FALSE(sink.events.empty());
+  EXPECT_EQ(sink.events.front().step, "fence");
+  EXPECT_EQ(sink.events.back().step, "write-env");
+  for (const StepEvent& e : sink.events) EXPECT_TRUE(e.ok) << e.step;
+}
+
+TEST(ReconcilerTest, HoldsOnABlockingErrorUntilTheDesiredStateChanges) {
+  FakeEngine engine;
+  FakeHost host;
+  FakeClock clock;
+  host.free_bytes = 10;
+  DesiredStateStore store("");
+  RecordingSink sink;
+  Reconciler reconciler(kSelf, &engine, &host, &clock, &store, &sink);
+  ASSERT_TRUE(*store.Offer(Desired(Role::kSlave)));
+  EXPECT_EQ(reconciler.Pass().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(sink.last.error_blocks);
+  EXPECT_NE(sink.last.last_error.find("not enough free disk"), std::string::npos);
+  const size_t calls = engine.calls.size();
+  EXPECT_EQ(reconciler.Pass().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(engine.calls.size(), calls) << "held: nothing executed again";
+  // A new target releases the hold.
+  host.free_bytes = 1 << 20;
+  DesiredState d = Desired(Role::kSlave);
+  d.generation = 4;
+  d.resync_token = "again";
+  ASSERT_TRUE(*store.Offer(d));
+  EXPECT_TRUE(reconciler.Pass().ok());
+  EXPECT_EQ(sink.last.converged_generation, 4u);
+  EXPECT_FALSE(sink.last.error_blocks);
+}
+
+TEST(DesiredStoreTest, IgnoresOlderGenerationsAndPersists) {
+  char tmpl[] = "/tmp/tandem-desired.XXXXXX";
+  std::string dir = ::mkdtemp(tmpl);
+  const std::string path = dir + "/desired.pb";
+  {
+    DesiredStateStore store(path);
+    ASSERT_TRUE(store.Load().ok());
+    EXPECT_EQ(store.Current().generation, 0u);
+    EXPECT_TRUE(*store.Offer(Desired(Role::kSlave)));
+    DesiredState older = Desired(Role::kStandalone);
+    older.generation = 2;
+    EXPECT_FALSE(*store.Offer(older));
+    EXPECT_EQ(store.Current().role, Role::kSlave);
+    EXPECT_FALSE(*store.Offer(Desired(Role::kSlave))) << "same target, same generation";
+  }
+  DesiredStateStore reloaded(path);
+  ASSERT_TRUE(reloaded.Load().ok());
+  EXPECT_EQ(reloaded.Current().generation, 3u);
+  EXPECT_EQ(reloaded.Current().role, Role::kSlave);
+  EXPECT_EQ(reloaded.Current().upstream, kUpstream);
+}
+
+}  // namespace
+}  // namespace tandem

@@ -1,0 +1,182 @@
+// tandem-agent: keeps one database engine instance in its desired role.
+//
+//   tandem-agent [run] --config agent.yaml   the reconcile loop (default)
+//   tandem-agent plan --config agent.yaml    the steps it would take now; changes nothing
+//   tandem-agent check-config --config agent.yaml
+//   tandem-agent role-table                  the transition table
+#include <signal.h>
+
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "agent/clock.h"
+#include "agent/config.h"
+#include "agent/controller_link.h"
+#include "agent/desired_store.h"
+#include "agent/engine_factory.h"
+#include "agent/host.h"
+#include "agent/planner.h"
+#include "agent/reconciler.h"
+#include "common/files.h"
+#include "common/log.h"
+
+namespace tandem {
+namespace {
+
+constexpr char kUsage[] =
+    "usage: tandem-agent [run] --config FILE\n"
+    "       tandem-agent plan --config FILE          print the steps it would take now\n"
+    "       tandem-agent check-config --config FILE  validate the config and exit\n"
+    "       tandem-agent role-table                  print the role transition table\n";
+
+int Fail(const std::string& message, int code = 1) {
+  std::fprintf(stderr, "tandem-agent: %s\n", message.c_str());
+  return code;
+}
+
+struct Args {
+  std::string command = "run";
+  std::string config;
+};
+
+absl::StatusOr<Args> ParseArgs(int argc, char** argv) {
+  Args args;
+  bool have_command = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--config" || arg == "-c") {
+      if (i + 1 >= argc) return absl::InvalidArgumentError("--config needs a file");
+      args.config = argv[++i];
+    } else if (arg.rfind("--config=", 0) == 0) {
+      args.config = arg.substr(9);
+    } else if (arg == "--help" || arg == "-h") {
+      args.command = "help";
+      have_command = true;
+    } else if (!have_command && arg[0] != '-') {
+      args.command = arg;
+      have_command = true;
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat("unknown argument: ", arg));
+    }
+  }
+  if (args.command != "help" && args.command != "role-table" && args.config.empty()) {
+    return absl::InvalidArgumentError("--config FILE is required");
+  }
+  return args;
+}
+
+int RunPlan(const AgentConfig& config) {
+  absl::StatusOr<std::unique_ptr<Engine>> engine = MakeEngine(config.engine);
+  if (!engine.ok()) return Fail(std::string(engine.status().message()), 2);
+  LocalHost host(config.state_dir, config.env_file, config.env_hook);
+  DesiredStateStore store(config.state_dir + "/desired.pb");
+  if (absl::Status st = store.Load(); !st.ok()) return Fail(std::string(st.message()));
+  const DesiredState desired = store.Current();
+  absl::StatusOr<EngineFacts> facts = (*engine)->Observe();
+  if (!facts.ok()) return Fail(absl::StrCat("observing the engine: ", facts.status().message()));
+  absl::StatusOr<HostFacts> host_facts = host.Observe();
+  if (!host_facts.ok()) return Fail(absl::StrCat("observing the host: ", host_facts.status().message()));
+  Plan plan = PlanSteps(Observation{*facts, *host_facts}, desired);
+  std::printf("node: %s\ndesired: %s (generation %llu, as last received from the controller)\n",
+              config.node.c_str(), std::string(RoleName(desired.role)).c_str(),
+              static_cast<unsigned long long>(desired.generation));
+  std::printf("observed: %s%s\n", std::string(RoleName(plan.from)).c_str(),
+              facts->running ? "" : " (engine not running)");
+  if (!plan.status.ok()) {
+    std::printf("plan: refused: %s\n", std::string(plan.status.message()).c_str());
+    return 1;
+  }
+  if (plan.Converged()) {
+    std::printf("plan: nothing to do (converged)\n");
+    return 0;
+  }
+  std::printf("reason: %s\nsteps:\n", plan.reason.c_str());
+  int n = 0;
+  for (StepKind kind : plan.steps) std::printf("  %d. %s\n", ++n, std::string(StepName(kind)).c_str());
+  return 0;
+}
+
+int RunAgent(const AgentConfig& config) {
+  // Signals are taken by a thread of our own (sigwait), so block them in
+  // every thread before any is started.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  if (absl::Status st = MakeDirs(config.state_dir); !st.ok()) return Fail(std::string(st.message()));
+  absl::StatusOr<std::unique_ptr<Engine>> engine = MakeEngine(config.engine);
+  if (!engine.ok()) return Fail(std::string(engine.status().message()), 2);
+  std::string token;
+  if (!config.controller_token_file.empty()) {
+    absl::StatusOr<std::string> secret = ReadSecretFile(config.controller_token_file);
+    if (!secret.ok()) return Fail(std::string(secret.status().message()), 2);
+    token = *secret;
+  }
+  DesiredStateStore store(config.state_dir + "/desired.pb");
+  if (absl::Status st = store.Load(); !st.ok()) return Fail(std::string(st.message()));
+  LocalHost host(config.state_dir, config.env_file, config.env_hook);
+  RealClock clock;
+  ReconcilerOptions options;
+  options.interval = std::chrono::seconds(config.reconcile_interval_seconds);
+  options.executor.streaming_timeout = std::chrono::seconds(config.engine.timeout_seconds);
+
+  std::unique_ptr<Reconciler> reconciler;
+  ControllerLink link(config.controller, token, config.Info(), &store,
+                      [&reconciler] { reconciler->Wake(); });
+  reconciler = std::make_unique<Reconciler>(config.Self(), engine->get(), &host, &clock, &store,
+                                            &link, options);
+  LogInfo(absl::StrCat("tandem-agent starting: node=", config.node, " engine=",
+                       std::string(EngineName(config.engine.type)), " controller=", config.controller,
+                       " held generation=", store.Current().generation));
+  link.Start();
+  std::thread signal_thread([&] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    LogInfo(absl::StrCat("signal ", sig, ": stopping"));
+    reconciler->Stop();
+  });
+  reconciler->Run();
+  link.Stop();
+  signal_thread.detach();
+  LogInfo("tandem-agent stopped");
+  return 0;
+}
+
+}  // namespace
+}  // namespace tandem
+
+int main(int argc, char** argv) {
+  using namespace tandem;
+  absl::StatusOr<Args> args = ParseArgs(argc, argv);
+  if (!args.ok()) {
+    std::fprintf(stderr, "tandem-agent: %s\n%s", std::string(args.status().message()).c_str(), kUsage);
+    return 2;
+  }
+  if (args->command == "help") {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
+  if (args->command == "role-table") {
+    std::fputs(FormatRoleTable().c_str(), stdout);
+    return 0;
+  }
+  absl::StatusOr<AgentConfig> config = LoadAgentConfig(args->config);
+  if (!config.ok()) return Fail(std::string(config.status().message()), 2);
+  if (args->command == "check-config") {
+    std::printf("%s: ok (node %s, %s on port %u)\n", args->config.c_str(), config->node.c_str(),
+                std::string(EngineName(config->engine.type)).c_str(), config->engine.port);
+    return 0;
+  }
+  if (args->command == "plan") return RunPlan(*config);
+  if (args->command == "run") return RunAgent(*config);
+  std::fprintf(stderr, "tandem-agent: unknown command '%s'\n%s", args->command.c_str(), kUsage);
+  return 2;
+}
