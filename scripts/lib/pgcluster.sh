@@ -1,0 +1,83 @@
+# Shell helpers shared by scripts/demo and bench/*: a controller, PostgreSQL
+# data dirs with an agent each, tandemctl, all on loopback under $D.
+# Source after setting D (a temp dir, mode 755) and BIN (the build dir).
+# shellcheck shell=bash
+
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+TC_PIDS=()
+declare -A PORT
+
+as_postgres() { setpriv --reuid=postgres --regid=postgres --init-groups -- "$@"; }
+
+free_port() {  # a free TCP port on 127.0.0.1
+  local p
+  while :; do
+    p=$((20000 + RANDOM % 10000))
+    ss -Hltn "sport = :$p" | grep -q . || { echo "$p"; return; }
+  done
+}
+
+tc_cleanup() {
+  set +e
+  for p in "${TC_PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  for p in "${TC_PIDS[@]}"; do wait "$p" 2>/dev/null; done
+  for pid_file in "$D"/*/data/postmaster.pid "$D"/*/postmaster.pid; do
+    [ -f "$pid_file" ] && as_postgres "$PGBIN/pg_ctl" -D "$(dirname "$pid_file")" -m fast -w stop >/dev/null 2>&1
+  done
+  rm -rf "$D"
+}
+
+ctl() { "$BIN/tandemctl/tandemctl" --controller "127.0.0.1:$CPORT" "$@"; }
+psql_on() { local port=$1; shift; psql -X -q -At -h 127.0.0.1 -p "$port" -U postgres -d postgres -c "$*"; }
+
+start_controller() {
+  CPORT=$(free_port)
+  (umask 077; printf 'pw-%s%s\n' "$RANDOM" "$RANDOM" > "$D/replication.password")
+  "$BIN/controller/tandem-controller" --listen "127.0.0.1:$CPORT" --data-dir "$D/controller" \
+    > "$D/controller.log" 2>&1 &
+  TC_PIDS+=($!)
+  until ctl nodes >/dev/null 2>&1; do sleep 0.1; done
+}
+
+# init_pg NAME: a PostgreSQL data dir at $D/NAME/data and a port in PORT[NAME].
+init_pg() {
+  local n=$1
+  PORT[$n]=$(free_port)
+  mkdir -p "$D/$n"; chown postgres: "$D/$n"
+  as_postgres "$PGBIN/initdb" --no-sync -U postgres --auth=trust -D "$D/$n/data" >/dev/null
+}
+
+# pg_server_args NAME: the server arguments the demo and benches use.
+pg_server_args() {
+  echo "\"-c\", \"listen_addresses=127.0.0.1\", \"-c\", \"unix_socket_directories=$D/$1\", \
+\"-c\", \"shared_buffers=128MB\", \"-c\", \"max_connections=30\""
+}
+
+# start_agent NAME: writes $D/NAME/agent.yaml and starts the node's agent.
+start_agent() {
+  local n=$1
+  cat > "$D/$n/agent.yaml" <<YAML
+node: $n
+stack: main
+controller: 127.0.0.1:$CPORT
+addresses: {internal: 127.0.0.1}
+engine:
+  type: postgresql
+  port: ${PORT[$n]}
+  data_dir: $D/$n/data
+  user: postgres
+  os_user: postgres
+  bin_dir: $PGBIN
+  server_args: [$(pg_server_args "$n")]
+  log_file: $D/$n/postgres.log
+  replication_password_file: $D/replication.password
+  timeout: 600
+env_file: $D/$n/env
+env_hook: "echo \"\$(date +%T) env changed\" >> $D/$n/hook.log"
+state_dir: $D/$n/state
+health_listen: ""
+reconcile_interval: 2
+YAML
+  "$BIN/agent/tandem-agent" --config "$D/$n/agent.yaml" > "$D/$n/agent.log" 2>&1 &
+  TC_PIDS+=($!)
+}

@@ -1,0 +1,239 @@
+// The PostgreSQL user story, end to end: real tandem-controller, one real
+// tandem-agent per node, real PostgreSQL 15 servers, driven by tandemctl.
+#include <glob.h>
+#include <signal.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/files.h"
+#include "gtest/gtest.h"
+#include "tests/e2e/cluster.h"
+#include "tests/harness/pg_server.h"
+
+namespace tandem::testing {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+std::vector<std::string> Glob(const std::string& pattern) {
+  glob_t g{};
+  std::vector<std::string> out;
+  if (::glob(pattern.c_str(), 0, nullptr, &g) == 0) {
+    for (size_t i = 0; i < g.gl_pathc; ++i) out.emplace_back(g.gl_pathv[i]);
+  }
+  ::globfree(&g);
+  return out;
+}
+
+class PostgresqlE2eTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    password_file_ = cluster_.dir().Sub("replication.password");
+    ASSERT_TRUE(WriteFileAtomic(password_file_, "repl-secret-4711\n", 0600).ok());
+    cluster_.StartController();
+  }
+
+  // Creates a PostgreSQL data dir (initdb; the agent starts the server) and
+  // the node's agent.
+  PgServer& AddPgNode(const std::string& id) {
+    PgServerOptions options;
+    options.name = id;
+    options.start = false;
+    absl::StatusOr<std::unique_ptr<PgServer>> pg = PgServer::Create(options);
+    EXPECT_TRUE(pg.ok()) << pg.status();
+    PgServer& server = *servers_.emplace_back(*std::move(pg));
+    std::vector<std::string> quoted;
+    for (const std::string& arg : server.server_args()) quoted.push_back(absl::StrCat("\"", arg, "\""));
+    cluster_.AddNode(id, "main",
+                     absl::StrCat("addresses: {internal: 127.0.0.1}\n"
+                                  "engine:\n"
+                                  "  type: postgresql\n"
+                                  "  port: ", server.port(), "\n",
+                                  "  data_dir: ", server.data_dir(), "\n",
+                                  "  user: postgres\n"
+                                  "  os_user: ", server.os_user(), "\n",
+                                  "  bin_dir: ", server.bin_dir(), "\n",
+                                  "  server_args: [", absl::StrJoin(quoted, ", "), "]\n",
+                                  "  replication_password_file: ", password_file_, "\n",
+                                  "  timeout: 60\n"));
+    return server;
+  }
+
+  static int64_t Count(const PgServer& pg, const std::string& table) {
+    absl::StatusOr<std::string> v = pg.Value(absl::StrCat("SELECT count(*) FROM ", table));
+    return v.ok() ? std::stoll(*v) : -1;
+  }
+
+  // Polls until `pg` has `rows` rows in `table`; returns how long it took.
+  static bool HasRows(const PgServer& pg, const std::string& table, int64_t rows, milliseconds within) {
+    return PollUntil([&] { return Count(pg, table) == rows; }, within, milliseconds(10));
+  }
+
+  static bool InRecovery(const PgServer& pg) {
+    absl::StatusOr<std::string> v = pg.Value("SELECT pg_is_in_recovery()");
+    return v.ok() && *v == "t";
+  }
+
+  Cluster cluster_;
+  std::string password_file_;
+  std::vector<std::unique_ptr<PgServer>> servers_;
+};
+
+TEST_F(PostgresqlE2eTest, UserStory) {
+  PgServer& db1 = AddPgNode("db1");
+  PgServer& db2 = AddPgNode("db2");
+  PgServer& db3 = AddPgNode("db3");
+  const std::string p1 = std::to_string(db1.port());
+
+  // 1. Every node registers and converges as standalone.
+  cluster_.Wait({"db1", "db2", "db3"});
+  {
+    auto nodes = cluster_.Nodes();
+    ASSERT_EQ(nodes.size(), 3u) << cluster_.Ctl({"nodes"}).out;
+    for (const auto& [id, n] : nodes) {
+      EXPECT_EQ(n["desired"]["role"], "standalone") << id;
+      EXPECT_EQ(n["observed"]["role"], "standalone") << id;
+      EXPECT_TRUE(n["converged"].get<bool>()) << id;
+    }
+    CtlResult table = cluster_.Ctl({"nodes"});
+    EXPECT_EQ(table.exit_code, 0);
+    EXPECT_NE(table.out.find("db2"), std::string::npos);
+  }
+  ASSERT_TRUE(db1.Exec("CREATE TABLE t (id serial PRIMARY KEY, v text);"
+                       "INSERT INTO t (v) SELECT 'row ' || g FROM generate_series(1, 200000) g")
+                  .ok());
+  ASSERT_TRUE(db2.Exec("CREATE TABLE own_db2 (x int); INSERT INTO own_db2 VALUES (42)").ok());
+
+  // Invalid requests are refused and change nothing.
+  {
+    CtlResult self = cluster_.Ctl({"replication", "enable", "--master", "db1", "--slave", "db1"});
+    EXPECT_NE(self.exit_code, 0);
+    EXPECT_NE(self.out.find("own upstream"), std::string::npos) << self.out;
+    CtlResult unknown = cluster_.Ctl({"replication", "enable", "--master", "db1", "--slave", "db9"});
+    EXPECT_NE(unknown.exit_code, 0);
+    EXPECT_NE(unknown.out.find("db9"), std::string::npos) << unknown.out;
+    EXPECT_EQ(cluster_.Nodes()["db1"]["desired"]["role"], "standalone");
+  }
+
+  // 2. Enable replication db1 -> db2.
+  CtlResult enable = cluster_.Ctl({"replication", "enable", "--master", "db1", "--slave", "db2"});
+  ASSERT_EQ(enable.exit_code, 0) << enable.out;
+  cluster_.Wait({"db1", "db2"});
+  EXPECT_TRUE(InRecovery(db2));
+  EXPECT_EQ(Count(db2, "t"), 200000);
+  // db2's previous data directory was moved aside, with its own table in it.
+  std::vector<std::string> aside = Glob(db2.data_dir() + ".tandem-old-*");
+  ASSERT_EQ(aside.size(), 1u);
+  EXPECT_TRUE(PathExists(aside[0] + "/PG_VERSION"));
+  EXPECT_NE(Count(db2, "own_db2"), 1) << "db2's data was replaced";
+  // A row written on db1 is readable on db2 within a second.
+  ASSERT_TRUE(db1.Exec("INSERT INTO t (v) VALUES ('after enable')").ok());
+  EXPECT_TRUE(HasRows(db2, "t", 200001, seconds(1)));
+  // db2 refuses writes.
+  absl::Status write = db2.Exec("INSERT INTO t (v) VALUES ('on the slave')");
+  EXPECT_FALSE(write.ok());
+  EXPECT_NE(write.message().find("read-only"), std::string::npos) << write;
+
+  // 3. Env files and hooks.
+  for (const std::string& id : {"db1", "db2"}) {
+    auto env = cluster_.Env(id);
+    EXPECT_EQ(env["POSTGRESQL_ADDRESS"], "127.0.0.1") << id;
+    EXPECT_EQ(env["POSTGRESQL_ADDRESS_INT"], "127.0.0.1") << id;
+    EXPECT_TRUE(env.count("POSTGRESQL_ADDRESS_EXT")) << id;
+    EXPECT_EQ(env["POSTGRESQL_PORT"], p1) << id;
+    EXPECT_EQ(env["POSTGRESQL_SLAVE_ADDRESSES"], absl::StrCat("127.0.0.1:", db2.port())) << id;
+    EXPECT_EQ(env["POSTGRESQL_SLAVE_ADDRESSES_INT"], absl::StrCat("127.0.0.1:", db2.port())) << id;
+  }
+  EXPECT_EQ(cluster_.Env("db1")["TANDEM_ROLE"], "master");
+  EXPECT_EQ(cluster_.Env("db2")["TANDEM_ROLE"], "slave");
+  EXPECT_EQ(cluster_.HookRuns("db1"), 2) << "standalone, then master";
+  EXPECT_EQ(cluster_.HookRuns("db2"), 2) << "standalone, then slave";
+
+  // 6. env, status, nodes -o json.
+  {
+    CtlResult env = cluster_.Ctl({"env", "db2"});
+    EXPECT_EQ(env.exit_code, 0);
+    EXPECT_NE(env.out.find("POSTGRESQL_ADDRESS=127.0.0.1"), std::string::npos) << env.out;
+    EXPECT_NE(env.out.find("TANDEM_ROLE=slave"), std::string::npos) << env.out;
+    CtlResult status = cluster_.Ctl({"status", "db2"});
+    EXPECT_EQ(status.exit_code, 0);
+    EXPECT_NE(status.out.find("slave"), std::string::npos) << status.out;
+    auto nodes = cluster_.Nodes();
+    EXPECT_EQ(nodes["db2"]["observed"]["role"], "slave");
+    EXPECT_TRUE(nodes["db2"]["observed"]["streaming"].get<bool>());
+    EXPECT_EQ(nodes["db2"]["upstream_id"], "db1");
+    EXPECT_EQ(nodes["db1"]["observed"]["role"], "master");
+  }
+
+  // 4. Add db3; kill -9 its agent in the middle of the bootstrap.
+  CtlResult add = cluster_.Ctl({"slave", "add", "db3", "--master", "db1"});
+  ASSERT_EQ(add.exit_code, 0) << add.out;
+  const std::string side_dir = db3.data_dir() + ".tandem-new";
+  const bool caught = PollUntil([&] { return PathExists(side_dir); }, seconds(60), milliseconds(2));
+  cluster_.KillAgent("db3");
+  cluster_.StartAgent("db3");
+  cluster_.Wait({"db1", "db3"});
+  EXPECT_TRUE(caught) << "the bootstrap's side directory never appeared";
+  EXPECT_TRUE(InRecovery(db3));
+  EXPECT_EQ(Count(db3, "t"), 200001);
+  EXPECT_FALSE(PathExists(side_dir));
+  EXPECT_EQ(Glob(db3.data_dir() + ".tandem-old-*").size(), 1u) << "db3's own data kept once";
+  ASSERT_TRUE(db1.Exec("INSERT INTO t (v) VALUES ('after add')").ok());
+  EXPECT_TRUE(HasRows(db3, "t", 200002, seconds(5)));
+  EXPECT_EQ(cluster_.Env("db1")["POSTGRESQL_SLAVE_ADDRESSES"],
+            absl::StrCat("127.0.0.1:", db2.port(), ",127.0.0.1:", db3.port()));
+
+  // The controller is killed and restarted: agents hold their roles while it
+  // is away, and it comes back with the same desired states.
+  auto before = cluster_.Nodes();
+  cluster_.KillController();
+  ASSERT_TRUE(db1.Exec("INSERT INTO t (v) VALUES ('controller away')").ok());
+  EXPECT_TRUE(HasRows(db2, "t", 200003, seconds(5)));
+  EXPECT_TRUE(InRecovery(db2));
+  cluster_.StartController();
+  auto after = cluster_.Nodes();
+  for (const std::string& id : {"db1", "db2", "db3"}) {
+    EXPECT_EQ(after[id]["desired"]["generation"], before[id]["desired"]["generation"]) << id;
+    EXPECT_EQ(after[id]["desired"]["role"], before[id]["desired"]["role"]) << id;
+  }
+  cluster_.Wait({"db1", "db2", "db3"});
+
+  // Remove db3: standalone and writable again, its slot gone from db1.
+  CtlResult remove = cluster_.Ctl({"slave", "remove", "db3"});
+  ASSERT_EQ(remove.exit_code, 0) << remove.out;
+  cluster_.Wait({"db1", "db3"});
+  EXPECT_FALSE(InRecovery(db3));
+  EXPECT_TRUE(db3.Exec("INSERT INTO t (v) VALUES ('db3 on its own')").ok());
+  EXPECT_EQ(*db1.Value("SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE '%db3%'"), "0");
+  EXPECT_EQ(cluster_.Env("db3")["TANDEM_ROLE"], "standalone");
+  EXPECT_EQ(cluster_.Env("db3")["POSTGRESQL_PORT"], std::to_string(db3.port()));
+  EXPECT_EQ(cluster_.Env("db1")["POSTGRESQL_SLAVE_ADDRESSES"], absl::StrCat("127.0.0.1:", db2.port()));
+
+  // 5. Disable replication: every member standalone and writable, data kept,
+  // no slot left on db1.
+  CtlResult disable = cluster_.Ctl({"replication", "disable", "--master", "db1"});
+  ASSERT_EQ(disable.exit_code, 0) << disable.out;
+  cluster_.Wait({"db1", "db2"});
+  EXPECT_FALSE(InRecovery(db2));
+  EXPECT_EQ(Count(db2, "t"), 200003);
+  EXPECT_TRUE(db2.Exec("INSERT INTO t (v) VALUES ('db2 on its own')").ok());
+  EXPECT_TRUE(db1.Exec("INSERT INTO t (v) VALUES ('db1 on its own')").ok());
+  EXPECT_EQ(*db1.Value("SELECT count(*) FROM pg_replication_slots"), "0");
+  EXPECT_EQ(Count(db1, "t"), 200004) << "nothing lost on the master";
+  for (const std::string& id : {"db1", "db2"}) {
+    auto env = cluster_.Env(id);
+    EXPECT_EQ(env["TANDEM_ROLE"], "standalone") << id;
+    EXPECT_EQ(env["POSTGRESQL_SLAVE_ADDRESSES"], "") << id;
+  }
+  EXPECT_EQ(cluster_.Env("db2")["POSTGRESQL_PORT"], std::to_string(db2.port()));
+  for (const auto& [id, n] : cluster_.Nodes()) {
+    EXPECT_EQ(n["observed"]["role"], "standalone") << id;
+  }
+}
+
+}  // namespace
+}  // namespace tandem::testing
