@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 
@@ -23,11 +24,21 @@ namespace {
 constexpr size_t kMaxCapture = 64 * 1024;
 
 std::vector<std::string> BuildArgv(const std::vector<std::string>& argv, const RunOptions& options) {
-  if (options.run_as.empty() || ::geteuid() != 0) return argv;
-  absl::StatusOr<UserIds> ids = LookupUser(options.run_as);
-  if (ids.ok() && ids->uid == ::geteuid()) return argv;
-  std::vector<std::string> out = {"setpriv", "--reuid=" + options.run_as,
-                                  "--regid=" + options.run_as, "--init-groups", "--"};
+  std::vector<std::string> out;
+  bool switch_user = !options.run_as.empty() && ::geteuid() == 0;
+  if (switch_user) {
+    absl::StatusOr<UserIds> ids = LookupUser(options.run_as);
+    switch_user = !(ids.ok() && ids->uid == ::geteuid());
+  }
+  if (switch_user || options.kill_with_parent) {
+    out.push_back("setpriv");
+    if (switch_user) {
+      out.insert(out.end(), {"--reuid=" + options.run_as, "--regid=" + options.run_as,
+                             "--init-groups"});
+    }
+    if (options.kill_with_parent) out.insert(out.end(), {"--pdeathsig", "KILL"});
+    out.push_back("--");
+  }
   out.insert(out.end(), argv.begin(), argv.end());
   return out;
 }
@@ -47,6 +58,22 @@ std::vector<std::string> BuildEnv(const RunOptions& options) {
   std::vector<std::string> out;
   for (const auto& [k, v] : env) out.push_back(k + "=" + v);
   return out;
+}
+
+// Whether `program` can be executed: a path, or a name found in PATH.
+bool Executable(const std::string& program) {
+  if (program.find('/') != std::string::npos) return ::access(program.c_str(), X_OK) == 0;
+  const char* path = std::getenv("PATH");
+  std::string dirs = path != nullptr ? path : "/usr/bin:/bin";
+  size_t start = 0;
+  while (start <= dirs.size()) {
+    size_t end = dirs.find(':', start);
+    if (end == std::string::npos) end = dirs.size();
+    std::string candidate = dirs.substr(start, end - start) + "/" + program;
+    if (::access(candidate.c_str(), X_OK) == 0) return true;
+    start = end + 1;
+  }
+  return false;
 }
 
 std::vector<char*> CStrings(std::vector<std::string>& strings) {
@@ -71,6 +98,9 @@ std::string OutputTail(const std::string& output, size_t max_chars) {
 
 absl::StatusOr<RunResult> Run(const std::vector<std::string>& argv_in, const RunOptions& options) {
   if (argv_in.empty()) return absl::InvalidArgumentError("empty command");
+  if (!Executable(argv_in[0])) {
+    return absl::NotFoundError(absl::StrCat("cannot run ", argv_in[0], ": not found or not executable"));
+  }
   std::vector<std::string> argv = BuildArgv(argv_in, options);
   std::vector<std::string> envs = BuildEnv(options);
   std::vector<char*> c_argv = CStrings(argv);

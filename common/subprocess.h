@@ -24,6 +24,10 @@ struct RunOptions {
   // last 64 KiB), otherwise appended to this file.
   std::string output_file;
   std::string cwd;
+  // The tool gets SIGKILL when the calling thread dies (setpriv --pdeathsig),
+  // so that an agent killed mid-step leaves no tool writing behind it.
+  // Daemons the tool forks (pg_ctl's server) are not affected.
+  bool kill_with_parent = true;
   std::chrono::milliseconds timeout{std::chrono::minutes(10)};
 };
 

@@ -1,0 +1,1113 @@
+#include "engines/redis/redis_engine.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/files.h"
+#include "common/subprocess.h"
+#include "engines/redis/redis_client.h"
+
+namespace tandem {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using Info = std::map<std::string, std::string>;
+
+// CLIENT PAUSE takes milliseconds; about 24.8 days, re-issued by every
+// Observe and Start while the fence marker exists.
+constexpr int64_t kFencePauseMs = 2147483647;
+// Bound on one connection attempt or one quick command.
+constexpr std::chrono::milliseconds kQuickTimeout{5000};
+constexpr char kDefaultReplicationUser[] = "tandem_repl";
+
+// Arguments of the default start command that the engine sets itself.
+constexpr const char* kReservedServerArgs[] = {"port", "dir", "daemonize", "pidfile", "logfile"};
+
+std::string Annotate(const absl::Status& status, const std::string& context) {
+  return absl::StrCat(context, ": ", status.message());
+}
+
+absl::Status WithContext(const absl::Status& status, const std::string& context) {
+  if (status.ok()) return status;
+  return absl::Status(status.code(), Annotate(status, context));
+}
+
+std::string Get(const Info& info, const std::string& key) {
+  auto it = info.find(key);
+  return it == info.end() ? std::string() : it->second;
+}
+
+int64_t GetInt(const Info& info, const std::string& key, int64_t fallback) {
+  int64_t value = 0;
+  auto it = info.find(key);
+  if (it == info.end() || !absl::SimpleAtoi(it->second, &value)) return fallback;
+  return value;
+}
+
+// Sum of keys=N over the "dbN:keys=..,expires=.." lines of INFO keyspace.
+int64_t KeyCount(const Info& info) {
+  int64_t total = 0;
+  for (const auto& [key, value] : info) {
+    if (!absl::StartsWith(key, "db")) continue;
+    for (absl::string_view part : absl::StrSplit(value, ',')) {
+      int64_t n = 0;
+      if (absl::ConsumePrefix(&part, "keys=") && absl::SimpleAtoi(part, &n)) total += n;
+    }
+  }
+  return total;
+}
+
+// Tokenizes one line of a redis.conf: whitespace-separated words, double
+// quoted words with backslash escapes, single quoted words verbatim.
+std::vector<std::string> ConfigWords(absl::string_view line) {
+  std::vector<std::string> words;
+  size_t i = 0;
+  while (i < line.size()) {
+    while (i < line.size() && absl::ascii_isspace(static_cast<unsigned char>(line[i]))) ++i;
+    if (i >= line.size()) break;
+    std::string word;
+    if (line[i] == '"' || line[i] == '\'') {
+      char quote = line[i++];
+      while (i < line.size() && line[i] != quote) {
+        if (quote == '"' && line[i] == '\\' && i + 1 < line.size()) ++i;
+        word.push_back(line[i++]);
+      }
+      ++i;  // closing quote
+    } else {
+      while (i < line.size() && !absl::ascii_isspace(static_cast<unsigned char>(line[i]))) {
+        word.push_back(line[i++]);
+      }
+    }
+    words.push_back(std::move(word));
+  }
+  return words;
+}
+
+// The settings of a redis.conf that a stopped server is observed from; the
+// last occurrence wins, as in Redis.
+struct FileSettings {
+  std::string replicaof_host;
+  uint32_t replicaof_port = 0;
+  std::string dbfilename = "dump.rdb";
+  std::string appendfilename = "appendonly.aof";
+  std::string appenddirname = "appendonlydir";
+};
+
+FileSettings ParseConfigFile(const std::string& content) {
+  FileSettings out;
+  for (absl::string_view line : absl::StrSplit(content, '\n')) {
+    std::vector<std::string> words = ConfigWords(line);
+    if (words.empty() || words[0].front() == '#') continue;
+    std::string key = absl::AsciiStrToLower(words[0]);
+    if ((key == "replicaof" || key == "slaveof") && words.size() >= 3) {
+      uint32_t port = 0;
+      if (absl::AsciiStrToLower(words[1]) == "no" && absl::AsciiStrToLower(words[2]) == "one") {
+        out.replicaof_host.clear();
+        out.replicaof_port = 0;
+      } else if (absl::SimpleAtoi(words[2], &port)) {
+        out.replicaof_host = words[1];
+        out.replicaof_port = port;
+      }
+    } else if (key == "dbfilename" && words.size() >= 2) {
+      out.dbfilename = words[1];
+    } else if (key == "appendfilename" && words.size() >= 2) {
+      out.appendfilename = words[1];
+    } else if (key == "appenddirname" && words.size() >= 2) {
+      out.appenddirname = words[1];
+    }
+  }
+  return out;
+}
+
+bool NonEmptyDirectory(const std::string& path) {
+  std::error_code ec;
+  if (!fs::is_directory(path, ec)) return false;
+  return fs::directory_iterator(path, ec) != fs::directory_iterator();
+}
+
+std::string CanonicalPath(const std::string& path) {
+  std::error_code ec;
+  fs::path canonical = fs::weakly_canonical(path, ec);
+  if (ec) return fs::path(path).lexically_normal().string();
+  std::string out = canonical.string();
+  while (out.size() > 1 && out.back() == '/') out.pop_back();
+  return out;
+}
+
+std::string UtcStamp() {
+  std::time_t now = std::time(nullptr);
+  std::tm tm;
+  gmtime_r(&now, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tm);
+  return buf;
+}
+
+std::string FileTail(const std::string& path) {
+  absl::StatusOr<std::string> content = ReadFile(path);
+  if (!content.ok()) return "(no log)";
+  std::string tail = OutputTail(*content, 600);
+  return tail.empty() ? "(empty log)" : tail;
+}
+
+// Sleeps a little longer at each call, up to 100 ms.
+class Backoff {
+ public:
+  void Wait() {
+    std::this_thread::sleep_for(delay_);
+    delay_ = std::min(delay_ * 2, std::chrono::milliseconds(100));
+  }
+
+ private:
+  std::chrono::milliseconds delay_{10};
+};
+
+// The login a slave uses on its master.
+struct ReplicationLogin {
+  std::string masteruser;  // "" = the default user
+  std::string masterauth;  // "" = no password
+};
+
+class RedisEngine final : public Engine {
+ public:
+  explicit RedisEngine(EngineConfig config) : config_(std::move(config)) {
+    address_ = absl::StrCat(config_.host, ":", config_.port);
+    data_dir_ = CanonicalPath(config_.data_dir);
+    log_file_ = config_.log_file.empty() ? data_dir_ + "/redis.log" : config_.log_file;
+  }
+
+  EngineType type() const override { return EngineType::kRedis; }
+
+  absl::StatusOr<EngineFacts> Observe() override;
+  absl::Status Start() override;
+  absl::Status Stop() override;
+  absl::Status Fence() override;
+  absl::Status ServeSlaves(const std::vector<Peer>& slaves) override;
+  absl::StatusOr<std::string> Bootstrap(const Peer& self, const Peer& upstream,
+                                        const ProgressFn& progress) override;
+  absl::Status Follow(const Peer& self, const Peer& upstream) override;
+  absl::Status MakeWritable() override;
+  std::string DataParentDir() const override { return data_dir_; }
+
+ private:
+  std::chrono::milliseconds Timeout() const {
+    return std::chrono::seconds(config_.timeout_seconds);
+  }
+  std::chrono::milliseconds QuickTimeout() const { return std::min(kQuickTimeout, Timeout()); }
+  std::string DataPath(const std::string& name) const { return data_dir_ + "/" + name; }
+
+  absl::StatusOr<std::string> ReadSecret(const std::string& field, const std::string& path) const;
+  absl::StatusOr<std::unique_ptr<RedisClient>> ConnectLocal() const;
+  // The local server ready for commands: connected, logged in, PING answered
+  // and its dir checked. Unavailable while it is down or loading.
+  absl::StatusOr<std::unique_ptr<RedisClient>> ConnectReady() const;
+  // ConnectReady(), starting the server first when it is down.
+  absl::StatusOr<std::unique_ptr<RedisClient>> ConnectOrStart();
+  absl::Status CheckDir(RedisClient& client) const;
+  absl::Status RequireConfigFile(const Info& server_info) const;
+  absl::StatusOr<bool> IsListening() const;
+
+  absl::StatusOr<EngineFacts> FactsFromFiles() const;
+  absl::StatusOr<std::vector<std::string>> ReadServedSlaves() const;
+  bool Fenced() const { return PathExists(DataPath(kRedisFenceMarkerFile)); }
+  absl::Status ReassertFence(RedisClient& client, const Info& info) const;
+  absl::Status LiftFence(RedisClient& client) const;
+
+  absl::Status LaunchServer();
+  absl::Status PrepareDataDir() const;
+
+  absl::StatusOr<ReplicationLogin> ProbeUpstream(const Peer& upstream,
+                                                 std::string* upstream_run_id) const;
+  bool LoginMatches(RedisClient& client, const std::string& masterauth) const;
+  absl::Status ApplyReplicationSettings(RedisClient& client, const ReplicationLogin& login) const;
+  absl::Status SaveAside(RedisClient& client) const;
+  // CONFIG REWRITE of `config_file` (INFO server), then takes away the
+  // access of others that Redis grants the rewritten file (umask based): it
+  // holds masterauth and requirepass.
+  absl::Status ConfigRewrite(RedisClient& client, const std::string& config_file) const;
+  absl::Status WaitForSync(const Peer& upstream, const ProgressFn& progress) const;
+
+  EngineConfig config_;
+  std::string address_;
+  std::string data_dir_;
+  std::string log_file_;
+};
+
+absl::StatusOr<std::string> RedisEngine::ReadSecret(const std::string& field,
+                                                    const std::string& path) const {
+  if (path.empty()) return std::string();
+  absl::StatusOr<std::string> secret = ReadSecretFile(path);
+  if (!secret.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat(field, ": ", secret.status().message()));
+  }
+  return secret;
+}
+
+absl::StatusOr<std::unique_ptr<RedisClient>> RedisEngine::ConnectLocal() const {
+  absl::StatusOr<std::string> password = ReadSecret("engine.password_file", config_.password_file);
+  if (!password.ok()) return password.status();
+  return RedisClient::Connect(config_.host, config_.port, RedisLogin{config_.user, *password},
+                              QuickTimeout());
+}
+
+absl::StatusOr<std::unique_ptr<RedisClient>> RedisEngine::ConnectReady() const {
+  absl::StatusOr<std::unique_ptr<RedisClient>> client = ConnectLocal();
+  if (!client.ok()) return client.status();
+  absl::StatusOr<std::string> pong = (*client)->CommandText({"PING"});
+  if (!pong.ok()) return pong.status();
+  absl::Status dir = CheckDir(**client);
+  if (!dir.ok()) return dir;
+  return client;
+}
+
+absl::StatusOr<std::unique_ptr<RedisClient>> RedisEngine::ConnectOrStart() {
+  absl::StatusOr<std::unique_ptr<RedisClient>> client = ConnectReady();
+  if (client.ok() || !absl::IsUnavailable(client.status())) return client;
+  absl::Status started = Start();
+  if (!started.ok()) return started;
+  return ConnectReady();
+}
+
+absl::Status RedisEngine::CheckDir(RedisClient& client) const {
+  absl::StatusOr<std::string> dir = client.ConfigGet("dir");
+  if (!dir.ok()) return dir.status();
+  std::string server_dir = CanonicalPath(*dir);
+  if (server_dir != data_dir_) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "engine.data_dir is ", data_dir_, " but the redis server at ", address_, " uses dir ",
+        server_dir, " (CONFIG GET dir): the agent is pointed at another server"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RedisEngine::RequireConfigFile(const Info& server_info) const {
+  if (!Get(server_info, "config_file").empty()) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      "the redis server at ", address_,
+      " runs without a config file (INFO server config_file is empty): CONFIG REWRITE cannot "
+      "persist its role across a restart; start it with a config file"));
+}
+
+absl::StatusOr<bool> RedisEngine::IsListening() const {
+  absl::StatusOr<std::unique_ptr<RedisClient>> probe =
+      RedisClient::Connect(config_.host, config_.port, RedisLogin{}, QuickTimeout());
+  if (probe.ok()) return true;
+  if (absl::IsUnavailable(probe.status())) return false;
+  return probe.status();
+}
+
+absl::StatusOr<std::vector<std::string>> RedisEngine::ReadServedSlaves() const {
+  absl::StatusOr<std::string> content = ReadFile(DataPath(kRedisServedSlavesFile));
+  if (absl::IsNotFound(content.status())) return std::vector<std::string>();
+  if (!content.ok()) return content.status();
+  std::set<std::string> ids;
+  for (absl::string_view line : absl::StrSplit(*content, '\n')) {
+    line = absl::StripAsciiWhitespace(line);
+    if (!line.empty()) ids.insert(std::string(line));
+  }
+  return std::vector<std::string>(ids.begin(), ids.end());
+}
+
+absl::StatusOr<EngineFacts> RedisEngine::FactsFromFiles() const {
+  EngineFacts facts;
+  FileSettings settings;
+  absl::StatusOr<std::string> conf = ReadFile(DataPath(kRedisConfigFile));
+  if (conf.ok()) {
+    settings = ParseConfigFile(*conf);
+  } else if (!absl::IsNotFound(conf.status())) {
+    return WithContext(conf.status(), "while reading the redis config file");
+  }
+  if (!settings.replicaof_host.empty()) {
+    facts.is_slave = true;
+    facts.upstream = absl::StrCat(settings.replicaof_host, ":", settings.replicaof_port);
+  }
+  std::string rdb = DataPath(settings.dbfilename);
+  std::error_code ec;
+  bool rdb_exists = fs::is_regular_file(rdb, ec);
+  if (rdb_exists) facts.data_bytes = fs::file_size(rdb, ec);
+  facts.has_data = rdb_exists || NonEmptyDirectory(DataPath(settings.appenddirname)) ||
+                   fs::is_regular_file(DataPath(settings.appendfilename), ec);
+  absl::StatusOr<std::vector<std::string>> served = ReadServedSlaves();
+  if (!served.ok()) return served.status();
+  facts.served_slaves = *std::move(served);
+  return facts;
+}
+
+absl::Status RedisEngine::ReassertFence(RedisClient& client, const Info& info) const {
+  if (!Fenced() || Get(info, "role") != "master") return absl::OkStatus();
+  absl::StatusOr<RedisReply> paused =
+      client.Command({"CLIENT", "PAUSE", absl::StrCat(kFencePauseMs), "WRITE"});
+  return WithContext(paused.status(), "while re-issuing the write fence");
+}
+
+absl::Status RedisEngine::LiftFence(RedisClient& client) const {
+  absl::StatusOr<RedisReply> unpaused = client.Command({"CLIENT", "UNPAUSE"});
+  if (!unpaused.ok()) return WithContext(unpaused.status(), "while lifting the write fence");
+  std::error_code ec;
+  fs::remove(DataPath(kRedisFenceMarkerFile), ec);
+  if (ec) {
+    return absl::InternalError(absl::StrCat("removing the fence marker ",
+                                            DataPath(kRedisFenceMarkerFile), ": ", ec.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<EngineFacts> RedisEngine::Observe() {
+  absl::StatusOr<std::unique_ptr<RedisClient>> client = ConnectReady();
+  if (absl::IsUnavailable(client.status())) return FactsFromFiles();
+  if (!client.ok()) return WithContext(client.status(), "while observing redis");
+  RedisClient& c = **client;
+
+  absl::StatusOr<Info> info = c.Info({"server", "replication", "memory", "keyspace"});
+  if (!info.ok()) return WithContext(info.status(), "while observing redis");
+  absl::StatusOr<std::string> read_only = c.ConfigGet("replica-read-only");
+  if (!read_only.ok()) return WithContext(read_only.status(), "while observing redis");
+
+  EngineFacts facts;
+  facts.running = true;
+  facts.has_data = true;
+  const std::string role = Get(*info, "role");
+  facts.is_slave = role == "slave";
+  if (facts.is_slave) {
+    facts.upstream = absl::StrCat(Get(*info, "master_host"), ":", Get(*info, "master_port"));
+    facts.streaming = Get(*info, "master_link_status") == "up" &&
+                      GetInt(*info, "master_sync_in_progress", 1) == 0;
+    if (facts.streaming) {
+      facts.lag_bytes = 0;
+      facts.lag_seconds = static_cast<double>(GetInt(*info, "master_last_io_seconds_ago", -1));
+    }
+    // A replica with replica-read-only no does accept writes; say so.
+    facts.writable = absl::AsciiStrToLower(*read_only) == "no";
+  } else {
+    facts.writable = !Fenced();
+  }
+  facts.position = Get(*info, "master_repl_offset");
+  facts.data_bytes =
+      KeyCount(*info) > 0
+          ? static_cast<uint64_t>(std::max<int64_t>(0, GetInt(*info, "used_memory", 0)))
+          : 0;
+  absl::StatusOr<std::vector<std::string>> served = ReadServedSlaves();
+  if (!served.ok()) return WithContext(served.status(), "while observing redis");
+  facts.served_slaves = *std::move(served);
+
+  absl::Status fence = ReassertFence(c, *info);
+  if (!fence.ok()) return WithContext(fence, "while observing redis");
+  return facts;
+}
+
+absl::Status RedisEngine::PrepareDataDir() const {
+  std::optional<UserIds> owner;
+  if (!config_.os_user.empty() && ::geteuid() == 0) {
+    absl::StatusOr<UserIds> ids = LookupUser(config_.os_user);
+    if (!ids.ok()) return WithContext(ids.status(), "engine.os_user");
+    owner = *ids;
+  }
+  auto own = [&](const std::string& path) -> absl::Status {
+    if (!owner) return absl::OkStatus();
+    if (::chown(path.c_str(), owner->uid, owner->gid) != 0) {
+      return absl::InternalError(
+          absl::StrCat("chown ", path, " to ", config_.os_user, ": ", std::strerror(errno)));
+    }
+    return absl::OkStatus();
+  };
+  if (!PathExists(data_dir_)) {
+    absl::Status made = MakeDirs(data_dir_);
+    if (!made.ok()) return made;
+    ::chmod(data_dir_.c_str(), 0750);
+    absl::Status owned = own(data_dir_);
+    if (!owned.ok()) return owned;
+  }
+  // CONFIG REWRITE needs a config file; it will hold masterauth, hence 0600.
+  const std::string conf = DataPath(kRedisConfigFile);
+  if (!PathExists(conf)) {
+    absl::Status written = WriteFileAtomic(conf, "", 0600);
+    if (!written.ok()) return written;
+    absl::Status owned = own(conf);
+    if (!owned.ok()) return owned;
+  }
+  // redis-server opens its log as os_user: create it with that owner.
+  if (!PathExists(log_file_)) {
+    fs::path parent = fs::path(log_file_).parent_path();
+    if (!parent.empty() && !PathExists(parent.string())) {
+      absl::Status made = MakeDirs(parent.string());
+      if (!made.ok()) return made;
+    }
+    absl::Status written = WriteFileAtomic(log_file_, "", 0640);
+    if (!written.ok()) return written;
+    absl::Status owned = own(log_file_);
+    if (!owned.ok()) return owned;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RedisEngine::LaunchServer() {
+  RunOptions options;
+  options.run_as = config_.os_user;
+  options.timeout = Timeout();
+  absl::StatusOr<RunResult> result;
+  std::string what;
+  if (!config_.start_command.empty()) {
+    what = "engine.start_command";
+    // The command may daemonize a server: its output goes to a file, never a
+    // pipe the server would keep open. The engine creates no directory for a
+    // custom start.
+    options.output_file =
+        PathExists(fs::path(log_file_).parent_path().string()) ? log_file_ : "/dev/null";
+    result = RunShell(config_.start_command, options);
+  } else {
+    absl::Status prepared = PrepareDataDir();
+    if (!prepared.ok()) return WithContext(prepared, "while preparing " + data_dir_);
+    what = "redis-server";
+    std::string binary =
+        config_.bin_dir.empty() ? std::string("redis-server") : config_.bin_dir + "/redis-server";
+    std::vector<std::string> argv = {binary,        DataPath(kRedisConfigFile),
+                                     "--port",      absl::StrCat(config_.port),
+                                     "--dir",       data_dir_,
+                                     "--daemonize", "yes",
+                                     "--pidfile",   DataPath("redis.pid"),
+                                     "--logfile",   log_file_};
+    argv.insert(argv.end(), config_.server_args.begin(), config_.server_args.end());
+    // Under umask 077 (the shell only sets it and execs the server): the
+    // files Redis writes, config rewrites and RDB snapshots included, are
+    // private to os_user.
+    argv.insert(argv.begin(), {"/bin/sh", "-c", "umask 077 && exec \"$0\" \"$@\""});
+    options.output_file = log_file_;
+    result = Run(argv, options);
+  }
+  if (!result.ok()) return WithContext(result.status(), "while starting redis");
+  if (result->exit_code != 0) {
+    return absl::InternalError(absl::StrCat("while starting redis: ", what, " exited with ",
+                                            result->exit_code, "; end of ", log_file_, ": ",
+                                            FileTail(log_file_)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RedisEngine::Start() {
+  absl::StatusOr<std::unique_ptr<RedisClient>> client = ConnectReady();
+  bool launched = false;
+  if (!client.ok()) {
+    if (!absl::IsUnavailable(client.status())) {
+      return WithContext(client.status(), "while starting redis");
+    }
+    // Unavailable: down, or up and still loading its dataset.
+    absl::StatusOr<bool> listening = IsListening();
+    if (!listening.ok()) return WithContext(listening.status(), "while starting redis");
+    if (!*listening) {
+      absl::Status launch = LaunchServer();
+      if (!launch.ok()) return launch;
+      launched = true;
+    }
+    const auto deadline = Clock::now() + Timeout();
+    Backoff backoff;
+    for (;;) {
+      client = ConnectReady();
+      if (client.ok()) break;
+      if (!absl::IsUnavailable(client.status())) {
+        return WithContext(client.status(), "while starting redis");
+      }
+      if (Clock::now() >= deadline) {
+        return absl::UnavailableError(absl::StrCat(
+            "while starting redis: the server at ", address_, " did not answer within ",
+            config_.timeout_seconds, " s (", client.status().message(), ")",
+            launched ? absl::StrCat("; end of ", log_file_, ": ", FileTail(log_file_)) : ""));
+      }
+      backoff.Wait();
+    }
+  }
+  absl::StatusOr<Info> info = (*client)->Info({"replication"});
+  if (!info.ok()) return WithContext(info.status(), "while starting redis");
+  return WithContext(ReassertFence(**client, *info), "while starting redis");
+}
+
+absl::Status RedisEngine::Stop() {
+  absl::StatusOr<std::unique_ptr<RedisClient>> client = ConnectReady();
+  if (!client.ok()) {
+    if (!absl::IsUnavailable(client.status())) {
+      return WithContext(client.status(), "while stopping redis");
+    }
+    absl::StatusOr<bool> listening = IsListening();
+    if (!listening.ok()) return WithContext(listening.status(), "while stopping redis");
+    if (!*listening) return absl::OkStatus();
+    if (config_.stop_command.empty()) {
+      // Loading its dataset: SHUTDOWN is accepted then too, but the dir
+      // cannot be checked; do not stop a server we cannot identify.
+      return absl::UnavailableError(absl::StrCat("while stopping redis: the server at ", address_,
+                                                 " is not ready (", client.status().message(),
+                                                 ")"));
+    }
+  }
+
+  if (!config_.stop_command.empty()) {
+    RunOptions options;
+    options.run_as = config_.os_user;
+    options.timeout = Timeout();
+    options.output_file = log_file_;
+    absl::StatusOr<RunResult> result = RunShell(config_.stop_command, options);
+    if (!result.ok()) return WithContext(result.status(), "while stopping redis");
+    if (result->exit_code != 0) {
+      return absl::InternalError(
+          absl::StrCat("while stopping redis: engine.stop_command exited with ", result->exit_code,
+                       "; end of ", log_file_, ": ", FileTail(log_file_)));
+    }
+  } else {
+    RedisClient& c = **client;
+    absl::StatusOr<std::string> save = c.ConfigGet("save");
+    if (!save.ok()) return WithContext(save.status(), "while stopping redis");
+    absl::StatusOr<std::string> dbfilename = c.ConfigGet("dbfilename");
+    if (!dbfilename.ok()) return WithContext(dbfilename.status(), "while stopping redis");
+    bool keep = !absl::StripAsciiWhitespace(*save).empty() || PathExists(DataPath(*dbfilename));
+    std::vector<std::string> shutdown = {"SHUTDOWN"};
+    if (keep) shutdown.push_back("SAVE");
+    c.SetTimeout(Timeout());
+    const auto deadline = Clock::now() + Timeout();
+    for (Backoff backoff;; backoff.Wait()) {
+      absl::StatusOr<RedisReply> reply = c.Raw(shutdown);
+      // Success closes the connection (Unavailable here); a reply is a refusal.
+      if (!reply.ok()) break;
+      // Redis refuses to exit while it writes the initial AOF (appendonly
+      // just turned on): that ends by itself.
+      absl::StatusOr<Info> persistence = c.Info({"persistence"});
+      const bool aof_rewrite =
+          persistence.ok() && (GetInt(*persistence, "aof_rewrite_in_progress", 0) != 0 ||
+                               GetInt(*persistence, "aof_rewrite_scheduled", 0) != 0);
+      if (!aof_rewrite || Clock::now() >= deadline) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("while stopping redis: the server at ", address_, " refused ",
+                         absl::StrJoin(shutdown, " "), ": ", reply->str, " (see ", log_file_, ")"));
+      }
+    }
+  }
+
+  const auto deadline = Clock::now() + Timeout();
+  Backoff backoff;
+  for (;;) {
+    absl::StatusOr<bool> listening = IsListening();
+    if (!listening.ok()) return WithContext(listening.status(), "while stopping redis");
+    if (!*listening) return absl::OkStatus();
+    if (Clock::now() >= deadline) {
+      return absl::UnavailableError(absl::StrCat("while stopping redis: the server at ", address_,
+                                                 " still accepts connections after ",
+                                                 config_.timeout_seconds, " s"));
+    }
+    backoff.Wait();
+  }
+}
+
+absl::Status RedisEngine::Fence() {
+  absl::StatusOr<std::unique_ptr<RedisClient>> client = ConnectReady();
+  if (!client.ok() && !absl::IsUnavailable(client.status())) {
+    return WithContext(client.status(), "while fencing redis");
+  }
+  if (client.ok()) {
+    absl::StatusOr<Info> info = (*client)->Info({"replication"});
+    if (!info.ok()) return WithContext(info.status(), "while fencing redis");
+    if (Get(*info, "role") == "slave") {
+      return WithContext((*client)->ConfigSet("replica-read-only", "yes"), "while fencing redis");
+    }
+  }
+  // The marker first: if the pause below is lost (crash, restart), Observe
+  // and Start re-issue it. A stopped server is fenced as soon as it starts.
+  if (!Fenced()) {
+    absl::Status marked =
+        WriteFileAtomic(DataPath(kRedisFenceMarkerFile), "CLIENT PAUSE WRITE\n", 0644);
+    if (!marked.ok()) return WithContext(marked, "while fencing redis");
+  }
+  if (!client.ok()) return absl::OkStatus();
+  absl::StatusOr<RedisReply> paused =
+      (*client)->Command({"CLIENT", "PAUSE", absl::StrCat(kFencePauseMs), "WRITE"});
+  return WithContext(paused.status(), "while fencing redis");
+}
+
+absl::Status RedisEngine::ServeSlaves(const std::vector<Peer>& slaves) {
+  std::set<std::string> ids;
+  for (const Peer& slave : slaves) {
+    if (slave.id.empty() || std::any_of(slave.id.begin(), slave.id.end(), [](char ch) {
+          return absl::ascii_isspace(static_cast<unsigned char>(ch));
+        })) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("while setting up slaves: invalid slave id \"", slave.id, "\""));
+    }
+    ids.insert(slave.id);
+  }
+  if (!ids.empty()) {
+    absl::StatusOr<std::unique_ptr<RedisClient>> client = ConnectReady();
+    if (!client.ok()) return WithContext(client.status(), "while setting up slaves");
+    absl::StatusOr<std::string> save = (*client)->ConfigGet("save");
+    if (!save.ok()) return WithContext(save.status(), "while setting up slaves");
+    absl::StatusOr<std::string> aof = (*client)->ConfigGet("appendonly");
+    if (!aof.ok()) return WithContext(aof.status(), "while setting up slaves");
+    if (absl::StripAsciiWhitespace(*save).empty() && absl::AsciiStrToLower(*aof) == "no") {
+      return absl::FailedPreconditionError(
+          "master has persistence disabled (save \"\" and appendonly no): a restart would "
+          "replicate an empty dataset to every slave; enable RDB or AOF persistence");
+    }
+  }
+  std::string content;
+  for (const std::string& id : ids) absl::StrAppend(&content, id, "\n");
+  const std::string path = DataPath(kRedisServedSlavesFile);
+  absl::StatusOr<std::string> current = ReadFile(path);
+  if (current.ok() && *current == content) return absl::OkStatus();
+  return WithContext(WriteFileAtomic(path, content, 0644), "while recording the served slaves");
+}
+
+absl::StatusOr<ReplicationLogin> RedisEngine::ProbeUpstream(const Peer& upstream,
+                                                            std::string* upstream_run_id) const {
+  const std::string who =
+      absl::StrCat("upstream ", upstream.id, " (", upstream.host, ":", upstream.port, ")");
+  absl::StatusOr<std::string> password =
+      ReadSecret("engine.replication_password_file", config_.replication_password_file);
+  if (!password.ok()) return password.status();
+
+  const std::string& user = config_.replication_user;
+  std::vector<ReplicationLogin> candidates;
+  if (password->empty()) {
+    candidates.push_back({"", ""});
+  } else if (user.empty() || user == "default") {
+    candidates.push_back({"", *password});
+  } else if (user == kDefaultReplicationUser) {
+    // The default name: the ACL user when the master has it, else requirepass.
+    candidates.push_back({user, *password});
+    candidates.push_back({"", *password});
+  } else {
+    candidates.push_back({user, *password});
+  }
+
+  absl::Status last;
+  for (const ReplicationLogin& login : candidates) {
+    absl::StatusOr<std::unique_ptr<RedisClient>> client =
+        RedisClient::Connect(upstream.host, upstream.port,
+                             RedisLogin{login.masteruser, login.masterauth}, QuickTimeout());
+    if (!client.ok()) {
+      last = client.status();
+      if (absl::IsFailedPrecondition(last)) continue;  // refused login: next candidate
+      break;
+    }
+    absl::StatusOr<std::string> pong = (*client)->CommandText({"PING"});
+    if (!pong.ok()) {
+      last = pong.status();
+      if (absl::StrContains(last.message(), "NOAUTH")) {
+        last = absl::FailedPreconditionError(absl::StrCat(last.message(),
+                                                          "; the upstream requires a password: set "
+                                                          "engine.replication_password_file"));
+      }
+      break;
+    }
+    absl::StatusOr<Info> info = (*client)->Info({"server", "replication"});
+    if (!info.ok() && absl::StrContains(info.status().message(), "NOPERM")) {
+      // A replication-only ACL user (+psync +replconf +ping) may not run
+      // INFO: its role and identity then go unchecked.
+      return login;
+    }
+    if (!info.ok()) {
+      last = info.status();
+      break;
+    }
+    if (Get(*info, "role") != "master") {
+      return absl::UnavailableError(absl::StrCat(
+          "while checking ", who, ": it is not a master (role:", Get(*info, "role"), ")"));
+    }
+    if (upstream_run_id != nullptr) *upstream_run_id = Get(*info, "run_id");
+    return login;
+  }
+  return absl::Status(last.code(), absl::StrCat("while checking ", who, ": ", last.message()));
+}
+
+bool RedisEngine::LoginMatches(RedisClient& client, const std::string& masterauth) const {
+  absl::StatusOr<std::string> auth = client.ConfigGet("masterauth");
+  absl::StatusOr<std::string> user = client.ConfigGet("masteruser");
+  if (!auth.ok() || !user.ok() || *auth != masterauth) return false;
+  if (masterauth.empty()) return true;
+  const std::string& wanted = config_.replication_user;
+  if (wanted.empty() || wanted == "default") return user->empty() || *user == "default";
+  if (wanted == kDefaultReplicationUser) return user->empty() || *user == wanted;
+  return *user == wanted;
+}
+
+absl::Status RedisEngine::ApplyReplicationSettings(RedisClient& client,
+                                                   const ReplicationLogin& login) const {
+  absl::Status st = client.ConfigSet("replica-read-only", "yes");
+  if (st.ok()) st = client.ConfigSet("masteruser", login.masteruser);
+  if (st.ok()) st = client.ConfigSet("masterauth", login.masterauth);
+  return st;
+}
+
+absl::Status RedisEngine::ConfigRewrite(RedisClient& client, const std::string& config_file) const {
+  absl::StatusOr<RedisReply> reply = client.Command({"CONFIG", "REWRITE"});
+  if (!reply.ok()) return WithContext(reply.status(), "while persisting the role (CONFIG REWRITE)");
+  struct stat sb;
+  if (::stat(config_file.c_str(), &sb) != 0) {
+    return absl::InternalError(
+        absl::StrCat("after CONFIG REWRITE: stat ", config_file, ": ", std::strerror(errno)));
+  }
+  if ((sb.st_mode & 0007) != 0 && ::chmod(config_file.c_str(), sb.st_mode & 0770) != 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "after CONFIG REWRITE, ", config_file,
+        " (it holds the replication password) is readable by others and chmod o-rwx failed: ",
+        std::strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RedisEngine::SaveAside(RedisClient& client) const {
+  absl::StatusOr<Info> keyspace = client.Info({"keyspace"});
+  if (!keyspace.ok()) return keyspace.status();
+  if (KeyCount(*keyspace) == 0) return absl::OkStatus();  // nothing to keep
+
+  const auto deadline = Clock::now() + Timeout();
+  Backoff backoff;
+  int64_t saves_before = -1;
+  for (;;) {
+    absl::StatusOr<Info> persistence = client.Info({"persistence"});
+    if (!persistence.ok()) return persistence.status();
+    saves_before = GetInt(*persistence, "rdb_saves", -1);
+    if (saves_before < 0) {
+      return absl::InternalError("INFO persistence has no rdb_saves (Redis 7.0 or later needed)");
+    }
+    absl::StatusOr<RedisReply> reply = client.Raw({"BGSAVE", "SCHEDULE"});
+    if (!reply.ok()) return reply.status();
+    if (!reply->is_error()) break;
+    if (!absl::StrContains(reply->str, "in progress")) {
+      return RedisErrorStatus(client.address(), "BGSAVE", reply->str);
+    }
+    // Another save runs: ours must start after it, to hold the current data.
+    if (Clock::now() >= deadline) {
+      return absl::UnavailableError("a background save already in progress did not finish");
+    }
+    backoff.Wait();
+  }
+  // rdb_saves counts forks: ours has started once it grew, and is done when
+  // no save is in progress any more.
+  for (Backoff wait;; wait.Wait()) {
+    absl::StatusOr<Info> persistence = client.Info({"persistence"});
+    if (!persistence.ok()) return persistence.status();
+    if (GetInt(*persistence, "rdb_saves", -1) > saves_before &&
+        GetInt(*persistence, "rdb_bgsave_in_progress", 1) == 0) {
+      if (Get(*persistence, "rdb_last_bgsave_status") == "ok") break;
+      return absl::FailedPreconditionError(
+          "BGSAVE failed (rdb_last_bgsave_status:err, see the redis log): the current dataset "
+          "could not be saved aside, so it is not replaced");
+    }
+    if (Clock::now() >= deadline) {
+      return absl::UnavailableError(
+          absl::StrCat("BGSAVE did not finish within ", config_.timeout_seconds, " s"));
+    }
+  }
+
+  absl::StatusOr<std::string> dbfilename = client.ConfigGet("dbfilename");
+  if (!dbfilename.ok()) return dbfilename.status();
+  const std::string source = DataPath(*dbfilename);
+  const std::string stem = DataPath(absl::StrCat(kRedisOldDataPrefix, UtcStamp()));
+  std::string target = stem + ".rdb";
+  for (int n = 2; PathExists(target); ++n) target = absl::StrCat(stem, "-", n, ".rdb");
+  // Redis replaces its RDB by rename, never in place: a hard link keeps this
+  // snapshot whatever the server writes next, and costs no space.
+  if (::link(source.c_str(), target.c_str()) != 0) {
+    std::error_code ec;
+    fs::copy_file(source, target, fs::copy_options::none, ec);
+    if (ec) {
+      return absl::InternalError(
+          absl::StrCat("copying ", source, " to ", target, ": ", ec.message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RedisEngine::WaitForSync(const Peer& upstream, const ProgressFn& progress) const {
+  const auto deadline = Clock::now() + Timeout();
+  const std::string master_port = absl::StrCat(upstream.port);
+  int64_t last_read = -1;
+  int64_t last_total = -1;
+  std::string state = "not connected";
+  std::unique_ptr<RedisClient> client;
+  for (Backoff backoff;; backoff.Wait()) {
+    if (client == nullptr) {
+      absl::StatusOr<std::unique_ptr<RedisClient>> connected = ConnectLocal();
+      if (!connected.ok() && !absl::IsUnavailable(connected.status())) return connected.status();
+      if (connected.ok()) client = *std::move(connected);
+    }
+    if (client != nullptr) {
+      absl::StatusOr<Info> info = client->Info({"replication"});
+      if (!info.ok() && !absl::IsUnavailable(info.status())) return info.status();
+      if (!info.ok()) {
+        client.reset();
+      } else {
+        if (Get(*info, "role") != "slave" || Get(*info, "master_host") != upstream.host ||
+            Get(*info, "master_port") != master_port) {
+          return absl::FailedPreconditionError(
+              absl::StrCat("the server stopped replicating from ", upstream.host, ":",
+                           upstream.port, " while it synchronised (someone changed REPLICAOF)"));
+        }
+        bool syncing = GetInt(*info, "master_sync_in_progress", 0) != 0;
+        std::string link = Get(*info, "master_link_status");
+        if (link == "up" && !syncing) break;
+        if (syncing) {
+          int64_t total = GetInt(*info, "master_sync_total_bytes", -1);
+          int64_t read = GetInt(*info, "master_sync_read_bytes", 0);
+          if (progress && (read != last_read || total != last_total)) {
+            progress(static_cast<uint64_t>(std::max<int64_t>(0, read)),
+                     static_cast<uint64_t>(std::max<int64_t>(0, total)));
+          }
+          last_read = read;
+          last_total = total;
+          state = absl::StrCat("transfer in progress, ", read, " of ",
+                               total < 0 ? std::string("unknown") : absl::StrCat(total), " bytes");
+        } else {
+          state = absl::StrCat("master_link_status:", link);
+        }
+      }
+    }
+    if (Clock::now() >= deadline) {
+      return absl::UnavailableError(absl::StrCat("not in sync with upstream ", upstream.id, " (",
+                                                 upstream.host, ":", upstream.port, ") after ",
+                                                 config_.timeout_seconds, " s: ", state));
+    }
+  }
+  if (progress && last_read >= 0) {
+    uint64_t done = static_cast<uint64_t>(std::max(last_read, last_total));
+    progress(done, done);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidatePeer(const Peer& upstream) {
+  if (upstream.host.empty() || upstream.port == 0 || upstream.port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("upstream ", upstream.id,
+                                                   " has no valid address (host \"", upstream.host,
+                                                   "\", port ", upstream.port, ")"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> RedisEngine::Bootstrap(const Peer& self, const Peer& upstream,
+                                                   const ProgressFn& progress) {
+  (void)self;  // a Redis master needs no per-slave identity
+  const std::string context = absl::StrCat("while bootstrapping from ", upstream.id);
+  absl::Status valid = ValidatePeer(upstream);
+  if (!valid.ok()) return WithContext(valid, context);
+
+  // Before anything changes: the upstream must answer our replication login.
+  std::string upstream_run_id;
+  absl::StatusOr<ReplicationLogin> login = ProbeUpstream(upstream, &upstream_run_id);
+  if (!login.ok()) return WithContext(login.status(), context);
+
+  absl::StatusOr<std::unique_ptr<RedisClient>> client = ConnectOrStart();
+  if (!client.ok()) return WithContext(client.status(), context);
+  RedisClient& c = **client;
+  absl::StatusOr<Info> info = c.Info({"server", "replication"});
+  if (!info.ok()) return WithContext(info.status(), context);
+  absl::Status has_config = RequireConfigFile(*info);
+  if (!has_config.ok()) return WithContext(has_config, context);
+  if (Get(*info, "run_id") == upstream_run_id) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(context, ": ", upstream.host, ":", upstream.port, " is this server"));
+  }
+
+  const bool follows_upstream = Get(*info, "role") == "slave" &&
+                                Get(*info, "master_host") == upstream.host &&
+                                Get(*info, "master_port") == absl::StrCat(upstream.port);
+  const bool streaming = follows_upstream && Get(*info, "master_link_status") == "up" &&
+                         GetInt(*info, "master_sync_in_progress", 1) == 0;
+  absl::Status st;
+  if (follows_upstream && !streaming) {
+    // A previous Bootstrap set this up and the sync has not finished:
+    // restarting it would only delay it. Refresh the login and wait.
+    st = ApplyReplicationSettings(c, *login);
+  } else {
+    st = SaveAside(c);
+    if (!st.ok()) return WithContext(st, context + ": while keeping the current dataset");
+    st = ApplyReplicationSettings(c, *login);
+    const std::vector<std::string> replicaof = {"REPLICAOF", upstream.host,
+                                                absl::StrCat(upstream.port)};
+    if (st.ok() && streaming) {
+      // A resync: force a full copy. REPLICAOF NO ONE gives this node a new
+      // replication id, unknown to the master, so the next PSYNC cannot
+      // continue. The pause keeps it from taking writes in between.
+      const std::string pause_ms = absl::StrCat(Timeout().count());
+      st = c.Command({"CLIENT", "PAUSE", pause_ms, "WRITE"}).status();
+      if (st.ok()) st = c.Command({"REPLICAOF", "NO", "ONE"}).status();
+      if (st.ok()) st = c.Command(replicaof).status();
+    } else if (st.ok()) {
+      st = c.Command(replicaof).status();
+    }
+  }
+  // Persist the role now: a restart mid-sync must come back as a replica,
+  // not as a writable master holding the old data.
+  if (st.ok()) st = ConfigRewrite(c, Get(*info, "config_file"));
+  // Now a read-only replica: the write pause is no longer the fence.
+  if (st.ok()) st = LiftFence(c);
+  if (!st.ok()) return WithContext(st, context);
+
+  st = WaitForSync(upstream, progress);
+  if (!st.ok()) return WithContext(st, context);
+  return std::string();
+}
+
+absl::Status RedisEngine::Follow(const Peer& self, const Peer& upstream) {
+  (void)self;
+  const std::string context = absl::StrCat("while following ", upstream.id);
+  absl::Status valid = ValidatePeer(upstream);
+  if (!valid.ok()) return WithContext(valid, context);
+  absl::StatusOr<std::string> password =
+      ReadSecret("engine.replication_password_file", config_.replication_password_file);
+  if (!password.ok()) return WithContext(password.status(), context);
+
+  absl::StatusOr<std::unique_ptr<RedisClient>> client = ConnectOrStart();
+  if (!client.ok()) return WithContext(client.status(), context);
+  RedisClient& c = **client;
+  absl::StatusOr<Info> info = c.Info({"server", "replication", "keyspace"});
+  if (!info.ok()) return WithContext(info.status(), context);
+  absl::Status has_config = RequireConfigFile(*info);
+  if (!has_config.ok()) return WithContext(has_config, context);
+
+  const std::string role = Get(*info, "role");
+  const bool follows_upstream = role == "slave" && Get(*info, "master_host") == upstream.host &&
+                                Get(*info, "master_port") == absl::StrCat(upstream.port);
+  absl::StatusOr<std::string> read_only = c.ConfigGet("replica-read-only");
+  if (!read_only.ok()) return WithContext(read_only.status(), context);
+  const bool configured = follows_upstream && *read_only == "yes" && LoginMatches(c, *password);
+
+  absl::Status st;
+  if (!configured) {
+    std::string upstream_run_id;
+    absl::StatusOr<ReplicationLogin> login = ProbeUpstream(upstream, &upstream_run_id);
+    if (!login.ok()) return WithContext(login.status(), context);
+    if (Get(*info, "run_id") == upstream_run_id) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(context, ": ", upstream.host, ":", upstream.port, " is this server"));
+    }
+    if (role == "master") {
+      // Leaving the master role: a full resync would replace this data.
+      st = SaveAside(c);
+      if (!st.ok()) return WithContext(st, context + ": while keeping the current dataset");
+    }
+    st = ApplyReplicationSettings(c, *login);
+    if (st.ok() && !follows_upstream) {
+      st = c.Command({"REPLICAOF", upstream.host, absl::StrCat(upstream.port)}).status();
+    }
+  }
+  // Always rewritten: a crash between REPLICAOF and CONFIG REWRITE must not
+  // leave a config that restarts the node as a master.
+  if (st.ok()) st = ConfigRewrite(c, Get(*info, "config_file"));
+  if (st.ok() && (Fenced() || !configured)) st = LiftFence(c);
+  return WithContext(st, context);
+}
+
+absl::Status RedisEngine::MakeWritable() {
+  const std::string context = "while making redis writable";
+  absl::StatusOr<std::unique_ptr<RedisClient>> client = ConnectOrStart();
+  if (!client.ok()) return WithContext(client.status(), context);
+  RedisClient& c = **client;
+  absl::StatusOr<Info> info = c.Info({"server", "replication"});
+  if (!info.ok()) return WithContext(info.status(), context);
+  absl::Status st = RequireConfigFile(*info);
+  if (st.ok() && Get(*info, "role") == "slave") st = c.Command({"REPLICAOF", "NO", "ONE"}).status();
+  if (st.ok()) st = LiftFence(c);
+  // Always rewritten, so that a crash before it cannot leave a replicaof
+  // line that would turn the node back into a slave at its next restart.
+  if (st.ok()) st = ConfigRewrite(c, Get(*info, "config_file"));
+  return WithContext(st, context);
+}
+
+// --- configuration -------------------------------------------------------
+
+absl::Status ValidateConfig(const EngineConfig& config) {
+  auto invalid = [](const std::string& field, const std::string& why) {
+    return absl::InvalidArgumentError(absl::StrCat("engine.", field, ": ", why));
+  };
+  if (config.type != EngineType::kRedis) {
+    return invalid("type", absl::StrCat("must be redis for the Redis engine (got \"",
+                                        std::string(EngineName(config.type)), "\")"));
+  }
+  if (config.host.empty()) return invalid("host", "must not be empty");
+  if (config.port == 0 || config.port > 65535) {
+    return invalid("port", absl::StrCat("must be 1..65535 (got ", config.port, ")"));
+  }
+  if (config.data_dir.empty()) return invalid("data_dir", "must be set (the server's dir)");
+  if (config.data_dir.front() != '/') {
+    return invalid("data_dir",
+                   absl::StrCat("must be an absolute path (got ", config.data_dir, ")"));
+  }
+  if (!config.log_file.empty() && config.log_file.front() != '/') {
+    return invalid("log_file",
+                   absl::StrCat("must be an absolute path (got ", config.log_file, ")"));
+  }
+  if (config.timeout_seconds <= 0) {
+    return invalid("timeout_seconds", absl::StrCat("must be a positive number of seconds (got ",
+                                                   config.timeout_seconds, ")"));
+  }
+  if (!config.user.empty() && config.user != "default" && config.password_file.empty()) {
+    return invalid("password_file", absl::StrCat("must be set when engine.user names an ACL user (",
+                                                 config.user, ")"));
+  }
+  const std::string& repl_user = config.replication_user;
+  if (!repl_user.empty() && repl_user != "default" && repl_user != kDefaultReplicationUser &&
+      config.replication_password_file.empty()) {
+    return invalid("replication_password_file",
+                   absl::StrCat("must be set when engine.replication_user names an ACL user (",
+                                repl_user, ")"));
+  }
+  for (const auto& [field, path] :
+       {std::pair<std::string, std::string>{"password_file", config.password_file},
+        {"replication_password_file", config.replication_password_file}}) {
+    if (path.empty()) continue;
+    absl::StatusOr<std::string> secret = ReadSecretFile(path);
+    if (!secret.ok()) return invalid(field, std::string(secret.status().message()));
+  }
+  if (!config.os_user.empty()) {
+    absl::StatusOr<UserIds> ids = LookupUser(config.os_user);
+    if (!ids.ok()) return invalid("os_user", absl::StrCat("no such user ", config.os_user));
+  }
+  if (config.start_command.empty()) {
+    if (!config.bin_dir.empty() &&
+        ::access((config.bin_dir + "/redis-server").c_str(), X_OK) != 0) {
+      return invalid("bin_dir", absl::StrCat("no executable redis-server in ", config.bin_dir));
+    }
+    for (const std::string& arg : config.server_args) {
+      absl::string_view name = arg;
+      if (!absl::ConsumePrefix(&name, "--")) continue;
+      name = name.substr(0, name.find_first_of(" ="));
+      for (const char* reserved : kReservedServerArgs) {
+        if (absl::EqualsIgnoreCase(name, reserved)) {
+          return invalid("server_args",
+                         absl::StrCat("--", reserved,
+                                      " is set by the engine (from engine.port, "
+                                      "engine.data_dir and engine.log_file); remove it"));
+        }
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Engine>> MakeRedisEngine(const EngineConfig& config) {
+  absl::Status valid = ValidateConfig(config);
+  if (!valid.ok()) return valid;
+  return std::unique_ptr<Engine>(new RedisEngine(config));
+}
+
+}  // namespace tandem

@@ -1,0 +1,170 @@
+// The Redis engine (Redis 7.0, RESP2): the Engine interface for one
+// redis-server.
+//
+// How the Engine contract maps onto Redis
+// ---------------------------------------
+// Login. The agent connects to engine.host:engine.port and, when
+// engine.password_file is set, sends AUTH <password> (engine.user empty or
+// "default": the requirepass form) or AUTH <user> <password> (an ACL user).
+// That user needs PING, INFO, CONFIG, CLIENT PAUSE/UNPAUSE, REPLICAOF,
+// BGSAVE and SHUTDOWN (in practice +@admin +@connection +@dangerous).
+//
+// Replication credentials. A slave logs in to its master with `masterauth`
+// (the content of engine.replication_password_file, set with CONFIG SET,
+// never on a command line, never logged) and, for an ACL user, `masteruser`:
+//   replication_user "" or "default"  -> masteruser unset (requirepass form);
+//   replication_user "tandem_repl"    -> (the default value) masteruser
+//       tandem_repl when the master has that ACL user and accepts the
+//       password, otherwise the default user;
+//   any other name                    -> masteruser <name>, which must exist.
+// The upstream is probed with exactly this login before anything changes;
+// when that user may run INFO, the probe also checks that the upstream is a
+// master and not this very server (a user with only +psync +replconf +ping
+// passes without those checks).
+// CONFIG REWRITE writes masterauth into the server's config file, and Redis
+// rewrites it with umask-based permissions (0644 under umask 022): after each
+// rewrite the engine removes the access of others (chmod o-rwx).
+//
+// Config file. Role changes are persisted with CONFIG REWRITE, so the server
+// must run with a config file (INFO server config_file); Bootstrap, Follow
+// and MakeWritable return FailedPrecondition before changing anything
+// otherwise.
+//
+// Start. With engine.start_command empty:
+//   <bin_dir>/redis-server <data_dir>/redis.conf --port <port>
+//     --dir <data_dir> --daemonize yes --pidfile <data_dir>/redis.pid
+//     --logfile <log_file> <server_args...>
+// run as engine.os_user under umask 077 (so the files Redis writes are
+// private to it); data_dir is created (0750, owned by os_user) when missing,
+// redis.conf is created empty (mode 0600) when missing; log_file defaults to
+// <data_dir>/redis.log. server_args may not set port, dir, daemonize,
+// pidfile or logfile (the engine does). Otherwise start_command runs with
+// /bin/sh -c as os_user. Then PING is polled until it answers, within
+// timeout_seconds (Unavailable after it, with the end of the log). A server
+// that fails after daemonizing (e.g. its port is taken) is only seen as that
+// timeout.
+//
+// Stop. stop_command when set; otherwise SHUTDOWN SAVE when an RDB file
+// exists in data_dir or save points are configured (a restart then loads
+// the current data, not an older snapshot), plain SHUTDOWN otherwise (which
+// still flushes the AOF when appendonly is on). SHUTDOWN is retried while
+// Redis refuses it because it writes its initial AOF (after appendonly was
+// turned on, or after a full sync). Then waits until the port is closed.
+// SHUTDOWN refused otherwise (e.g. the save failed) -> FailedPrecondition.
+//
+// data_dir is the server's `dir`: when the server runs, CONFIG GET dir must
+// name the same directory, otherwise InvalidArgument naming both.
+//
+// Observe. running = the server answers PING. Then, from INFO and CONFIG:
+//   is_slave   = role:slave;   upstream = master_host:master_port
+//   streaming  = master_link_status:up and master_sync_in_progress:0
+//   writable   = role:master and not fenced (see Fence); on a slave, true
+//                only when replica-read-only is no (it does accept writes)
+//   lag_bytes  = 0 on a streaming slave (a Redis replica applies what it
+//                receives at once), -1 otherwise (unknown)
+//   lag_seconds= master_last_io_seconds_ago on a streaming slave: seconds
+//                since the master was last heard from. The master pings every
+//                repl-ping-replica-period (10 s), so an idle healthy link
+//                shows 0..10. -1 when the link is down.
+//   position   = master_repl_offset
+//   data_bytes = INFO memory used_memory, or 0 when no database has keys
+//                (so an empty server reports 0, not its baseline memory)
+//   data_id    = "" (Redis has no stable dataset identity: the replication
+//                id changes at every restart and promotion)
+//   served_slaves = the ids ServeSlaves last recorded, sorted
+//   has_data   = true when running, else an RDB or AOF file exists in data_dir
+// A stopped server is read from <data_dir>/redis.conf: a `replicaof` line
+// gives is_slave and upstream; dbfilename/appendfilename/appenddirname name
+// the files for has_data; data_bytes is then the RDB file's size.
+// Observe changes nothing, with one exception: on a fenced master it
+// re-issues the write pause (a restart of redis-server drops it).
+//
+// Fence. A Redis master cannot be made read-only without becoming a
+// replica, so the fence is CLIENT PAUSE <~24.8 days> WRITE: every client's
+// writes block (they are not refused) until MakeWritable, Follow or Bootstrap
+// issues CLIENT UNPAUSE. The marker file <data_dir>/tandem-fenced records the
+// fence: Observe reports writable=false while it exists and re-issues the
+// pause, and so does Start, so a restarted server is fenced again as soon as
+// the agent sees it. Limits: between a restart of redis-server and the
+// agent's next Observe or Start, the server accepts writes; CLIENT UNPAUSE
+// by anyone else lifts the fence until the next Observe. On a slave, Fence
+// only makes sure replica-read-only is yes. On a stopped server, Fence
+// writes the marker, so the next Start fences it.
+//
+// ServeSlaves. A Redis master needs no per-slave setup. With a non-empty
+// list it refuses (FailedPrecondition) a master whose persistence is off
+// (save "" and appendonly no): restarted empty, it would replicate an empty
+// dataset to every slave. Then it records the ids, atomically, in
+// <data_dir>/tandem-served-slaves (one per line), which Observe reports. An
+// empty list needs no server. min-replicas-to-write is left to the operator.
+//
+// Bootstrap. Probes the upstream (connect, AUTH with the replication login,
+// PING; it must be another server and a master) -> Unavailable when it
+// cannot be reached, before anything changes. Starts the server if down.
+// Keeps the current dataset when it has keys: BGSAVE, then a hard link (or a
+// copy) of the RDB as <data_dir>/tandem-old-<UTC yyyymmddThhmmssZ>.rdb,
+// never deleted. Then replica-read-only yes, masteruser/masterauth, REPLICAOF
+// host port, CONFIG REWRITE at once (so a restart mid-sync comes back as a
+// replica, not as a writable master with the old data), CLIENT UNPAUSE and
+// the fence marker removed, and waits, bounded by timeout_seconds
+// (Unavailable after it), until master_link_status:up and
+// master_sync_in_progress:0, reporting master_sync_read_bytes /
+// master_sync_total_bytes as progress. A node already streaming from this
+// upstream (a resync) is forced into a full resynchronisation: under a short
+// write pause, REPLICAOF NO ONE gives it a new replication id that the
+// master does not know, then REPLICAOF host port. A node already configured
+// for this upstream but not yet synced (a Bootstrap cut short) just waits.
+// Returns "" (no data id).
+//
+// Follow. Starts the server if down. OK (after a CONFIG REWRITE) when it is
+// already a replica of `upstream` with replica-read-only yes and the
+// expected masterauth/masteruser. Otherwise: probes the upstream (as
+// Bootstrap does); when the node is a master with keys, keeps its dataset
+// aside (a full resync would replace it); sets replica-read-only yes,
+// masteruser/masterauth, REPLICAOF host port when the master differs; CONFIG
+// REWRITE; lifts the fence.
+//
+// MakeWritable. Starts the server if down; REPLICAOF NO ONE on a replica;
+// CLIENT UNPAUSE and the fence marker removed; CONFIG REWRITE.
+//
+// DataParentDir() is data_dir: the RDB copy and the new RDB land there.
+//
+// Status codes (engines/engine.h):
+//   Unavailable         the local server is down where it must run
+//                       (ServeSlaves with slaves), does not answer after a
+//                       start, or is loading; the upstream cannot be reached
+//                       or is not a master (yet); BGSAVE, the sync or a stop
+//                       did not finish within timeout_seconds.
+//   FailedPrecondition  a login is refused (WRONGPASS, NOAUTH); a secret file
+//                       is missing or readable by others; the server runs
+//                       without a config file; persistence is off on a master
+//                       asked to serve slaves; BGSAVE or SHUTDOWN failed.
+//   InvalidArgument     the server's dir is not engine.data_dir; the upstream
+//                       is this very server or has no address.
+//   Internal            anything else (e.g. a start command that fails).
+#ifndef TANDEM_ENGINES_REDIS_REDIS_ENGINE_H_
+#define TANDEM_ENGINES_REDIS_REDIS_ENGINE_H_
+
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "engines/engine.h"
+#include "engines/engine_config.h"
+
+namespace tandem {
+
+// Files the engine keeps in data_dir.
+inline constexpr char kRedisServedSlavesFile[] = "tandem-served-slaves";
+inline constexpr char kRedisFenceMarkerFile[] = "tandem-fenced";
+inline constexpr char kRedisOldDataPrefix[] = "tandem-old-";
+inline constexpr char kRedisConfigFile[] = "redis.conf";
+
+// Validates `config` and returns the engine. InvalidArgument names the field:
+// "engine.port: must be 1..65535 (got 0)". Secret files are read once here
+// to check them (mode and presence) and again at every connection, so a
+// changed password is picked up without a restart.
+absl::StatusOr<std::unique_ptr<Engine>> MakeRedisEngine(const EngineConfig& config);
+
+}  // namespace tandem
+
+#endif  // TANDEM_ENGINES_REDIS_REDIS_ENGINE_H_
