@@ -1,0 +1,615 @@
+#include "tandemctl/args.h"
+
+#include <cmath>
+#include <map>
+#include <set>
+
+#include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace tandem::cli {
+namespace {
+
+// The options tandemctl knows, whatever the verb. Which verb accepts which
+// is decided after the verb is known, so that an option out of place gets a
+// precise message instead of "unknown option".
+struct OptionSpec {
+  std::string_view long_name;  // "--master"
+  char short_name;             // 'o', or 0
+  bool takes_value;
+};
+
+constexpr OptionSpec kOptions[] = {
+    {"--controller", 0, true}, {"--output", 'o', true}, {"--token-file", 0, true},
+    {"--help", 'h', false},    {"--master", 0, true},   {"--slave", 0, true},
+    {"--force", 0, false},     {"--timeout", 0, true},  {"--follow", 'f', false},
+    {"--node", 0, true},
+};
+
+const OptionSpec* FindLong(std::string_view name) {
+  for (const OptionSpec& spec : kOptions) {
+    if (spec.long_name == name) return &spec;
+  }
+  return nullptr;
+}
+
+const OptionSpec* FindShort(char c) {
+  for (const OptionSpec& spec : kOptions) {
+    if (spec.short_name != 0 && spec.short_name == c) return &spec;
+  }
+  return nullptr;
+}
+
+struct OptionValue {
+  std::string spelling;  // as the user wrote it, for messages: "-o", "--master"
+  std::string value;
+};
+
+struct Tokens {
+  std::map<std::string, OptionValue, std::less<>> options;  // by long name
+  std::vector<std::string> positionals;
+};
+
+absl::Status Usage(std::string message) { return absl::InvalidArgumentError(std::move(message)); }
+
+absl::StatusOr<Tokens> Tokenize(const std::vector<std::string>& args) {
+  Tokens tokens;
+  bool options_done = false;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    if (options_done || arg.size() < 2 || arg[0] != '-') {
+      tokens.positionals.push_back(arg);
+      continue;
+    }
+    if (arg == "--") {
+      options_done = true;
+      continue;
+    }
+    const OptionSpec* spec = nullptr;
+    std::string spelling;
+    std::optional<std::string> inline_value;
+    if (arg[1] == '-') {
+      size_t eq = arg.find('=');
+      spelling = arg.substr(0, eq);
+      if (eq != std::string::npos) inline_value = arg.substr(eq + 1);
+      spec = FindLong(spelling);
+    } else {
+      spelling = arg.substr(0, 2);
+      spec = FindShort(arg[1]);
+      if (arg.size() > 2) {
+        // -ojson and -o=json; a flag cannot carry anything.
+        if (spec == nullptr || !spec->takes_value) {
+          return Usage(absl::StrCat("unknown option '", arg, "'"));
+        }
+        inline_value = arg.substr(arg[2] == '=' ? 3 : 2);
+      }
+    }
+    if (spec == nullptr) return Usage(absl::StrCat("unknown option '", spelling, "'"));
+    OptionValue value{spelling, ""};
+    if (spec->takes_value) {
+      if (inline_value.has_value()) {
+        value.value = *inline_value;
+      } else if (i + 1 < args.size()) {
+        value.value = args[++i];
+      } else {
+        return Usage(absl::StrCat("option '", spelling, "' needs a value"));
+      }
+    } else if (inline_value.has_value()) {
+      return Usage(absl::StrCat("option '", spelling, "' takes no value"));
+    }
+    if (tokens.options.count(spec->long_name) > 0) {
+      return Usage(absl::StrCat("option '", spelling, "' given more than once"));
+    }
+    tokens.options.emplace(spec->long_name, std::move(value));
+  }
+  return tokens;
+}
+
+struct VerbSpec {
+  Verb verb;
+  absl::string_view name;  // as printed in messages: "replication enable"
+  std::set<std::string, std::less<>> options;
+};
+
+// Options every verb accepts.
+const std::set<std::string, std::less<>> kGlobalOptions = {"--controller", "--output",
+                                                           "--token-file", "--help"};
+
+const VerbSpec kVerbs[] = {
+    {Verb::kNodes, "nodes", {}},
+    {Verb::kStatus, "status", {}},
+    {Verb::kReplicationEnable, "replication enable", {"--master", "--slave"}},
+    {Verb::kReplicationDisable, "replication disable", {"--master"}},
+    {Verb::kSlaveAdd, "slave add", {"--master"}},
+    {Verb::kSlaveRemove, "slave remove", {}},
+    {Verb::kResync, "resync", {}},
+    {Verb::kPromote, "promote", {"--force"}},
+    {Verb::kEnv, "env", {}},
+    {Verb::kWait, "wait", {"--timeout"}},
+    {Verb::kEvents, "events", {"--follow", "--node"}},
+};
+
+const VerbSpec& SpecOf(Verb verb) {
+  for (const VerbSpec& spec : kVerbs) {
+    if (spec.verb == verb) return spec;
+  }
+  return kVerbs[0];  // unreachable: every verb but kHelp has a row
+}
+
+// Resolves the verb from the leading positionals and removes them.
+// Returns the verb, or an error naming what is wrong.
+absl::StatusOr<Verb> TakeVerb(std::vector<std::string>& positionals) {
+  if (positionals.empty()) return Usage("missing verb (try 'tandemctl help')");
+  std::string word = positionals.front();
+  positionals.erase(positionals.begin());
+  auto sub = [&](absl::string_view group, Verb first, absl::string_view first_name, Verb second,
+                 absl::string_view second_name) -> absl::StatusOr<Verb> {
+    if (positionals.empty()) {
+      return Usage(absl::StrCat("'", group, "' needs '", first_name, "' or '", second_name, "'"));
+    }
+    std::string next = positionals.front();
+    positionals.erase(positionals.begin());
+    if (next == first_name) return first;
+    if (next == second_name) return second;
+    return Usage(absl::StrCat("unknown '", group, "' action '", next, "' (expected '", first_name,
+                              "' or '", second_name, "')"));
+  };
+  if (word == "help") return Verb::kHelp;
+  if (word == "nodes") return Verb::kNodes;
+  if (word == "status") return Verb::kStatus;
+  if (word == "replication") {
+    return sub("replication", Verb::kReplicationEnable, "enable", Verb::kReplicationDisable,
+               "disable");
+  }
+  if (word == "slave") return sub("slave", Verb::kSlaveAdd, "add", Verb::kSlaveRemove, "remove");
+  if (word == "resync") return Verb::kResync;
+  if (word == "promote") return Verb::kPromote;
+  if (word == "env") return Verb::kEnv;
+  if (word == "wait") return Verb::kWait;
+  if (word == "events") return Verb::kEvents;
+  return Usage(absl::StrCat("unknown verb '", word, "' (try 'tandemctl help')"));
+}
+
+bool IsHelpTopic(std::string_view word) { return HelpText(word).has_value() && !word.empty(); }
+
+// Exactly one NODE positional, non-empty.
+absl::StatusOr<std::string> OneNode(std::vector<std::string>& positionals, absl::string_view verb,
+                                    absl::string_view what) {
+  if (positionals.empty()) return Usage(absl::StrCat("'", verb, "' needs ", what));
+  if (positionals.size() > 1) {
+    return Usage(absl::StrCat("unexpected argument '", positionals[1], "' for '", verb, "'"));
+  }
+  if (positionals[0].empty()) return Usage(absl::StrCat("'", verb, "': ", what, " is empty"));
+  return positionals[0];
+}
+
+absl::Status NoPositionals(const std::vector<std::string>& positionals, absl::string_view verb) {
+  if (!positionals.empty()) {
+    return Usage(absl::StrCat("unexpected argument '", positionals[0], "' for '", verb, "'"));
+  }
+  return absl::OkStatus();
+}
+
+// The value of a required node option such as --master.
+absl::StatusOr<std::string> RequiredNodeOption(const Tokens& tokens, const std::string& name,
+                                               absl::string_view verb) {
+  auto it = tokens.options.find(name);
+  if (it == tokens.options.end()) return Usage(absl::StrCat("'", verb, "' needs ", name));
+  if (it->second.value.empty()) {
+    return Usage(absl::StrCat("option '", it->second.spelling, "' needs a node id"));
+  }
+  return it->second.value;
+}
+
+}  // namespace
+
+absl::StatusOr<std::chrono::milliseconds> ParseDuration(std::string_view text) {
+  auto invalid = [&] {
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid duration '", std::string(text),
+                     "' (expected e.g. 300s, 5m, 1h, 250ms or a number of seconds)"));
+  };
+  size_t digits_end = 0;
+  bool seen_digit = false;
+  bool seen_dot = false;
+  while (digits_end < text.size()) {
+    char c = text[digits_end];
+    if (c >= '0' && c <= '9') {
+      seen_digit = true;
+    } else if (c == '.' && !seen_dot) {
+      seen_dot = true;
+    } else {
+      break;
+    }
+    ++digits_end;
+  }
+  if (!seen_digit) return invalid();
+  std::string_view unit = text.substr(digits_end);
+  double factor_ms = 0;
+  if (unit.empty() || unit == "s") {
+    factor_ms = 1000;
+  } else if (unit == "ms") {
+    factor_ms = 1;
+  } else if (unit == "m") {
+    factor_ms = 60'000;
+  } else if (unit == "h") {
+    factor_ms = 3'600'000;
+  } else {
+    return invalid();
+  }
+  double number = 0;
+  if (!absl::SimpleAtod(absl::string_view(text.data(), digits_end), &number)) return invalid();
+  double ms = number * factor_ms;
+  constexpr double kMaxMs = 30.0 * 24 * 3'600'000;
+  if (!std::isfinite(ms) || ms > kMaxMs) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("duration '", std::string(text), "' is longer than 30 days"));
+  }
+  return std::chrono::milliseconds(static_cast<int64_t>(std::llround(ms)));
+}
+
+std::string FormatDuration(std::chrono::milliseconds duration) {
+  int64_t ms = duration.count();
+  if (ms % 1000 == 0) return absl::StrCat(ms / 1000, "s");
+  std::string text = absl::StrFormat("%.3f", static_cast<double>(ms) / 1000.0);
+  while (text.back() == '0') text.pop_back();
+  return text + "s";
+}
+
+absl::Status ValidateAddress(std::string_view address, std::string_view what) {
+  auto invalid = [&] {
+    return absl::InvalidArgumentError(
+        absl::StrCat(std::string(what), " expects HOST:PORT, not '", std::string(address), "'"));
+  };
+  size_t colon = address.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) return invalid();
+  std::string_view host = address.substr(0, colon);
+  std::string_view port = address.substr(colon + 1);
+  for (char c : address) {
+    if (absl::ascii_isspace(static_cast<unsigned char>(c)) || c == '/') return invalid();
+  }
+  if (host.front() == '[') {
+    if (host.size() < 3 || host.back() != ']') return invalid();
+  } else if (host.find(':') != std::string_view::npos) {
+    return invalid();  // an IPv6 literal needs brackets
+  }
+  uint32_t port_number = 0;
+  if (port.empty() || port.size() > 5 ||
+      port.find_first_not_of("0123456789") != std::string_view::npos ||
+      !absl::SimpleAtoi(absl::string_view(port.data(), port.size()), &port_number) ||
+      port_number == 0 || port_number > 65535) {
+    return invalid();
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Command> ParseArgs(const std::vector<std::string>& args, const EnvDefaults& env) {
+  absl::StatusOr<Tokens> tokenized = Tokenize(args);
+  if (!tokenized.ok()) return tokenized.status();
+  Tokens& tokens = *tokenized;
+
+  Command command;
+  if (tokens.options.count("--help") > 0) {
+    // "tandemctl --help", "tandemctl status --help", "tandemctl replication --help".
+    command.verb = Verb::kHelp;
+    if (tokens.positionals.empty()) return command;
+    if (IsHelpTopic(tokens.positionals[0])) {
+      command.help_topic = tokens.positionals[0];
+      return command;
+    }
+  }
+  absl::StatusOr<Verb> verb = TakeVerb(tokens.positionals);
+  if (!verb.ok()) return verb.status();
+  if (*verb == Verb::kHelp) {
+    if (tokens.positionals.size() > 1) {
+      return Usage(absl::StrCat("unexpected argument '", tokens.positionals[1], "' for 'help'"));
+    }
+    if (!tokens.positionals.empty()) {
+      if (!IsHelpTopic(tokens.positionals[0])) {
+        return Usage(absl::StrCat("no help for '", tokens.positionals[0],
+                                  "': not a verb (try 'tandemctl help')"));
+      }
+      command.help_topic = tokens.positionals[0];
+    }
+    return command;
+  }
+
+  command.verb = *verb;
+  const VerbSpec& spec = SpecOf(*verb);
+  for (const auto& [name, value] : tokens.options) {
+    if (kGlobalOptions.count(name) == 0 && spec.options.count(name) == 0) {
+      return Usage(
+          absl::StrCat("option '", value.spelling, "' does not apply to '", spec.name, "'"));
+    }
+  }
+
+  // Positionals and required options, verb by verb.
+  std::vector<std::string>& pos = tokens.positionals;
+  switch (command.verb) {
+    case Verb::kHelp:
+      break;
+    case Verb::kNodes:
+      if (absl::Status st = NoPositionals(pos, spec.name); !st.ok()) return st;
+      break;
+    case Verb::kStatus:
+    case Verb::kEnv:
+    case Verb::kPromote: {
+      absl::StatusOr<std::string> node = OneNode(pos, spec.name, "a NODE");
+      if (!node.ok()) return node.status();
+      command.node = *node;
+      command.force = tokens.options.count("--force") > 0;
+      break;
+    }
+    case Verb::kResync:
+    case Verb::kSlaveRemove: {
+      absl::StatusOr<std::string> node = OneNode(pos, spec.name, "a slave NODE");
+      if (!node.ok()) return node.status();
+      command.slave = *node;
+      break;
+    }
+    case Verb::kSlaveAdd: {
+      absl::StatusOr<std::string> node = OneNode(pos, spec.name, "a slave NODE");
+      if (!node.ok()) return node.status();
+      command.slave = *node;
+      absl::StatusOr<std::string> master = RequiredNodeOption(tokens, "--master", spec.name);
+      if (!master.ok()) return master.status();
+      command.master = *master;
+      break;
+    }
+    case Verb::kReplicationEnable: {
+      if (absl::Status st = NoPositionals(pos, spec.name); !st.ok()) return st;
+      absl::StatusOr<std::string> master = RequiredNodeOption(tokens, "--master", spec.name);
+      if (!master.ok()) return master.status();
+      absl::StatusOr<std::string> slave = RequiredNodeOption(tokens, "--slave", spec.name);
+      if (!slave.ok()) return slave.status();
+      command.master = *master;
+      command.slave = *slave;
+      break;
+    }
+    case Verb::kReplicationDisable: {
+      if (absl::Status st = NoPositionals(pos, spec.name); !st.ok()) return st;
+      absl::StatusOr<std::string> master = RequiredNodeOption(tokens, "--master", spec.name);
+      if (!master.ok()) return master.status();
+      command.master = *master;
+      break;
+    }
+    case Verb::kWait: {
+      std::set<std::string> seen;
+      for (const std::string& node : pos) {
+        if (node.empty()) return Usage("'wait': a NODE is empty");
+        if (seen.insert(node).second) command.nodes.push_back(node);
+      }
+      if (auto it = tokens.options.find("--timeout"); it != tokens.options.end()) {
+        absl::StatusOr<std::chrono::milliseconds> timeout = ParseDuration(it->second.value);
+        if (!timeout.ok()) {
+          return Usage(
+              absl::StrCat("option '", it->second.spelling, "': ", timeout.status().message()));
+        }
+        command.timeout = *timeout;
+      }
+      break;
+    }
+    case Verb::kEvents: {
+      if (absl::Status st = NoPositionals(pos, spec.name); !st.ok()) return st;
+      command.follow = tokens.options.count("--follow") > 0;
+      if (auto it = tokens.options.find("--node"); it != tokens.options.end()) {
+        if (it->second.value.empty()) {
+          return Usage(absl::StrCat("option '", it->second.spelling, "' needs a node id"));
+        }
+        command.node_filter = it->second.value;
+      }
+      break;
+    }
+  }
+
+  // Global options.
+  if (auto it = tokens.options.find("--output"); it != tokens.options.end()) {
+    const std::string& value = it->second.value;
+    if (value == "table") {
+      command.output = OutputFormat::kTable;
+    } else if (value == "json") {
+      command.output = OutputFormat::kJson;
+    } else {
+      return Usage(absl::StrCat("option '", it->second.spelling, "' expects table or json, not '",
+                                value, "'"));
+    }
+  }
+  if (auto it = tokens.options.find("--controller"); it != tokens.options.end()) {
+    if (absl::Status st =
+            ValidateAddress(it->second.value, absl::StrCat("option '", it->second.spelling, "'"));
+        !st.ok()) {
+      return st;
+    }
+    command.controller = it->second.value;
+  } else if (env.controller.has_value() && !env.controller->empty()) {
+    if (absl::Status st = ValidateAddress(*env.controller, "TANDEM_CONTROLLER"); !st.ok()) {
+      return st;
+    }
+    command.controller = *env.controller;
+  }
+  if (auto it = tokens.options.find("--token-file"); it != tokens.options.end()) {
+    if (it->second.value.empty()) {
+      return Usage(absl::StrCat("option '", it->second.spelling, "' needs a file name"));
+    }
+    command.token_file = it->second.value;
+  } else if (env.token_file.has_value()) {
+    command.token_file = *env.token_file;
+  }
+  return command;
+}
+
+std::string_view HelpTopic(Verb verb) {
+  switch (verb) {
+    case Verb::kHelp:
+      return "";
+    case Verb::kNodes:
+      return "nodes";
+    case Verb::kStatus:
+      return "status";
+    case Verb::kReplicationEnable:
+    case Verb::kReplicationDisable:
+      return "replication";
+    case Verb::kSlaveAdd:
+    case Verb::kSlaveRemove:
+      return "slave";
+    case Verb::kResync:
+      return "resync";
+    case Verb::kPromote:
+      return "promote";
+    case Verb::kEnv:
+      return "env";
+    case Verb::kWait:
+      return "wait";
+    case Verb::kEvents:
+      return "events";
+  }
+  return "";
+}
+
+std::optional<std::string> HelpText(std::string_view topic) {
+  static const std::map<std::string_view, std::string_view> kTexts = {
+      {"",
+       R"(Usage: tandemctl [--controller HOST:PORT] [-o table|json] [--token-file FILE] VERB ...
+
+The operator CLI of Tandem: asks the controller for the replication roles of
+the database nodes and shows what the agents report.
+
+Verbs:
+  nodes                                      one row per node
+  status NODE                                one node in detail
+  replication enable --master A --slave B    A masters a group, B becomes its slave
+  replication disable --master A             every member of A's group becomes standalone
+  slave add B --master A                     add slave B to A's group
+  slave remove B                             B leaves its group and becomes standalone
+  resync B                                   rebuild slave B from a fresh backup of its master
+  promote B [--force]                        slave B becomes master; the others follow B
+  env NODE                                   the environment variables NODE's agent writes
+  wait [NODE...] [--timeout 300s]            block until the nodes are converged
+  events [--follow] [--node N]               desired-state changes and step outcomes
+  help [VERB]                                this text, or the usage of one verb
+
+Options (anywhere on the line):
+  --controller HOST:PORT   the controller (default: $TANDEM_CONTROLLER, else 127.0.0.1:7400)
+  -o, --output table|json  output format (default: table)
+  --token-file FILE        send the token in FILE (mode 0600) as a bearer token
+                           (default: $TANDEM_TOKEN_FILE; none when unset)
+  -h, --help               help on the verb
+
+Exit status: 0 on success, 1 when the request failed or was refused, 2 on a
+usage error. Errors are one line on stderr: "tandemctl: <reason>".
+)"},
+      {"nodes",
+       R"(Usage: tandemctl nodes [-o table|json]
+
+One row per node: NODE, STACK, ENGINE, DESIRED and OBSERVED role, UPSTREAM
+(desired), LAG (bytes/seconds, "-" when not a slave), CONVERGED, GEN
+(desired/converged generation) and the last ERROR (truncated).
+
+Example:
+  tandemctl nodes
+)"},
+      {"status",
+       R"(Usage: tandemctl status NODE [-o table|json]
+
+One node in detail: desired state, observed state, bootstrap progress
+(bytes done/total), current step, last error, agent connection.
+
+Example:
+  tandemctl status db2
+)"},
+      {"replication",
+       R"(Usage: tandemctl replication enable --master A --slave B
+       tandemctl replication disable --master A
+
+enable:  A becomes (or stays) the master of a group and B its slave. B's data
+         is replaced by a copy of A's. A and B may be in the same stack or in
+         different stacks (not for MongoDB).
+disable: every member of A's group becomes standalone.
+
+Prints one line per node whose desired state changed, or "nothing to change".
+
+Examples:
+  tandemctl replication enable --master db1 --slave db2
+  tandemctl replication disable --master db1
+)"},
+      {"slave",
+       R"(Usage: tandemctl slave add B --master A
+       tandemctl slave remove B
+
+add:    B becomes one more slave of A (same request as 'replication enable').
+remove: B leaves its group and becomes standalone.
+
+Examples:
+  tandemctl slave add db3 --master db1
+  tandemctl slave remove db3
+)"},
+      {"resync",
+       R"(Usage: tandemctl resync B
+
+Rebuilds slave B from a fresh backup of its master (B's data is replaced; its
+old data directory is moved aside).
+
+Example:
+  tandemctl resync db2
+)"},
+      {"promote",
+       R"(Usage: tandemctl promote B [--force]
+
+Slave B becomes the master of its group; the old master and the other slaves
+follow B. --force asks the controller to promote even where its safety checks
+would refuse (for example when the old master is down); writes that had not
+reached B are then lost.
+
+Example:
+  tandemctl promote db2
+)"},
+      {"env",
+       R"txt(Usage: tandemctl env NODE [-o table|json]
+
+Prints the environment variables NODE's agent writes, as sorted KEY=value
+lines that a shell can source (values quoted when needed).
+
+Example:
+  eval "$(tandemctl env db1)"; echo "$POSTGRESQL_ADDRESS"
+)txt"},
+      {"wait",
+       R"(Usage: tandemctl wait [NODE...] [--timeout DURATION]
+
+Blocks until every named node (default: all nodes) is converged. Fails at
+once for an unknown node, or when a node reports an error about its current
+target that needs an operator; transient errors are waited out. DURATION is
+300s, 5m, 1h or a number of seconds (default 300s). Prints nothing on
+success (the nodes as JSON with -o json).
+
+Example:
+  tandemctl replication enable --master db1 --slave db2 && tandemctl wait db1 db2 --timeout 10m
+)"},
+      {"events",
+       R"(Usage: tandemctl events [--follow] [--node NODE] [-o table|json]
+
+The history of desired-state changes and agent step outcomes, one per line:
+TIME (UTC) NODE KIND OK GEN SECONDS MESSAGE. --follow keeps printing new
+events until interrupted (Ctrl-C exits 0). With -o json, one JSON object per
+line.
+
+Example:
+  tandemctl events --follow --node db2
+)"},
+      {"help",
+       R"(Usage: tandemctl help [VERB]
+
+Prints the general usage, or the usage of VERB with an example.
+
+Example:
+  tandemctl help wait
+)"},
+  };
+  auto it = kTexts.find(topic);
+  if (it == kTexts.end()) return std::nullopt;
+  return std::string(it->second);
+}
+
+}  // namespace tandem::cli

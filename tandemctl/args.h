@@ -1,0 +1,91 @@
+// Command-line parsing of tandemctl: verbs, options, durations, help texts.
+//
+// Pure functions (no I/O, no environment access: the caller passes the
+// environment defaults in), so every rule is unit-tested without a process.
+#ifndef TANDEM_TANDEMCTL_ARGS_H_
+#define TANDEM_TANDEMCTL_ARGS_H_
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace tandem::cli {
+
+inline constexpr char kDefaultController[] = "127.0.0.1:7400";
+inline constexpr std::chrono::milliseconds kDefaultWaitTimeout{std::chrono::seconds(300)};
+
+enum class Verb {
+  kHelp,
+  kNodes,
+  kStatus,
+  kReplicationEnable,
+  kReplicationDisable,
+  kSlaveAdd,
+  kSlaveRemove,
+  kResync,
+  kPromote,
+  kEnv,
+  kWait,
+  kEvents,
+};
+
+enum class OutputFormat { kTable, kJson };
+
+// Values taken from the environment when no option gives them
+// (TANDEM_CONTROLLER, TANDEM_TOKEN_FILE). nullopt: the variable is unset.
+struct EnvDefaults {
+  std::optional<std::string> controller;
+  std::optional<std::string> token_file;
+};
+
+// One parsed invocation. Only the fields of the verb are meaningful.
+struct Command {
+  Verb verb = Verb::kHelp;
+  std::string help_topic;  // kHelp: "" (general) or a verb ("replication", "status", ...)
+  std::string controller = kDefaultController;  // HOST:PORT, validated
+  OutputFormat output = OutputFormat::kTable;
+  std::string token_file;          // empty: send no token
+  std::string node;                // status, env, promote
+  std::string master;              // replication enable/disable, slave add
+  std::string slave;               // replication enable, slave add/remove, resync
+  bool force = false;              // promote
+  std::vector<std::string> nodes;  // wait (empty: all nodes)
+  std::chrono::milliseconds timeout = kDefaultWaitTimeout;  // wait
+  bool follow = false;                                      // events
+  std::string node_filter;                                  // events --node (empty: all nodes)
+};
+
+// Parses argv without the program name. Options may come before or after
+// positional arguments; `--opt value` and `--opt=value` are both accepted,
+// and `--` ends the options. `-h`/`--help` anywhere asks for help on the verb.
+// Returns InvalidArgument with a one-line message naming the bad argument
+// (an unknown verb or option, a missing or malformed value, a missing or
+// extra positional argument, an option that does not apply to the verb).
+absl::StatusOr<Command> ParseArgs(const std::vector<std::string>& args,
+                                  const EnvDefaults& env = {});
+
+// "300s", "5m", "1h", "250ms", or a bare number of seconds ("300", "1.5").
+// InvalidArgument for anything else, a negative value, or more than 30 days.
+absl::StatusOr<std::chrono::milliseconds> ParseDuration(std::string_view text);
+
+// The inverse for messages: "120s", "1.5s", "0.25s".
+std::string FormatDuration(std::chrono::milliseconds duration);
+
+// Checks a HOST:PORT controller address ("127.0.0.1:7400", "ctl.example:7400",
+// "[::1]:7400"). InvalidArgument naming `what` (the option or variable).
+absl::Status ValidateAddress(std::string_view address, std::string_view what);
+
+// The help text: general usage for topic "", else the usage of one verb with
+// an example. nullopt for an unknown topic.
+std::optional<std::string> HelpText(std::string_view topic);
+
+// The help topic of a verb ("replication" for both replication verbs).
+std::string_view HelpTopic(Verb verb);
+
+}  // namespace tandem::cli
+
+#endif  // TANDEM_TANDEMCTL_ARGS_H_

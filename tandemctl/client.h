@@ -1,0 +1,79 @@
+// tandemctl's side of the controller's Operator service (proto/tandem.proto).
+//
+// The only file of tandemctl that includes gRPC. Every failure comes back as
+// an absl::Status whose message is ready to print after "tandemctl: ":
+//  - Unavailable / DeadlineExceeded: "cannot reach the controller at HOST:PORT: ..."
+//    (also for a call the controller cancelled: it is shutting down);
+//  - InvalidArgument / NotFound / FailedPrecondition / AlreadyExists /
+//    OutOfRange / Aborted / ResourceExhausted: the controller's own message
+//    (a refused request; it changed nothing);
+//  - Unauthenticated / PermissionDenied: names the controller and hints at
+//    the token file;
+//  - anything else: "the controller at HOST:PORT failed: <message> (<CODE>)".
+#ifndef TANDEM_TANDEMCTL_CLIENT_H_
+#define TANDEM_TANDEMCTL_CLIENT_H_
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "tandem.pb.h"
+
+namespace tandem::cli {
+
+inline constexpr std::chrono::milliseconds kRpcTimeout{std::chrono::seconds(5)};
+// A non-follow ListEvents replays the history; allow it more than one RPC.
+inline constexpr std::chrono::milliseconds kHistoryTimeout{std::chrono::seconds(60)};
+
+struct ClientOptions {
+  std::string address;  // HOST:PORT
+  // Sent as "authorization: Bearer <token>" on every call; empty: no metadata.
+  std::string token;
+  std::chrono::milliseconds rpc_timeout = kRpcTimeout;
+};
+
+// Reads the bearer token from `path` (ReadSecretFile: refuses a file that
+// group or others can access). InvalidArgument when it is empty or holds
+// characters a gRPC header cannot carry. Messages name the file, never the
+// token.
+absl::StatusOr<std::string> LoadToken(const std::string& path);
+
+// Thread-compatible, except Cancel() which may be called from any thread.
+class OperatorClient {
+ public:
+  explicit OperatorClient(ClientOptions options);
+  ~OperatorClient();
+  OperatorClient(const OperatorClient&) = delete;
+  OperatorClient& operator=(const OperatorClient&) = delete;
+
+  // Unary calls, each with options.rpc_timeout as deadline.
+  absl::StatusOr<v1::ListNodesResponse> ListNodes();
+  absl::StatusOr<v1::NodeStatus> GetNode(const std::string& node);
+  absl::StatusOr<v1::ChangeResponse> EnableReplication(const std::string& master,
+                                                       const std::string& slave);
+  absl::StatusOr<v1::ChangeResponse> DisableReplication(const std::string& master);
+  absl::StatusOr<v1::ChangeResponse> RemoveSlave(const std::string& slave);
+  absl::StatusOr<v1::ChangeResponse> Resync(const std::string& slave);
+  absl::StatusOr<v1::ChangeResponse> Promote(const std::string& node, bool force);
+
+  // Calls `on_event` for every event of the stream, in order, until the
+  // stream ends. Without request.follow the stream is the history and has a
+  // kHistoryTimeout deadline; with it there is no deadline. Returns OK when
+  // the stream ended normally or Cancel() ended it, an error otherwise.
+  absl::Status ListEvents(const v1::ListEventsRequest& request,
+                          const std::function<void(const v1::Event&)>& on_event);
+
+  // Ends a running ListEvents (and any later one) promptly. Thread-safe.
+  void Cancel();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tandem::cli
+
+#endif  // TANDEM_TANDEMCTL_CLIENT_H_

@@ -1,0 +1,236 @@
+// tandemctl: the operator CLI. Parses the command line, calls the
+// controller's Operator service, prints the answer.
+//
+// Exit status: 0 success, 1 the request failed or was refused, 2 usage error.
+// Every failure is one line on stderr: "tandemctl: <reason>".
+#include <pthread.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "tandemctl/args.h"
+#include "tandemctl/client.h"
+#include "tandemctl/format.h"
+#include "tandemctl/wait.h"
+
+namespace tandem::cli {
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailed = 1;
+constexpr int kExitUsage = 2;
+
+constexpr std::chrono::milliseconds kWaitPollInterval{200};
+
+int Fail(int code, absl::string_view reason) {
+  std::string line =
+      absl::StrCat("tandemctl: ", OneLine(std::string_view(reason.data(), reason.size())), "\n");
+  std::fwrite(line.data(), 1, line.size(), stderr);
+  std::fflush(stderr);
+  return code;
+}
+
+int Fail(const absl::Status& status) { return Fail(kExitFailed, status.message()); }
+
+// Writes to stdout; a broken stdout is a failure (a script must not read a
+// truncated answer as a success).
+bool Print(std::string_view text) {
+  return std::fwrite(text.data(), 1, text.size(), stdout) == text.size() &&
+         std::fflush(stdout) == 0;
+}
+
+int Done(std::string_view text) {
+  if (!Print(text))
+    return Fail(kExitFailed, absl::StrCat("writing output: ", std::strerror(errno)));
+  return kExitOk;
+}
+
+int Changes(const Command& command, const absl::StatusOr<v1::ChangeResponse>& response) {
+  if (!response.ok()) return Fail(response.status());
+  return Done(command.output == OutputFormat::kJson ? ChangesJson(*response)
+                                                    : ChangesText(*response));
+}
+
+// The nodes `names` (all when empty) of `all`, in the order named.
+v1::ListNodesResponse Select(const v1::ListNodesResponse& all,
+                             const std::vector<std::string>& names) {
+  if (names.empty()) return all;
+  v1::ListNodesResponse selected;
+  for (const std::string& name : names) {
+    for (const v1::NodeStatus& node : all.nodes()) {
+      if (node.info().id() == name) *selected.add_nodes() = node;
+    }
+  }
+  return selected;
+}
+
+// Polls ListNodes until DecideWait says done or fail, or the timeout. Once
+// the controller has answered, a poll that cannot reach it (a controller
+// restart) is retried until the timeout; a first poll that fails ends the
+// wait at once.
+int Wait(const Command& command, OperatorClient& client) {
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point deadline = Clock::now() + command.timeout;
+  bool answered = false;
+  WaitDecision last;
+  absl::Status last_error;
+  while (true) {
+    absl::StatusOr<v1::ListNodesResponse> nodes = client.ListNodes();
+    if (!nodes.ok()) {
+      bool transient =
+          absl::IsUnavailable(nodes.status()) || absl::IsDeadlineExceeded(nodes.status());
+      if (!answered || !transient) return Fail(nodes.status());
+      last_error = nodes.status();
+    } else {
+      answered = true;
+      last_error = absl::OkStatus();
+      last = DecideWait(*nodes, command.nodes);
+      if (last.outcome == WaitOutcome::kFail) return Fail(kExitFailed, last.message);
+      if (last.outcome == WaitOutcome::kDone) {
+        if (command.output != OutputFormat::kJson) return kExitOk;
+        return Done(NodesJson(Select(*nodes, command.nodes)));
+      }
+    }
+    Clock::time_point now = Clock::now();
+    if (now >= deadline) {
+      std::string message = TimeoutMessage(command.timeout, last);
+      if (!last_error.ok()) absl::StrAppend(&message, " (last poll: ", last_error.message(), ")");
+      return Fail(kExitFailed, message);
+    }
+    std::this_thread::sleep_for(std::min<Clock::duration>(kWaitPollInterval, deadline - now));
+  }
+}
+
+int Events(const Command& command, OperatorClient& client) {
+  v1::ListEventsRequest request;
+  request.set_follow(command.follow);
+  request.set_node(command.node_filter);
+  bool json = command.output == OutputFormat::kJson;
+  // The table header goes out with the first event (or at the end of an
+  // empty history), so that a failed call prints nothing on stdout.
+  bool header_due = !json;
+  bool output_ok = true;
+  auto on_event = [&](const v1::Event& event) {
+    if (output_ok && header_due) {
+      output_ok = Print(EventsHeader());
+      header_due = false;
+    }
+    if (output_ok) output_ok = Print(json ? EventJsonLine(event) : EventLine(event));
+    if (!output_ok) client.Cancel();
+  };
+  if (!command.follow) {
+    absl::Status status = client.ListEvents(request, on_event);
+    if (!output_ok) return Fail(kExitFailed, "writing output failed");
+    if (!status.ok()) return Fail(status);
+    return header_due ? Done(EventsHeader()) : kExitOk;
+  }
+
+  // Follow until interrupted: SIGINT/SIGTERM end the stream and exit 0. The
+  // signals are taken by a sigwait thread (blocked everywhere else, gRPC's
+  // threads included, since they inherit the mask of this thread).
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGUSR1);  // our own "stream is over" wake-up
+  std::thread waiter([&signals, &client] {
+    int signal = 0;
+    if (sigwait(&signals, &signal) == 0 && signal != SIGUSR1) client.Cancel();
+  });
+  absl::Status status = client.ListEvents(request, on_event);
+  pthread_kill(waiter.native_handle(), SIGUSR1);
+  waiter.join();
+  if (!output_ok) return Fail(kExitFailed, "writing output failed");
+  return status.ok() ? kExitOk : Fail(status);
+}
+
+int Run(const Command& command) {
+  if (command.verb == Verb::kHelp) {
+    std::optional<std::string> text = HelpText(command.help_topic);
+    return Done(text.value_or(""));
+  }
+
+  ClientOptions options;
+  options.address = command.controller;
+  if (!command.token_file.empty()) {
+    absl::StatusOr<std::string> token = LoadToken(command.token_file);
+    if (!token.ok()) return Fail(token.status());
+    options.token = *std::move(token);
+  }
+  OperatorClient client(std::move(options));
+  bool json = command.output == OutputFormat::kJson;
+
+  switch (command.verb) {
+    case Verb::kHelp:
+      break;
+    case Verb::kNodes: {
+      absl::StatusOr<v1::ListNodesResponse> nodes = client.ListNodes();
+      if (!nodes.ok()) return Fail(nodes.status());
+      return Done(json ? NodesJson(*nodes) : NodesTable(*nodes));
+    }
+    case Verb::kStatus: {
+      absl::StatusOr<v1::NodeStatus> node = client.GetNode(command.node);
+      if (!node.ok()) return Fail(node.status());
+      return Done(json ? StatusJson(*node) : StatusText(*node));
+    }
+    case Verb::kEnv: {
+      absl::StatusOr<v1::NodeStatus> node = client.GetNode(command.node);
+      if (!node.ok()) return Fail(node.status());
+      if (json) return Done(EnvJson(*node));
+      absl::StatusOr<std::string> text = EnvText(*node);
+      if (!text.ok()) return Fail(text.status());
+      return Done(*text);
+    }
+    case Verb::kReplicationEnable:
+    case Verb::kSlaveAdd:
+      return Changes(command, client.EnableReplication(command.master, command.slave));
+    case Verb::kReplicationDisable:
+      return Changes(command, client.DisableReplication(command.master));
+    case Verb::kSlaveRemove:
+      return Changes(command, client.RemoveSlave(command.slave));
+    case Verb::kResync:
+      return Changes(command, client.Resync(command.slave));
+    case Verb::kPromote:
+      return Changes(command, client.Promote(command.node, command.force));
+    case Verb::kWait:
+      return Wait(command, client);
+    case Verb::kEvents:
+      return Events(command, client);
+  }
+  return Fail(kExitFailed, "internal error: unhandled verb");
+}
+
+}  // namespace
+}  // namespace tandem::cli
+
+int main(int argc, char** argv) {
+  using namespace tandem::cli;
+  std::vector<std::string> args(argv + 1, argv + argc);
+  EnvDefaults env;
+  if (const char* value = std::getenv("TANDEM_CONTROLLER")) env.controller = value;
+  if (const char* value = std::getenv("TANDEM_TOKEN_FILE")) env.token_file = value;
+  absl::StatusOr<Command> command = ParseArgs(args, env);
+  if (!command.ok()) return Fail(kExitUsage, command.status().message());
+  if (command->verb == Verb::kEvents && command->follow) {
+    // Block the signals Events() waits for before any thread exists, so that
+    // every thread (gRPC's too) inherits the mask. Other verbs keep the
+    // default: Ctrl-C simply ends them.
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  }
+  return Run(*command);
+}
