@@ -1,0 +1,181 @@
+#include "controller/controller_config.h"
+
+#include <cstdlib>
+#include <set>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/files.h"
+#include "yaml-cpp/yaml.h"
+
+namespace tandem {
+namespace {
+
+constexpr size_t kMaxEventsKeep = 1000000;
+
+absl::Status FieldError(const std::string& source, const std::string& field,
+                        const std::string& reason) {
+  return absl::InvalidArgumentError(absl::StrCat(source, ": field '", field, "': ", reason));
+}
+
+// A scalar field as a string; yaml-cpp's exceptions stay in this file.
+absl::StatusOr<std::string> Scalar(const YAML::Node& node, const std::string& source,
+                                   const std::string& field) {
+  if (!node.IsScalar()) {
+    if (node.IsNull()) return std::string();
+    return FieldError(source, field, "must be a single value");
+  }
+  return node.Scalar();
+}
+
+}  // namespace
+
+absl::Status ValidateListenAddress(const std::string& listen) {
+  const size_t colon = listen.rfind(':');
+  if (listen.empty()) return absl::InvalidArgumentError("the address is empty (want HOST:PORT)");
+  if (colon == std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("\"", listen, "\" has no port (want HOST:PORT)"));
+  }
+  const std::string host = listen.substr(0, colon);
+  const std::string port = listen.substr(colon + 1);
+  if (host.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("\"", listen, "\" has no host (want HOST:PORT)"));
+  }
+  if (host.find(':') != std::string::npos && (host.front() != '[' || host.back() != ']')) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("\"", listen, "\": write an IPv6 host in brackets ([::1]:7400)"));
+  }
+  int value = 0;
+  if (port.empty() || !absl::SimpleAtoi(port, &value) || value < 0 || value > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("port \"", port, "\" is not in 0..65535"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ControllerConfig> ParseControllerConfig(const std::string& yaml,
+                                                       const std::string& source) {
+  ControllerConfig config;
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": not valid YAML: ", e.what()));
+  }
+  if (root.IsNull()) return config;  // an empty file: every default
+  if (!root.IsMap()) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": must be a map of fields"));
+  }
+  static const std::set<std::string> kKnown = {"listen", "data_dir", "auth_token_file",
+                                               "events_keep"};
+  try {
+    for (const auto& entry : root) {
+      const std::string field = entry.first.as<std::string>();
+      if (kKnown.count(field) == 0) {
+        return FieldError(source, field,
+                          absl::StrCat("unknown field (known: ", absl::StrJoin(kKnown, ", "), ")"));
+      }
+      absl::StatusOr<std::string> value = Scalar(entry.second, source, field);
+      if (!value.ok()) return value.status();
+      if (field == "listen") {
+        if (absl::Status st = ValidateListenAddress(*value); !st.ok()) {
+          return FieldError(source, field, std::string(st.message()));
+        }
+        config.listen = *value;
+      } else if (field == "data_dir") {
+        if (value->empty()) return FieldError(source, field, "must not be empty");
+        config.data_dir = *value;
+      } else if (field == "auth_token_file") {
+        config.auth_token_file = *value;
+      } else if (field == "events_keep") {
+        uint64_t keep = 0;
+        if (!absl::SimpleAtoi(*value, &keep) || keep < 1 || keep > kMaxEventsKeep) {
+          return FieldError(
+              source, field,
+              absl::StrCat("\"", *value, "\" is not a number in 1..", kMaxEventsKeep));
+        }
+        config.events_keep = static_cast<size_t>(keep);
+      }
+    }
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": ", e.what()));
+  }
+  return config;
+}
+
+absl::StatusOr<ControllerConfig> LoadControllerConfig(const std::string& path) {
+  absl::StatusOr<std::string> text = ReadFile(path);
+  if (!text.ok()) {
+    return absl::Status(text.status().code(),
+                        absl::StrCat("reading config ", path, ": ", text.status().message()));
+  }
+  return ParseControllerConfig(*text, path);
+}
+
+absl::StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& args) {
+  CommandLine out;
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string arg = args[i];
+    if (arg == "--help" || arg == "-h") {
+      out.help = true;
+      continue;
+    }
+    std::string name = arg;
+    std::optional<std::string> value;
+    if (const size_t eq = arg.find('='); arg.rfind("--", 0) == 0 && eq != std::string::npos) {
+      name = arg.substr(0, eq);
+      value = arg.substr(eq + 1);
+    }
+    std::optional<std::string>* target = nullptr;
+    if (name == "--config") target = &out.config;
+    if (name == "--listen") target = &out.listen;
+    if (name == "--data-dir") target = &out.data_dir;
+    if (target == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown argument \"", arg, "\" (see --help)"));
+    }
+    if (!value) {
+      if (i + 1 >= args.size()) {
+        return absl::InvalidArgumentError(absl::StrCat(name, " needs a value"));
+      }
+      value = args[++i];
+    }
+    *target = *value;
+  }
+  return out;
+}
+
+std::string Usage() {
+  return "usage: tandem-controller [--config FILE] [--listen HOST:PORT] [--data-dir DIR]\n"
+         "  --config FILE        controller.yaml (fields: listen, data_dir, auth_token_file,\n"
+         "                       events_keep)\n"
+         "  --listen HOST:PORT   gRPC address (default 127.0.0.1:7400; port 0: any free port)\n"
+         "  --data-dir DIR       state directory (default /var/lib/tandem-controller)\n"
+         "Flags override the file.\n";
+}
+
+absl::StatusOr<ControllerConfig> ResolveConfig(const CommandLine& command_line) {
+  ControllerConfig config;
+  if (command_line.config) {
+    absl::StatusOr<ControllerConfig> loaded = LoadControllerConfig(*command_line.config);
+    if (!loaded.ok()) return loaded.status();
+    config = *std::move(loaded);
+  }
+  if (command_line.listen) {
+    if (absl::Status st = ValidateListenAddress(*command_line.listen); !st.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("--listen: ", st.message()));
+    }
+    config.listen = *command_line.listen;
+  }
+  if (command_line.data_dir) {
+    if (command_line.data_dir->empty()) {
+      return absl::InvalidArgumentError("--data-dir: must not be empty");
+    }
+    config.data_dir = *command_line.data_dir;
+  }
+  return config;
+}
+
+}  // namespace tandem

@@ -1,0 +1,119 @@
+// tandem-controller: holds the desired role of every database node and
+// publishes it to the agents over gRPC.
+//
+// Exit codes: 0 after a graceful shutdown (SIGTERM/SIGINT), 2 for a usage or
+// configuration error (the message names the file, field and reason), 1 for
+// any other start-up error (state file unreadable, address in use, ...).
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/files.h"
+#include "controller/controller_config.h"
+#include "controller/registry.h"
+#include "controller/service.h"
+#include "controller/store.h"
+
+namespace tandem {
+namespace {
+
+constexpr int kExitStartup = 1;
+constexpr int kExitConfig = 2;
+
+void Log(const std::string& line) {
+  const std::string stamp =
+      absl::FormatTime("%Y-%m-%dT%H:%M:%E3S%Ez", absl::Now(), absl::LocalTimeZone());
+  std::fprintf(stderr, "%s %s\n", stamp.c_str(), line.c_str());
+  std::fflush(stderr);
+}
+
+int Fail(int code, const std::string& message) {
+  std::fprintf(stderr, "tandem-controller: %s\n", message.c_str());
+  return code;
+}
+
+// "127.0.0.1:0" with bound port 43210 -> "127.0.0.1:43210".
+std::string BoundAddress(const std::string& listen, int port) {
+  return absl::StrCat(listen.substr(0, listen.rfind(':')), ":", port);
+}
+
+int Main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  absl::StatusOr<CommandLine> command_line = ParseCommandLine(args);
+  if (!command_line.ok()) {
+    std::fprintf(stderr, "tandem-controller: %s\n%s",
+                 std::string(command_line.status().message()).c_str(), Usage().c_str());
+    return kExitConfig;
+  }
+  if (command_line->help) {
+    std::fputs(Usage().c_str(), stdout);
+    return 0;
+  }
+  absl::StatusOr<ControllerConfig> config = ResolveConfig(*command_line);
+  if (!config.ok()) return Fail(kExitConfig, std::string(config.status().message()));
+
+  std::string token;
+  if (!config->auth_token_file.empty()) {
+    const std::string source = command_line->config.value_or("configuration");
+    absl::StatusOr<std::string> secret = ReadSecretFile(config->auth_token_file);
+    if (!secret.ok()) {
+      return Fail(kExitConfig,
+                  absl::StrCat(source, ": field 'auth_token_file': ", secret.status().message()));
+    }
+    if (secret->empty()) {
+      return Fail(kExitConfig, absl::StrCat(source, ": field 'auth_token_file': ",
+                                            config->auth_token_file, " is empty"));
+    }
+    token = *std::move(secret);
+  }
+
+  // Block the shutdown signals before any thread starts, so that only the
+  // signal thread below receives them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  absl::StatusOr<std::unique_ptr<FileStore>> store = FileStore::Open(config->data_dir);
+  if (!store.ok()) return Fail(kExitStartup, std::string(store.status().message()));
+  const std::string location = (*store)->Location();
+  RegistryOptions registry_options;
+  registry_options.events_keep = config->events_keep;
+  absl::StatusOr<std::unique_ptr<Registry>> registry =
+      Registry::Open(*std::move(store), registry_options);
+  if (!registry.ok()) return Fail(kExitStartup, std::string(registry.status().message()));
+  Log(absl::StrCat("state ", location, ": ", (*registry)->Snapshot().nodes.size(), " nodes"));
+
+  ServiceOptions service_options;
+  service_options.auth_token = token;
+  service_options.log = Log;
+  absl::StatusOr<std::unique_ptr<ControllerServer>> server =
+      ControllerServer::Start(registry->get(), config->listen, service_options);
+  if (!server.ok()) return Fail(kExitStartup, std::string(server.status().message()));
+  Log(absl::StrCat("listening on ", BoundAddress(config->listen, (*server)->port()),
+                   token.empty() ? " (no authentication)" : " (token authentication)"));
+
+  ControllerServer* running = server->get();
+  std::thread signal_thread([&signals, running] {
+    int signal = 0;
+    sigwait(&signals, &signal);
+    Log(absl::StrCat("received ", signal == SIGTERM ? "SIGTERM" : "SIGINT", ", shutting down"));
+    running->Shutdown(absl::Seconds(5));
+  });
+  running->Wait();
+  signal_thread.join();
+  Log("stopped");
+  return 0;
+}
+
+}  // namespace
+}  // namespace tandem
+
+int main(int argc, char** argv) { return tandem::Main(argc, argv); }

@@ -1,0 +1,66 @@
+// The controller's state as plain values: what the store persists and what
+// the registry mutates. No I/O, no locking; see registry.h for the
+// thread-safe owner and store.h for persistence.
+#ifndef TANDEM_CONTROLLER_STATE_H_
+#define TANDEM_CONTROLLER_STATE_H_
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <string>
+
+#include "common/types.h"
+
+namespace tandem {
+
+// One entry of the controller's history (`tandemctl events`).
+struct Event {
+  uint64_t seq = 0;      // global, strictly increasing, never reused
+  double unix_time = 0;  // seconds since the epoch
+  std::string node;
+  std::string kind;  // kEventDesired or kEventStep
+  std::string message;
+  bool ok = true;
+  uint64_t generation = 0;  // the desired generation the event belongs to
+  double seconds = 0;       // step duration (0 for desired events)
+
+  bool operator==(const Event&) const = default;
+};
+
+inline constexpr char kEventDesired[] = "desired";
+inline constexpr char kEventStep[] = "step";
+
+// A node as the controller persists it.
+struct NodeRecord {
+  NodeInfo info;
+  // The operator's intent: the role asked for, the master of a slave, and
+  // the resync token of a slave (empty for masters and standalone nodes).
+  Role role = Role::kStandalone;
+  std::string upstream_id;
+  std::string resync_token;
+  // The desired state last published for the node, with its generation. It
+  // is a function of every record's intent and info (see desired.h); it is
+  // kept so that a generation is bumped only when the target really changes,
+  // also across restarts and upgrades.
+  DesiredState desired;
+
+  bool operator==(const NodeRecord& other) const {
+    return info == other.info && role == other.role && upstream_id == other.upstream_id &&
+           resync_token == other.resync_token && desired.generation == other.desired.generation &&
+           desired.SameTarget(other.desired);
+  }
+};
+
+// Everything that survives a restart of the controller.
+struct ControllerState {
+  std::map<std::string, NodeRecord> nodes;  // by node id
+  std::deque<Event> events;                 // oldest first, bounded
+  uint64_t next_event_seq = 1;
+  uint64_t resync_counter = 0;  // makes every resync token unique
+
+  bool operator==(const ControllerState&) const = default;
+};
+
+}  // namespace tandem
+
+#endif  // TANDEM_CONTROLLER_STATE_H_
