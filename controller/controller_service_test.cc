@@ -226,6 +226,16 @@ TEST_F(ServiceTest, WatchGetsGenerationOneThenTheNextOnEnableReplication) {
   EXPECT_EQ(nodes.nodes(1).seconds_since_report(), -1);
   EXPECT_EQ(nodes.nodes(1).observed().lag_bytes(), -1);  // never reported: unknown
 
+  // The master's size changes: the slave learns it from its report's
+  // response, without a new generation.
+  report.mutable_observed()->set_data_bytes(5000);
+  ASSERT_TRUE(agents_->Report(Context().get(), report, &report_response).ok());
+  EXPECT_EQ(report_response.upstream_data_bytes(), 0u) << "a master has no upstream";
+  v1::ReportRequest slave_report;
+  *slave_report.mutable_node() = ProtoNode("db2", v1::ENGINE_TYPE_POSTGRESQL, 5433);
+  ASSERT_TRUE(agents_->Report(Context().get(), slave_report, &report_response).ok());
+  EXPECT_EQ(report_response.upstream_data_bytes(), 5000u);
+
   // Closing the stream marks the agent disconnected.
   db2.context->TryCancel();
   EXPECT_FALSE(db2.reader->Read(&desired));

@@ -215,7 +215,7 @@ grpc::Status AgentsService::Watch(grpc::ServerContext* context, const v1::WatchR
 }
 
 grpc::Status AgentsService::Report(grpc::ServerContext* context, const v1::ReportRequest* request,
-                                   v1::ReportResponse* /*response*/) {
+                                   v1::ReportResponse* response) {
   CallScope scope(tracker_.get());
   if (grpc::Status st = Admit(scope, context, options_.auth_token); !st.ok()) return st;
   if (request->node().id().empty()) {
@@ -247,6 +247,11 @@ grpc::Status AgentsService::Report(grpc::ServerContext* context, const v1::Repor
   if (!st.ok() || !events.empty()) {
     options_.log(
         absl::StrCat("Report node=", info.id, " steps=", events.size(), ": ", Describe(st)));
+  }
+  // A slave learns its upstream's current size here (for the free-disk
+  // check of a bootstrap) without a new generation.
+  if (absl::StatusOr<DesiredState> desired = registry_->Desired(info.id); st.ok() && desired.ok()) {
+    response->set_upstream_data_bytes(desired->upstream_data_bytes);
   }
   return st;
 }

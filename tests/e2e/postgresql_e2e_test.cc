@@ -90,6 +90,7 @@ TEST_F(PostgresqlE2eTest, UserStory) {
   const std::string p1 = std::to_string(db1.port());
 
   // 1. Every node registers and converges as standalone.
+  ASSERT_TRUE(PollUntil([&] { return cluster_.Nodes().size() == 3; }, seconds(30)));
   cluster_.Wait({"db1", "db2", "db3"});
   {
     auto nodes = cluster_.Nodes();

@@ -1,0 +1,96 @@
+// The text the PostgreSQL engine reads and writes: slot names, connection
+// strings, postgresql.auto.conf, the managed block of pg_hba.conf, .pgpass
+// lines, and the output of pg_basebackup -P and pg_controldata.
+//
+// Pure functions: no I/O, deterministic; unit-tested in pg_files_test.cc.
+#ifndef TANDEM_ENGINES_POSTGRESQL_PG_FILES_H_
+#define TANDEM_ENGINES_POSTGRESQL_PG_FILES_H_
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/types.h"
+
+namespace tandem::pg {
+
+// Replication slots the engine manages carry this prefix; others are left alone.
+inline constexpr std::string_view kSlotPrefix = "tandem_";
+
+// "tandem_" + the slave id lowercased, every character outside [a-z0-9_]
+// replaced by '_'. Names longer than PostgreSQL's 63 bytes are cut and end
+// with 8 hex digits of a hash of the id, so they stay distinct.
+std::string SlotName(std::string_view slave_id);
+
+// ---- libpq connection strings ("key=value key='quoted value'")
+
+// `value` as a conninfo value: bare when it has no space, quote or
+// backslash (and is not empty), else single-quoted with \' and \\.
+std::string QuoteConninfoValue(std::string_view value);
+// Parses a conninfo string; nullopt when it is malformed (unterminated quote,
+// a key without '=').
+std::optional<std::map<std::string, std::string>> ParseConninfo(std::string_view conninfo);
+// "host:port" of a conninfo (port 5432 when absent); "" when it has no host.
+std::string UpstreamFromConninfo(std::string_view conninfo);
+
+// primary_conninfo of a slave of `upstream`: host, port, user, passfile (only
+// when `passfile` is not empty) and application_name = `application_name`.
+std::string PrimaryConninfo(const Peer& upstream, std::string_view user, std::string_view passfile,
+                            std::string_view application_name);
+
+// ---- postgresql.auto.conf / postgresql.conf syntax
+
+// `value` quoted the way ALTER SYSTEM writes it: '...' with ' and \ doubled.
+std::string QuoteConfValue(std::string_view value);
+// The value of the last setting of `name` (case-insensitive) in a
+// configuration file's text, unquoted; nullopt when it is not set.
+std::optional<std::string> ConfValue(std::string_view text, std::string_view name);
+// The text with every line setting one of the changed names removed and,
+// for each change with a value, "name = 'value'" appended (in the order
+// given). A change with nullopt only removes. Other lines stay as they are.
+std::string UpdateConf(
+    std::string_view text,
+    const std::vector<std::pair<std::string, std::optional<std::string>>>& changes);
+
+// ---- pg_hba.conf
+
+inline constexpr std::string_view kHbaBegin =
+    "# BEGIN tandem (managed by tandem-agent; do not edit)";
+inline constexpr std::string_view kHbaEnd = "# END tandem";
+
+// The pg_hba address of a slave host: an IPv4 address gets /32, an IPv6
+// address /128, a host name stays as it is. InvalidArgument for an empty
+// host or one with whitespace, quotes, '#' or ','.
+absl::StatusOr<std::string> HbaAddress(std::string_view host);
+// The managed block (with its BEGIN/END lines, ending in '\n') that lets
+// `repl_user` replicate from each slave's address with `method`, one line per
+// slave ending with "# tandem slave <id>". "" for no slaves.
+absl::StatusOr<std::string> HbaBlock(const std::vector<Peer>& slaves, std::string_view repl_user,
+                                     std::string_view method);
+// `hba` with every managed block removed and `block` put at the top (first
+// match wins in pg_hba.conf, so the managed rules come before any reject).
+std::string ReplaceHbaBlock(std::string_view hba, std::string_view block);
+// Slave ids listed in the managed block(s) of `hba`, in file order.
+std::vector<std::string> HbaBlockSlaveIds(std::string_view hba);
+
+// ---- other files and outputs
+
+// A .pgpass line matching any host, port and database for `user`, with ':'
+// and '\' escaped, ending in '\n'.
+std::string PgpassLine(std::string_view user, std::string_view password);
+// The last "done/total kB" progress of pg_basebackup -P output, in bytes.
+std::optional<std::pair<uint64_t, uint64_t>> LastBasebackupProgress(std::string_view output);
+// A field of pg_controldata output (run with LC_ALL=C), e.g.
+// "Database system identifier"; nullopt when absent.
+std::optional<std::string> ControldataField(std::string_view output, std::string_view field);
+// `arg` single-quoted for /bin/sh (pg_ctl -o runs the server through a shell).
+std::string ShellQuote(std::string_view arg);
+
+}  // namespace tandem::pg
+
+#endif  // TANDEM_ENGINES_POSTGRESQL_PG_FILES_H_
