@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/files.h"
+#include "common/subprocess.h"
 #include "gtest/gtest.h"
 #include "tests/e2e/cluster.h"
 #include "tests/harness/pg_server.h"
@@ -170,6 +171,19 @@ TEST_F(PostgresqlE2eTest, UserStory) {
     EXPECT_EQ(nodes["db1"]["observed"]["role"], "master");
   }
 
+  // The agent's own tools: plan (nothing to do once converged), check-config.
+  {
+    absl::StatusOr<RunResult> plan =
+        tandem::Run({TANDEM_AGENT_BIN, "plan", "--config", cluster_.node("db2").config_path});
+    ASSERT_TRUE(plan.ok());
+    EXPECT_EQ(plan->exit_code, 0) << plan->output;
+    EXPECT_NE(plan->output.find("nothing to do"), std::string::npos) << plan->output;
+    absl::StatusOr<RunResult> check =
+        tandem::Run({TANDEM_AGENT_BIN, "check-config", "--config", cluster_.node("db2").config_path});
+    ASSERT_TRUE(check.ok());
+    EXPECT_EQ(check->exit_code, 0) << check->output;
+  }
+
   // 4. Add db3; kill -9 its agent in the middle of the bootstrap.
   CtlResult add = cluster_.Ctl({"slave", "add", "db3", "--master", "db1"});
   ASSERT_EQ(add.exit_code, 0) << add.out;
@@ -214,17 +228,34 @@ TEST_F(PostgresqlE2eTest, UserStory) {
   EXPECT_EQ(cluster_.Env("db3")["POSTGRESQL_PORT"], std::to_string(db3.port()));
   EXPECT_EQ(cluster_.Env("db1")["POSTGRESQL_SLAVE_ADDRESSES"], absl::StrCat("127.0.0.1:", db2.port()));
 
+  // Resync: db2 is rebuilt from a fresh copy of db1 (its data moved aside
+  // again); a standalone node cannot be resynced.
+  {
+    CtlResult refused = cluster_.Ctl({"resync", "db3"});
+    EXPECT_NE(refused.exit_code, 0);
+    EXPECT_NE(refused.out.find("db3"), std::string::npos) << refused.out;
+    const int64_t rows = Count(db1, "t");
+    CtlResult resync = cluster_.Ctl({"resync", "db2"});
+    ASSERT_EQ(resync.exit_code, 0) << resync.out;
+    cluster_.Wait({"db1", "db2"});
+    EXPECT_EQ(Glob(db2.data_dir() + ".tandem-old-*").size(), 2u);
+    EXPECT_TRUE(InRecovery(db2));
+    EXPECT_EQ(Count(db2, "t"), rows);
+    ASSERT_TRUE(db1.Exec("INSERT INTO t (v) VALUES ('after resync')").ok());
+    EXPECT_TRUE(HasRows(db2, "t", rows + 1, seconds(5)));
+  }
+
   // 5. Disable replication: every member standalone and writable, data kept,
   // no slot left on db1.
   CtlResult disable = cluster_.Ctl({"replication", "disable", "--master", "db1"});
   ASSERT_EQ(disable.exit_code, 0) << disable.out;
   cluster_.Wait({"db1", "db2"});
   EXPECT_FALSE(InRecovery(db2));
-  EXPECT_EQ(Count(db2, "t"), 200003);
+  EXPECT_EQ(Count(db2, "t"), 200004);
   EXPECT_TRUE(db2.Exec("INSERT INTO t (v) VALUES ('db2 on its own')").ok());
   EXPECT_TRUE(db1.Exec("INSERT INTO t (v) VALUES ('db1 on its own')").ok());
   EXPECT_EQ(*db1.Value("SELECT count(*) FROM pg_replication_slots"), "0");
-  EXPECT_EQ(Count(db1, "t"), 200004) << "nothing lost on the master";
+  EXPECT_EQ(Count(db1, "t"), 200005) << "nothing lost on the master";
   for (const std::string& id : {"db1", "db2"}) {
     auto env = cluster_.Env(id);
     EXPECT_EQ(env["TANDEM_ROLE"], "standalone") << id;
