@@ -69,7 +69,7 @@ absl::StatusOr<ControllerConfig> ParseControllerConfig(const std::string& yaml,
     return absl::InvalidArgumentError(absl::StrCat(source, ": must be a map of fields"));
   }
   static const std::set<std::string> kKnown = {"listen", "data_dir", "auth_token_file",
-                                               "events_keep"};
+                                               "events_keep", "bootstraps_per_group"};
   try {
     for (const auto& entry : root) {
       const std::string field = entry.first.as<std::string>();
@@ -97,6 +97,13 @@ absl::StatusOr<ControllerConfig> ParseControllerConfig(const std::string& yaml,
               absl::StrCat("\"", *value, "\" is not a number in 1..", kMaxEventsKeep));
         }
         config.events_keep = static_cast<size_t>(keep);
+      } else if (field == "bootstraps_per_group") {
+        uint64_t limit = 0;
+        if (!absl::SimpleAtoi(*value, &limit) || limit > 1000) {
+          return FieldError(source, field,
+                            absl::StrCat("\"", *value, "\" is not a number in 0..1000"));
+        }
+        config.bootstraps_per_group = static_cast<size_t>(limit);
       }
     }
   } catch (const YAML::Exception& e) {
@@ -150,7 +157,7 @@ absl::StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& arg
 std::string Usage() {
   return "usage: tandem-controller [--config FILE] [--listen HOST:PORT] [--data-dir DIR]\n"
          "  --config FILE        controller.yaml (fields: listen, data_dir, auth_token_file,\n"
-         "                       events_keep)\n"
+         "                       events_keep, bootstraps_per_group)\n"
          "  --listen HOST:PORT   gRPC address (default 127.0.0.1:7400; port 0: any free port)\n"
          "  --data-dir DIR       state directory (default /var/lib/tandem-controller)\n"
          "Flags override the file.\n";

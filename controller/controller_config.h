@@ -5,6 +5,7 @@
 //   data_dir: /var/lib/tandem-controller # where state.json lives
 //   auth_token_file: ""                  # shared secret; empty: no auth
 //   events_keep: 2000                    # events kept in the history
+//   bootstraps_per_group: 1              # slaves of one master copying at once (0: no limit)
 //
 // Errors are InvalidArgument (NotFound / PermissionDenied for an unreadable
 // file) and name the file, the field and the reason:
@@ -27,6 +28,7 @@ struct ControllerConfig {
   std::string data_dir = "/var/lib/tandem-controller";
   std::string auth_token_file;  // empty: every client is accepted
   size_t events_keep = 2000;
+  size_t bootstraps_per_group = 1;
 };
 
 // Checks HOST:PORT ("127.0.0.1:7400", "[::1]:7400", "0.0.0.0:0"); port 0

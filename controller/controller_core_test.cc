@@ -62,6 +62,8 @@ class TempDir {
 RegistryOptions FixedClock(size_t events_keep = 2000) {
   RegistryOptions options;
   options.events_keep = events_keep;
+  // Every slave released at once; QueueTest covers the bootstrap queue.
+  options.policy.bootstraps_per_group = 0;
   options.now = [] { return absl::FromUnixSeconds(1700000000); };
   return options;
 }
@@ -954,6 +956,107 @@ TEST(ConfigTest, FlagsOverrideTheFile) {
   absl::StatusOr<ControllerConfig> missing = ResolveConfig(missing_file);
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(std::string(missing.status().message()), HasSubstr("none.yaml"));
+}
+
+}  // namespace
+}  // namespace tandem
+
+// ------------------------------------------------------------ bootstrap queue
+
+namespace tandem {
+namespace {
+
+ObservedState ConvergedOn(uint64_t generation) {
+  ObservedState observed;
+  observed.converged_generation = generation;
+  observed.seen_generation = generation;
+  return observed;
+}
+
+std::map<std::string, NodeView> Views(const Registry& registry) {
+  std::map<std::string, NodeView> out;
+  for (NodeView& view : registry.ListNodes()) out[view.info.id] = view;
+  return out;
+}
+
+TEST(QueueTest, SlavesOfOneMasterBootstrapOneAtATime) {
+  RegistryOptions options = FixedClock();
+  options.policy.bootstraps_per_group = 1;
+  std::unique_ptr<Registry> registry = OpenOrDie(std::make_unique<MemoryStore>(), options);
+  for (const char* id : {"db1", "db2", "db3", "db4"}) MustRegister(*registry, Node(id));
+  MustEnable(*registry, "db1", "db2");
+  MustEnable(*registry, "db1", "db3");
+  MustEnable(*registry, "db1", "db4");
+
+  // Only db2 is published as a slave; db3 and db4 wait, unpublished.
+  EXPECT_EQ(DesiredOf(*registry, "db2").role, Role::kSlave);
+  EXPECT_EQ(DesiredOf(*registry, "db3").role, Role::kStandalone);
+  EXPECT_EQ(DesiredOf(*registry, "db3").generation, 1u);
+  EXPECT_EQ(DesiredOf(*registry, "db4").role, Role::kStandalone);
+  ASSERT_EQ(DesiredOf(*registry, "db1").slaves.size(), 1u);
+  EXPECT_EQ(DesiredOf(*registry, "db1").slaves[0].id, "db2");
+  auto views = Views(*registry);
+  EXPECT_FALSE(views["db2"].queued);
+  EXPECT_TRUE(views["db3"].queued);
+  EXPECT_TRUE(views["db4"].queued);
+  // A queued node is never reported converged, even on its old target.
+  ASSERT_TRUE(registry->Report("db3", ConvergedOn(1), {}).ok());
+  EXPECT_FALSE(Views(*registry)["db3"].converged);
+
+  // A report that is not yet on db2's new generation releases nothing.
+  ASSERT_TRUE(registry->Report("db2", ConvergedOn(1), {}).ok());
+  EXPECT_EQ(DesiredOf(*registry, "db3").role, Role::kStandalone);
+
+  // db2 converged on its copy: db3's turn (in the order they were added).
+  ASSERT_TRUE(registry->Report("db2", ConvergedOn(Gen(*registry, "db2")), {}).ok());
+  EXPECT_EQ(DesiredOf(*registry, "db3").role, Role::kSlave);
+  EXPECT_EQ(DesiredOf(*registry, "db3").generation, 2u);
+  EXPECT_EQ(DesiredOf(*registry, "db4").role, Role::kStandalone);
+  EXPECT_EQ(DesiredOf(*registry, "db1").slaves.size(), 2u);
+  EXPECT_EQ(DesiredOf(*registry, "db1").env.at("POSTGRESQL_SLAVE_ADDRESSES"), "10.0.0.3,10.0.0.3");
+
+  ASSERT_TRUE(registry->Report("db3", ConvergedOn(Gen(*registry, "db3")), {}).ok());
+  EXPECT_EQ(DesiredOf(*registry, "db4").role, Role::kSlave);
+  EXPECT_FALSE(Views(*registry)["db4"].queued);
+
+  // A resync waits its turn but keeps streaming meanwhile (still listed).
+  ASSERT_TRUE(registry->Resync("db2").ok());
+  const DesiredState before = DesiredOf(*registry, "db2");
+  EXPECT_TRUE(Views(*registry)["db2"].queued);
+  EXPECT_EQ(DesiredOf(*registry, "db1").slaves.size(), 3u);
+  ASSERT_TRUE(registry->Report("db4", ConvergedOn(Gen(*registry, "db4")), {}).ok());
+  EXPECT_GT(DesiredOf(*registry, "db2").generation, before.generation);
+  EXPECT_NE(DesiredOf(*registry, "db2").resync_token, before.resync_token);
+}
+
+TEST(QueueTest, LimitZeroReleasesEverySlaveAtOnce) {
+  RegistryOptions options = FixedClock();
+  options.policy.bootstraps_per_group = 0;
+  std::unique_ptr<Registry> registry = OpenOrDie(std::make_unique<MemoryStore>(), options);
+  for (const char* id : {"db1", "db2", "db3"}) MustRegister(*registry, Node(id));
+  MustEnable(*registry, "db1", "db2");
+  MustEnable(*registry, "db1", "db3");
+  EXPECT_EQ(DesiredOf(*registry, "db2").role, Role::kSlave);
+  EXPECT_EQ(DesiredOf(*registry, "db3").role, Role::kSlave);
+}
+
+TEST(QueueTest, SeededSurvivesTheStore) {
+  TempDir dir;
+  RegistryOptions options = FixedClock();
+  {
+    absl::StatusOr<std::unique_ptr<FileStore>> store = FileStore::Open(dir.path());
+    ASSERT_TRUE(store.ok()) << store.status();
+    std::unique_ptr<Registry> registry = OpenOrDie(*std::move(store), options);
+    for (const char* id : {"db1", "db2", "db3"}) MustRegister(*registry, Node(id));
+    MustEnable(*registry, "db1", "db2");
+    MustEnable(*registry, "db1", "db3");
+    ASSERT_TRUE(registry->Report("db2", ConvergedOn(Gen(*registry, "db2")), {}).ok());
+  }
+  absl::StatusOr<std::unique_ptr<FileStore>> store = FileStore::Open(dir.path());
+  ASSERT_TRUE(store.ok()) << store.status();
+  std::unique_ptr<Registry> registry = OpenOrDie(*std::move(store), options);
+  EXPECT_TRUE(registry->Snapshot().nodes.at("db2").seeded);
+  EXPECT_EQ(DesiredOf(*registry, "db3").role, Role::kSlave);
 }
 
 }  // namespace

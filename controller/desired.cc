@@ -13,10 +13,12 @@ namespace {
 // Master id -> its slaves, sorted by id (std::map iteration order).
 using GroupIndex = std::map<std::string, std::vector<const NodeRecord*>>;
 
-GroupIndex IndexGroups(const ControllerState& state) {
+GroupIndex IndexGroups(const ControllerState& state, const std::set<std::string>& queued) {
   GroupIndex index;
   for (const auto& [id, record] : state.nodes) {
-    if (record.role == Role::kSlave) index[record.upstream_id].push_back(&record);
+    if (record.role != Role::kSlave) continue;
+    if (queued.count(id) != 0 && !PublishedInGroup(record)) continue;
+    index[record.upstream_id].push_back(&record);
   }
   return index;
 }
@@ -87,7 +89,8 @@ DesiredState DesiredFor(const ControllerState& state, const NodeRecord& node,
     auto it = state.nodes.find(node.upstream_id);
     if (it != state.nodes.end()) {
       const NodeInfo& m = it->second.info;
-      desired.upstream = Peer{m.id, m.stack, ReachableAddress(m, node.info.stack), m.port};
+      desired.upstream =
+          Peer{m.id, m.stack, ReachableAddress(m, node.info.stack), m.port, m.transfer_port};
     }
   } else if (node.role == Role::kMaster) {
     auto it = groups.find(node.info.id);
@@ -103,6 +106,29 @@ DesiredState DesiredFor(const ControllerState& state, const NodeRecord& node,
 
 }  // namespace
 
+bool PublishedInGroup(const NodeRecord& record) {
+  return record.desired.role == Role::kSlave && record.desired.upstream.id == record.upstream_id;
+}
+
+std::set<std::string> QueuedSlaves(const ControllerState& state, const DesiredPolicy& policy) {
+  std::set<std::string> queued;
+  if (policy.bootstraps_per_group == 0) return queued;
+  // Unseeded slaves per master, in bootstrap order.
+  std::map<std::string, std::vector<std::pair<uint64_t, std::string>>> waiting;
+  for (const auto& [id, record] : state.nodes) {
+    if (record.role == Role::kSlave && !record.seeded) {
+      waiting[record.upstream_id].emplace_back(record.queue_seq, id);
+    }
+  }
+  for (auto& [master, slaves] : waiting) {
+    std::sort(slaves.begin(), slaves.end());
+    for (size_t i = policy.bootstraps_per_group; i < slaves.size(); ++i) {
+      queued.insert(slaves[i].second);
+    }
+  }
+  return queued;
+}
+
 std::string ReachableAddress(const NodeInfo& target, const std::string& from_stack) {
   if (target.stack == from_stack || target.addresses.external.empty()) {
     return target.addresses.internal;
@@ -110,22 +136,30 @@ std::string ReachableAddress(const NodeInfo& target, const std::string& from_sta
   return target.addresses.external;
 }
 
-EnvMap ComputeEnv(const ControllerState& state, const NodeRecord& node) {
-  return EnvFor(state, node, IndexGroups(state));
+EnvMap ComputeEnv(const ControllerState& state, const NodeRecord& node,
+                  const DesiredPolicy& policy) {
+  return EnvFor(state, node, IndexGroups(state, QueuedSlaves(state, policy)));
 }
 
-DesiredState ComputeDesired(const ControllerState& state, const NodeRecord& node) {
-  return DesiredFor(state, node, IndexGroups(state));
+DesiredState ComputeDesired(const ControllerState& state, const NodeRecord& node,
+                            const DesiredPolicy& policy) {
+  return DesiredFor(state, node, IndexGroups(state, QueuedSlaves(state, policy)));
 }
 
-std::vector<std::string> RecomputeDesired(ControllerState* state) {
-  const GroupIndex groups = IndexGroups(*state);
+std::vector<std::string> RecomputeDesired(ControllerState* state, const DesiredPolicy& policy) {
+  const std::set<std::string> queued = QueuedSlaves(*state, policy);
+  const GroupIndex groups = IndexGroups(*state, queued);
   // Compute everything first: the index points into state->nodes, whose
   // desired states must not change while others are being computed.
   std::map<std::string, DesiredState> fresh;
-  for (const auto& [id, record] : state->nodes) fresh[id] = DesiredFor(*state, record, groups);
+  for (const auto& [id, record] : state->nodes) {
+    if (queued.count(id) == 0 || record.desired.generation == 0) {
+      fresh[id] = DesiredFor(*state, record, groups);
+    }
+  }
   std::vector<std::string> changed;
   for (auto& [id, record] : state->nodes) {
+    if (fresh.count(id) == 0) continue;  // queued: keeps what was published
     DesiredState& next = fresh[id];
     const bool is_new = record.desired.generation == 0;
     if (!is_new && record.desired.SameTarget(next)) continue;

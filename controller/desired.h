@@ -5,6 +5,8 @@
 #ifndef TANDEM_CONTROLLER_DESIRED_H_
 #define TANDEM_CONTROLLER_DESIRED_H_
 
+#include <cstddef>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -12,6 +14,25 @@
 #include "controller/state.h"
 
 namespace tandem {
+
+// How the desired states of a group are released.
+struct DesiredPolicy {
+  // At most this many slaves of one master bootstrap (copy its data) at a
+  // time; the others are queued. 0: no limit.
+  size_t bootstraps_per_group = 1;
+};
+
+// The slaves whose new target is held back: per master, the unseeded slaves
+// (NodeRecord::seeded false) in (queue_seq, id) order after the first
+// `bootstraps_per_group`. A queued node keeps its published desired state
+// (no new generation) until it is released, and the group's lists (the
+// master's slaves, the env vars) leave it out unless it already was
+// published as a slave of that master (a queued resync keeps streaming).
+// Whether a slave's published desired state already makes it a slave of
+// the master its record names.
+bool PublishedInGroup(const NodeRecord& record);
+
+std::set<std::string> QueuedSlaves(const ControllerState& state, const DesiredPolicy& policy);
 
 // The address of `target` as reachable from a node in `from_stack`: the
 // internal address within a stack; between stacks the external one, or the
@@ -30,20 +51,22 @@ std::string ReachableAddress(const NodeInfo& target, const std::string& from_sta
 // without an external address contributes nothing to E_SLAVE_ADDRESSES_EXT
 // (so that list only ever holds external addresses). A standalone node
 // describes itself and has empty slave lists.
-EnvMap ComputeEnv(const ControllerState& state, const NodeRecord& node);
+EnvMap ComputeEnv(const ControllerState& state, const NodeRecord& node,
+                  const DesiredPolicy& policy = {});
 
 // The desired state of `node` (generation 0; upstream_data_bytes 0: the
 // service fills it when sending). A slave gets its upstream as a Peer whose
 // host is the master's ReachableAddress from the slave's stack; a master
 // gets one Peer per slave, sorted by id, with hosts as reachable from the
 // master's stack.
-DesiredState ComputeDesired(const ControllerState& state, const NodeRecord& node);
+DesiredState ComputeDesired(const ControllerState& state, const NodeRecord& node,
+                            const DesiredPolicy& policy = {});
 
-// Recomputes the desired state of every node. A node whose target changed
-// (DesiredState::SameTarget) gets generation + 1 (1 for a node that had no
-// desired state yet); the others keep theirs. Returns the ids of the nodes
-// whose desired state changed, sorted.
-std::vector<std::string> RecomputeDesired(ControllerState* state);
+// Recomputes the desired state of every node but the queued ones. A node
+// whose target changed (DesiredState::SameTarget) gets generation + 1 (1 for
+// a node that had no desired state yet); the others keep theirs. Returns the
+// ids of the nodes whose desired state changed, sorted.
+std::vector<std::string> RecomputeDesired(ControllerState* state, const DesiredPolicy& policy = {});
 
 // One-word-ish summary of a target: "standalone", "slave of db1",
 // "master of db2,db3", "master (no slaves)".

@@ -86,6 +86,7 @@ int Main(int argc, char** argv) {
   const std::string location = (*store)->Location();
   RegistryOptions registry_options;
   registry_options.events_keep = config->events_keep;
+  registry_options.policy.bootstraps_per_group = config->bootstraps_per_group;
   absl::StatusOr<std::unique_ptr<Registry>> registry =
       Registry::Open(*std::move(store), registry_options);
   if (!registry.ok()) return Fail(kExitStartup, std::string(registry.status().message()));

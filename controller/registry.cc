@@ -175,7 +175,7 @@ absl::StatusOr<std::unique_ptr<Registry>> Registry::Open(std::unique_ptr<Store> 
 // ------------------------------------------------------------------ changes
 
 absl::StatusOr<Changes> Registry::CommitLocked(ControllerState next, const std::string& cause) {
-  const std::vector<std::string> changed = RecomputeDesired(&next);
+  const std::vector<std::string> changed = RecomputeDesired(&next, options_.policy);
   if (changed.empty() && next.nodes == state_.nodes &&
       next.resync_counter == state_.resync_counter) {
     return Changes{};
@@ -323,6 +323,8 @@ absl::StatusOr<Changes> Registry::EnableReplication(const std::string& master,
   new_slave.role = Role::kSlave;
   new_slave.upstream_id = master;
   new_slave.resync_token = NextResyncTokenLocked(&next, slave);
+  new_slave.queue_seq = next.resync_counter;
+  new_slave.seeded = false;
   return CommitLocked(std::move(next),
                       absl::StrCat("replication enable --master ", master, " --slave ", slave));
 }
@@ -379,7 +381,10 @@ absl::StatusOr<Changes> Registry::Resync(const std::string& slave) {
                                                       "; only a slave can be resynchronised"));
   }
   ControllerState next = state_;
-  next.nodes.at(slave).resync_token = NextResyncTokenLocked(&next, slave);
+  NodeRecord& record = next.nodes.at(slave);
+  record.resync_token = NextResyncTokenLocked(&next, slave);
+  record.queue_seq = next.resync_counter;
+  record.seeded = false;
   return CommitLocked(std::move(next), absl::StrCat("resync ", slave));
 }
 
@@ -399,8 +404,16 @@ absl::StatusOr<Changes> Registry::Promote(const std::string& node, bool force) {
 absl::Status Registry::Report(const std::string& node_id, const ObservedState& observed,
                               const std::vector<StepEvent>& events) {
   absl::MutexLock lock(&mu_);
-  if (absl::StatusOr<const NodeRecord*> n = FindLocked(node_id); !n.ok()) return n.status();
-  if (!events.empty()) {
+  absl::StatusOr<const NodeRecord*> n = FindLocked(node_id);
+  if (!n.ok()) return n.status();
+  // A slave that converged on the copy it was asked for is seeded: the next
+  // queued slave of its group may start its bootstrap.
+  const NodeRecord& record = **n;
+  const bool seeded_now = record.role == Role::kSlave && !record.seeded &&
+                          PublishedInGroup(record) &&
+                          record.desired.resync_token == record.resync_token &&
+                          observed.converged_generation == record.desired.generation;
+  if (!events.empty() || seeded_now) {
     ControllerState next = state_;
     const double now = UnixSeconds(options_.now());
     for (const StepEvent& step : events) {
@@ -421,8 +434,15 @@ absl::Status Registry::Report(const std::string& node_id, const ObservedState& o
       event.seconds = step.seconds;
       AppendEventLocked(&next, std::move(event));
     }
-    if (absl::Status st = store_->Save(next); !st.ok()) return st;
-    state_ = std::move(next);
+    if (seeded_now) {
+      next.nodes.at(node_id).seeded = true;
+      absl::StatusOr<Changes> released = CommitLocked(
+          std::move(next), absl::StrCat(node_id, " holds a copy of ", record.upstream_id));
+      if (!released.ok()) return released.status();
+    } else {
+      if (absl::Status st = store_->Save(next); !st.ok()) return st;
+      state_ = std::move(next);
+    }
   }
   Live& live = live_[node_id];
   live.observed = observed;
@@ -455,7 +475,8 @@ DesiredState Registry::DesiredLocked(const NodeRecord& record) const {
   return desired;
 }
 
-NodeView Registry::ViewLocked(const NodeRecord& record) const {
+NodeView Registry::ViewLocked(const NodeRecord& record,
+                              const std::set<std::string>& queued) const {
   NodeView view;
   view.info = record.info;
   view.desired = DesiredLocked(record);
@@ -470,8 +491,10 @@ NodeView Registry::ViewLocked(const NodeRecord& record) const {
           std::max(0.0, absl::ToDoubleSeconds(options_.now() - live.last_report));
     }
   }
-  view.converged =
-      view.observed.has_value() && view.observed->converged_generation == view.desired.generation;
+  // A queued slave is not converged: its new target is not published yet.
+  view.queued = queued.count(record.info.id) != 0;
+  view.converged = !view.queued && view.observed.has_value() &&
+                   view.observed->converged_generation == view.desired.generation;
   return view;
 }
 
@@ -479,14 +502,15 @@ absl::StatusOr<NodeView> Registry::GetNode(const std::string& node_id) const {
   absl::ReaderMutexLock lock(&mu_);
   absl::StatusOr<const NodeRecord*> n = FindLocked(node_id);
   if (!n.ok()) return n.status();
-  return ViewLocked(**n);
+  return ViewLocked(**n, QueuedSlaves(state_, options_.policy));
 }
 
 std::vector<NodeView> Registry::ListNodes() const {
   absl::ReaderMutexLock lock(&mu_);
   std::vector<NodeView> views;
   views.reserve(state_.nodes.size());
-  for (const auto& [id, record] : state_.nodes) views.push_back(ViewLocked(record));
+  const std::set<std::string> queued = QueuedSlaves(state_, options_.policy);
+  for (const auto& [id, record] : state_.nodes) views.push_back(ViewLocked(record, queued));
   return views;
 }
 

@@ -28,6 +28,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/types.h"
+#include "controller/desired.h"
 #include "controller/state.h"
 #include "controller/store.h"
 
@@ -45,6 +47,8 @@ namespace tandem {
 struct RegistryOptions {
   // How many events are kept (oldest dropped first). At least 1.
   size_t events_keep = 2000;
+  // How group members are released (bootstraps per group at a time).
+  DesiredPolicy policy;
   // The clock for event times and report ages.
   std::function<absl::Time()> now = [] { return absl::Now(); };
 };
@@ -58,7 +62,7 @@ struct NodeView {
   std::string upstream_id;                // desired upstream of a slave
   bool agent_connected = false;           // a Watch stream is open
   double seconds_since_report = -1;       // -1: never reported
-  bool queued = false;                    // reserved: slaves are never queued yet
+  bool queued = false;                    // a slave waiting for its turn to bootstrap
 };
 
 // One line per node whose desired state changed, in node id order:
@@ -94,7 +98,8 @@ class Registry {
 
   // `replication enable --master M --slave S` and `slave add S --master M`:
   // M becomes (or stays) a master, S its slave with a fresh resync token (so
-  // its data is always rebuilt from M). Refused: M == S; an unknown node;
+  // its data is always rebuilt from M). S is queued while another slave of
+  // M bootstraps (RegistryOptions::policy). Refused: M == S; an unknown node;
   // engines that differ; MongoDB across stacks; M a slave; S a master that
   // has slaves; S a slave of another master. S already a slave of M: OK,
   // nothing to change.
@@ -120,7 +125,9 @@ class Registry {
   // ---- Agents.
 
   // Stores the node's observed state and report time (in memory only) and
-  // records one "step" event per step outcome (saved, bounded). NotFound
+  // records one "step" event per step outcome (saved, bounded). A slave
+  // that reports having converged on its copy of the master's data becomes
+  // seeded, which releases the next queued slave of its group. NotFound
   // for an unknown node; with events, a save error changes nothing.
   absl::Status Report(const std::string& node_id, const ObservedState& observed,
                       const std::vector<StepEvent>& events);
@@ -178,7 +185,8 @@ class Registry {
   absl::StatusOr<const NodeRecord*> FindLocked(const std::string& node_id) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   DesiredState DesiredLocked(const NodeRecord& record) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
-  NodeView ViewLocked(const NodeRecord& record) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  NodeView ViewLocked(const NodeRecord& record, const std::set<std::string>& queued) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
   std::vector<Event> EventsLocked(uint64_t after_seq, const std::string& node) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   std::string NextResyncTokenLocked(ControllerState* next, const std::string& node_id) const

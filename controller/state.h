@@ -38,6 +38,11 @@ struct NodeRecord {
   Role role = Role::kStandalone;
   std::string upstream_id;
   std::string resync_token;
+  // A slave's bootstrap order: the resync counter when its copy was asked
+  // for (enable or resync). `seeded` once its agent converged on that copy;
+  // unseeded slaves beyond the per-group limit are queued (desired.h).
+  uint64_t queue_seq = 0;
+  bool seeded = false;
   // The desired state last published for the node, with its generation. It
   // is a function of every record's intent and info (see desired.h); it is
   // kept so that a generation is bumped only when the target really changes,
@@ -46,7 +51,8 @@ struct NodeRecord {
 
   bool operator==(const NodeRecord& other) const {
     return info == other.info && role == other.role && upstream_id == other.upstream_id &&
-           resync_token == other.resync_token && desired.generation == other.desired.generation &&
+           resync_token == other.resync_token && queue_seq == other.queue_seq &&
+           seeded == other.seeded && desired.generation == other.desired.generation &&
            desired.SameTarget(other.desired);
   }
 };

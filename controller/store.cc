@@ -68,6 +68,8 @@ json NodeToJson(const NodeRecord& n) {
               {"role", std::string(RoleName(n.role))},
               {"upstream", n.upstream_id},
               {"resync_token", n.resync_token},
+              {"queue_seq", n.queue_seq},
+              {"seeded", n.seeded},
               {"desired", DesiredToJson(n.desired)}};
 }
 
@@ -86,6 +88,10 @@ NodeRecord NodeFromJson(const json& j) {
   n.role = RoleFromJson(j.at("role"));
   n.upstream_id = j.at("upstream").get<std::string>();
   n.resync_token = j.at("resync_token").get<std::string>();
+  // Absent in states saved before bootstrap queueing: an unseeded slave is
+  // marked seeded by its next converged report.
+  n.queue_seq = j.value("queue_seq", uint64_t{0});
+  n.seeded = j.value("seeded", false);
   n.desired = DesiredFromJson(j.at("desired"));
   return n;
 }

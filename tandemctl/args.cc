@@ -351,9 +351,14 @@ absl::StatusOr<Command> ParseArgs(const std::vector<std::string>& args, const En
       break;
     }
     case Verb::kSlaveAdd: {
-      absl::StatusOr<std::string> node = OneNode(pos, spec.name, "a slave NODE");
-      if (!node.ok()) return node.status();
-      command.slave = *node;
+      // Several slaves at once: the controller bootstraps them one by one.
+      if (pos.empty()) return Usage("'slave add' needs a slave NODE");
+      std::set<std::string> seen;
+      for (const std::string& node : pos) {
+        if (node.empty()) return Usage("'slave add': a NODE is empty");
+        if (seen.insert(node).second) command.nodes.push_back(node);
+      }
+      command.slave = command.nodes.front();
       absl::StatusOr<std::string> master = RequiredNodeOption(tokens, "--master", spec.name);
       if (!master.ok()) return master.status();
       command.master = *master;
@@ -482,7 +487,7 @@ Verbs:
   status NODE                                one node in detail
   replication enable --master A --slave B    A masters a group, B becomes its slave
   replication disable --master A             every member of A's group becomes standalone
-  slave add B --master A                     add slave B to A's group
+  slave add B [C ...] --master A             add slaves to A's group, one at a time
   slave remove B                             B leaves its group and becomes standalone
   resync B                                   rebuild slave B from a fresh backup of its master
   promote B [--force]                        slave B becomes master; the others follow B
@@ -536,14 +541,17 @@ Examples:
   tandemctl replication disable --master db1
 )"},
       {"slave",
-       R"(Usage: tandemctl slave add B --master A
+       R"(Usage: tandemctl slave add B [C ...] --master A
        tandemctl slave remove B
 
 add:    B becomes one more slave of A (same request as 'replication enable').
+        With several nodes, each is added; the controller bootstraps them one
+        at a time (the others show "queued" until their turn).
 remove: B leaves its group and becomes standalone.
 
 Examples:
   tandemctl slave add db3 --master db1
+  tandemctl slave add db3 db4 db5 --master db1
   tandemctl slave remove db3
 )"},
       {"resync",

@@ -253,7 +253,7 @@ std::string NodesTable(const v1::ListNodesResponse& nodes) {
         ObservedCell(node),
         OrDash(node.upstream_id()),
         NeverReported(node) ? "-" : LagCell(node.observed()),
-        YesNo(node.converged()),
+        node.queued() ? std::string("queued") : YesNo(node.converged()),
         absl::StrCat(node.desired().generation(), "/", node.observed().converged_generation()),
         OrDash(OneLine(node.observed().last_error(), kErrorCellChars)),
     });

@@ -18,6 +18,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "tandemctl/args.h"
 #include "tandemctl/client.h"
 #include "tandemctl/format.h"
@@ -192,8 +193,25 @@ int Run(const Command& command) {
       return Done(*text);
     }
     case Verb::kReplicationEnable:
-    case Verb::kSlaveAdd:
       return Changes(command, client.EnableReplication(command.master, command.slave));
+    case Verb::kSlaveAdd: {
+      // One request per slave, in the order given; the first refusal stops
+      // and names the slaves already added.
+      v1::ChangeResponse all;
+      std::vector<std::string> added;
+      for (const std::string& slave : command.nodes) {
+        absl::StatusOr<v1::ChangeResponse> one = client.EnableReplication(command.master, slave);
+        if (!one.ok()) {
+          if (added.empty()) return Fail(one.status());
+          return Fail(absl::Status(one.status().code(),
+                                   absl::StrCat(one.status().message(), " (already added: ",
+                                                absl::StrJoin(added, ", "), ")")));
+        }
+        added.push_back(slave);
+        for (const std::string& line : one->changes()) all.add_changes(line);
+      }
+      return Changes(command, all);
+    }
     case Verb::kReplicationDisable:
       return Changes(command, client.DisableReplication(command.master));
     case Verb::kSlaveRemove:

@@ -3,11 +3,14 @@
 #include <glob.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <memory>
+#include <set>
 #include <string>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "common/files.h"
 #include "common/subprocess.h"
 #include "gtest/gtest.h"
@@ -265,6 +268,70 @@ TEST_F(PostgresqlE2eTest, UserStory) {
   for (const auto& [id, n] : cluster_.Nodes()) {
     EXPECT_EQ(n["observed"]["role"], "standalone") << id;
   }
+}
+
+// Three slaves added in one command are bootstrapped one at a time: the
+// master never serves two full copies at once.
+TEST_F(PostgresqlE2eTest, SlavesAddedTogetherBootstrapOneAtATime) {
+  PgServer& db1 = AddPgNode("db1");
+  for (const std::string& id : {"db2", "db3", "db4"}) AddPgNode(id);
+  ASSERT_TRUE(PollUntil([&] { return cluster_.Nodes().size() == 4; }, seconds(30)));
+  cluster_.Wait({"db1", "db2", "db3", "db4"});
+  ASSERT_TRUE(db1.Exec("CREATE TABLE t (id serial PRIMARY KEY, v text);"
+                       "INSERT INTO t (v) SELECT 'row ' || g FROM generate_series(1, 100000) g")
+                  .ok());
+
+  CtlResult add = cluster_.Ctl({"slave", "add", "db2", "db3", "db4", "--master", "db1"});
+  ASSERT_EQ(add.exit_code, 0) << add.out;
+  // Right after the command, two of the three wait their turn.
+  {
+    auto nodes = cluster_.Nodes();
+    int queued = 0;
+    for (const std::string& id : {"db2", "db3", "db4"}) queued += nodes[id]["queued"].get<bool>();
+    EXPECT_GE(queued, 1);
+    EXPECT_NE(cluster_.Ctl({"nodes"}).out.find("queued"), std::string::npos);
+  }
+  // Sampled while they bootstrap: never two at once.
+  int max_bootstrapping = 0;
+  PollUntil(
+      [&] {
+        auto nodes = cluster_.Nodes();
+        int bootstrapping = 0;
+        bool all_done = true;
+        for (const std::string& id : {"db2", "db3", "db4"}) {
+          bootstrapping += nodes[id]["observed"]["current_step"] == "bootstrap";
+          all_done = all_done && nodes[id]["converged"].get<bool>();
+        }
+        max_bootstrapping = std::max(max_bootstrapping, bootstrapping);
+        return all_done;
+      },
+      seconds(180), milliseconds(50));
+  cluster_.Wait({"db1", "db2", "db3", "db4"});
+  EXPECT_LE(max_bootstrapping, 1);
+
+  // The controller's history: each slave's bootstrap step ended before the
+  // next one started.
+  CtlResult events = cluster_.Ctl({"events", "-o", "json"});
+  ASSERT_EQ(events.exit_code, 0) << events.out;
+  std::vector<std::pair<double, double>> intervals;  // [start, end]
+  std::set<std::string> bootstrapped;
+  for (absl::string_view line : absl::StrSplit(events.out, '\n')) {
+    nlohmann::json e = nlohmann::json::parse(line, nullptr, false);
+    if (!e.is_object() || e.value("kind", "") != "step") continue;
+    const std::string message = e.value("message", "");
+    if (message.rfind("bootstrap:", 0) != 0) continue;
+    const double end = e.value("unix_time", 0.0);
+    intervals.emplace_back(end - e.value("seconds", 0.0), end);
+    bootstrapped.insert(e.value("node", ""));
+  }
+  EXPECT_EQ(bootstrapped, (std::set<std::string>{"db2", "db3", "db4"})) << events.out;
+  std::sort(intervals.begin(), intervals.end());
+  for (size_t i = 1; i < intervals.size(); ++i) {
+    EXPECT_GE(intervals[i].first, intervals[i - 1].second) << "bootstraps " << i - 1 << " and " << i
+                                                          << " overlap";
+  }
+  ASSERT_TRUE(db1.Exec("INSERT INTO t (v) VALUES ('last')").ok());
+  for (const auto& pg : servers_) EXPECT_TRUE(HasRows(*pg, "t", 100001, seconds(5))) << pg->port();
 }
 
 }  // namespace
