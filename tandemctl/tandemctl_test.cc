@@ -65,6 +65,14 @@ TEST(ParseArgsTest, VerbsAndTheirArguments) {
   }
 }
 
+TEST(ParseArgsTest, SlaveAddTakesSeveralNodes) {
+  absl::StatusOr<Command> add = ParseArgs({"slave", "add", "db2", "db3", "--master", "db1", "db2"});
+  ASSERT_TRUE(add.ok()) << add.status();
+  EXPECT_EQ(add->nodes, (std::vector<std::string>{"db2", "db3"}));
+  EXPECT_EQ(add->slave, "db2");
+  EXPECT_EQ(add->master, "db1");
+}
+
 TEST(ParseArgsTest, VerbOptions) {
   absl::StatusOr<Command> promote = ParseArgs({"promote", "--force", "db2"});
   ASSERT_TRUE(promote.ok()) << promote.status();
