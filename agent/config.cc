@@ -3,6 +3,7 @@
 #include <regex>
 #include <set>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/files.h"
@@ -109,7 +110,14 @@ uint32_t DefaultPort(EngineType engine) {
 }
 
 NodeInfo AgentConfig::Info() const {
-  return NodeInfo{node, stack, engine.type, addresses, engine.port};
+  NodeInfo info{node, stack, engine.type, addresses, engine.port};
+  uint32_t port = 0;
+  if (!transfer_listen.empty() &&
+      absl::SimpleAtoi(absl::string_view(transfer_listen).substr(transfer_listen.rfind(':') + 1),
+                       &port)) {
+    info.transfer_port = port;
+  }
+  return info;
 }
 
 Peer AgentConfig::Self() const { return Peer{node, stack, addresses.internal, engine.port}; }
@@ -127,7 +135,7 @@ absl::StatusOr<AgentConfig> ParseAgentConfig(const std::string& yaml, const std:
     TANDEM_RETURN_IF_ERROR(r.CheckKeys(
         root, "",
         {"node", "stack", "controller", "controller_token_file", "addresses", "engine", "env_file",
-         "env_hook", "health_listen", "state_dir", "reconcile_interval"}));
+         "env_hook", "health_listen", "state_dir", "reconcile_interval", "transfer_listen"}));
     TANDEM_RETURN_IF_ERROR(r.String(root, "node", "node", &c.node));
     TANDEM_RETURN_IF_ERROR(r.String(root, "stack", "stack", &c.stack));
     TANDEM_RETURN_IF_ERROR(r.String(root, "controller", "controller", &c.controller));
@@ -136,6 +144,8 @@ absl::StatusOr<AgentConfig> ParseAgentConfig(const std::string& yaml, const std:
     TANDEM_RETURN_IF_ERROR(r.String(root, "env_file", "env_file", &c.env_file));
     TANDEM_RETURN_IF_ERROR(r.String(root, "env_hook", "env_hook", &c.env_hook));
     TANDEM_RETURN_IF_ERROR(r.String(root, "health_listen", "health_listen", &c.health_listen));
+    TANDEM_RETURN_IF_ERROR(
+        r.String(root, "transfer_listen", "transfer_listen", &c.transfer_listen));
     TANDEM_RETURN_IF_ERROR(r.String(root, "state_dir", "state_dir", &c.state_dir));
     long interval = c.reconcile_interval_seconds;
     TANDEM_RETURN_IF_ERROR(
@@ -154,7 +164,7 @@ absl::StatusOr<AgentConfig> ParseAgentConfig(const std::string& yaml, const std:
         e, "engine",
         {"type", "host", "port", "data_dir", "user", "password_file", "os_user", "bin_dir",
          "start_command", "stop_command", "server_args", "log_file", "allow_restart",
-         "replication_user", "replication_password_file", "timeout"}));
+         "replication_user", "replication_password_file", "timeout", "seed_method"}));
     std::string type;
     TANDEM_RETURN_IF_ERROR(r.String(e, "type", "engine.type", &type));
     if (type.empty()) return r.Error("engine.type", "missing (postgresql | mysql | redis | mongodb)");
@@ -181,6 +191,7 @@ absl::StatusOr<AgentConfig> ParseAgentConfig(const std::string& yaml, const std:
         r.String(e, "replication_user", "engine.replication_user", &c.engine.replication_user));
     TANDEM_RETURN_IF_ERROR(r.String(e, "replication_password_file", "engine.replication_password_file",
                                     &c.engine.replication_password_file));
+    TANDEM_RETURN_IF_ERROR(r.String(e, "seed_method", "engine.seed_method", &c.engine.seed_method));
     long timeout = c.engine.timeout_seconds;
     TANDEM_RETURN_IF_ERROR(r.Int(e, "timeout", "engine.timeout", 1, 86400, &timeout));
     c.engine.timeout_seconds = static_cast<int>(timeout);
@@ -217,6 +228,16 @@ absl::StatusOr<AgentConfig> ParseAgentConfig(const std::string& yaml, const std:
   if (c.env_file.empty() || c.env_file[0] != '/') return r.Error("env_file", "must be an absolute path");
   if (!c.health_listen.empty() && !ValidHostPort(c.health_listen)) {
     return r.Error("health_listen", "must be HOST:PORT (or empty to disable)");
+  }
+  if (!c.transfer_listen.empty()) {
+    uint32_t port = 0;
+    if (!ValidHostPort(c.transfer_listen) ||
+        !absl::SimpleAtoi(absl::string_view(c.transfer_listen).substr(c.transfer_listen.rfind(':') + 1),
+                          &port) ||
+        port == 0 || port > 65535) {
+      return r.Error("transfer_listen",
+                     "must be HOST:PORT with a port in 1..65535 (or empty to disable)");
+    }
   }
   for (const auto& [field, path] :
        {std::pair<const char*, std::string>{"engine.password_file", c.engine.password_file},

@@ -21,6 +21,10 @@ struct AgentConfig {
   std::string env_file = "/etc/tandem/env";
   std::string env_hook;
   std::string health_listen = "127.0.0.1:7401";
+  // Where this agent serves the backups that seed its slaves (agent to
+  // agent, e.g. 0.0.0.0:7402; "" = none). Its port is registered with the
+  // controller (NodeInfo::transfer_port).
+  std::string transfer_listen;
   std::string state_dir = "/var/lib/tandem";
   int reconcile_interval_seconds = 5;
 

@@ -13,7 +13,9 @@
 
 namespace tandem {
 
-absl::StatusOr<std::unique_ptr<Engine>> MakeEngine(const EngineConfig& config) {
+absl::StatusOr<std::unique_ptr<Engine>> MakeEngine(const EngineConfig& config,
+                                                   BackupSource* source) {
+  (void)source;  // used only by the engines that stream their seeding backup
   switch (config.type) {
 #ifdef TANDEM_WITH_POSTGRESQL
     case EngineType::kPostgresql:
@@ -25,7 +27,7 @@ absl::StatusOr<std::unique_ptr<Engine>> MakeEngine(const EngineConfig& config) {
 #endif
 #ifdef TANDEM_WITH_MYSQL
     case EngineType::kMysql:
-      return MakeMysqlEngine(config);
+      return MakeMysqlEngine(config, source);
 #endif
     default:
       break;

@@ -11,7 +11,10 @@
 
 namespace tandem {
 
-absl::StatusOr<std::unique_ptr<Engine>> MakeEngine(const EngineConfig& config);
+// `source` (not owned, may be null) is where an engine that seeds its
+// slaves from a streamed backup (MySQL) fetches it.
+absl::StatusOr<std::unique_ptr<Engine>> MakeEngine(const EngineConfig& config,
+                                                   BackupSource* source = nullptr);
 
 }  // namespace tandem
 

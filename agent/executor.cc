@@ -52,6 +52,8 @@ absl::Status Executor::RunStep(StepKind kind, const Observation& observed,
       return engine_->Follow(self_, desired.upstream);
     case StepKind::kWaitStreaming:
       return WaitStreaming();
+    case StepKind::kCatchUp:
+      return CatchUp(desired.catch_up_position);
     case StepKind::kServeSlaves:
       return engine_->ServeSlaves(desired.role == Role::kMaster ? desired.slaves
                                                                 : std::vector<Peer>{});
@@ -67,11 +69,15 @@ absl::Status Executor::RunStep(StepKind kind, const Observation& observed,
 
 absl::Status Executor::Bootstrap(const Observation& observed, const DesiredState& desired,
                                  StepListener* listener) {
-  // Never restore over a node that is (or was last recorded as) a master:
-  // its data may be the only copy of acknowledged writes.
-  if (ObservedRole(observed) == Role::kMaster) {
-    return absl::FailedPreconditionError(
-        "refusing to restore over a master; promote another member first");
+  // Never restore over a writable node: its data may hold acknowledged
+  // writes no other node has. (A demoted master was fenced by the step
+  // before; look again rather than trust the plan's snapshot.)
+  absl::StatusOr<EngineFacts> now = engine_->Observe();
+  if (!now.ok()) return now.status();
+  if (now->writable) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "refusing to restore over a writable ", std::string(RoleName(ObservedRole(observed))),
+        "; it must be fenced first"));
   }
   if (desired.upstream.id.empty()) {
     return absl::InvalidArgumentError("desired state has no upstream");
@@ -98,6 +104,20 @@ absl::Status Executor::Bootstrap(const Observation& observed, const DesiredState
   if (!data_id.ok()) return data_id.status();
   return host_->RecordBootstrap(
       BootstrapRecord{desired.upstream.id, desired.resync_token, *data_id});
+}
+
+absl::Status Executor::CatchUp(const std::string& position) {
+  if (position.empty()) return absl::OkStatus();  // nothing to wait for
+  const auto deadline = clock_->Now() + options_.streaming_timeout;
+  for (;;) {
+    absl::StatusOr<bool> replayed = engine_->HasReplayed(position);
+    if (!replayed.ok()) return replayed.status();
+    if (*replayed) return absl::OkStatus();
+    if (clock_->Now() >= deadline) break;
+    clock_->SleepFor(options_.poll_interval);
+  }
+  return absl::UnavailableError(absl::StrCat("has not replayed up to ", position, " after ",
+                                             options_.streaming_timeout.count() / 1000, " s"));
 }
 
 absl::Status Executor::WaitStreaming() {

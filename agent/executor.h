@@ -52,6 +52,8 @@ class Executor {
   absl::Status Bootstrap(const Observation& observed, const DesiredState& desired,
                          StepListener* listener);
   absl::Status WaitStreaming();
+  // Polls until the engine has replayed `position` (a promoted slave).
+  absl::Status CatchUp(const std::string& position);
 
   const Peer self_;
   Engine* const engine_;

@@ -1,5 +1,7 @@
 #include "agent/executor.h"
 
+#include <algorithm>
+
 #include "agent/desired_store.h"
 #include "agent/fakes.h"
 #include "agent/planner.h"
@@ -144,6 +146,26 @@ TEST(ExecutorTest, NeverRestoresOverAMaster) {
   absl::Status st = executor.Execute(forced, o, Desired(Role::kSlave), nullptr);
   EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(engine.bootstraps, 0);
+}
+
+TEST(ExecutorTest, CatchUpWaitsForThePositionThenPromotes) {
+  FakeEngine engine;
+  FakeHost host;
+  FakeClock clock;
+  DesiredState slave = Desired(Role::kSlave);
+  ASSERT_TRUE(RunPass(engine, host, clock, slave).ok());
+  DesiredState master = Desired(Role::kMaster);
+  master.generation = 4;
+  master.catch_up_position = "500";
+  engine.replayed = 499;
+  absl::Status st = RunPass(engine, host, clock, master);
+  EXPECT_EQ(st.code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(st.message().find("catch-up"), std::string::npos) << st;
+  EXPECT_TRUE(engine.is_slave) << "not promoted before catching up";
+  engine.replayed = 500;
+  ASSERT_TRUE(RunPass(engine, host, clock, master).ok());
+  EXPECT_FALSE(engine.is_slave);
+  EXPECT_TRUE(Converged(engine, host, master));
 }
 
 TEST(ExecutorTest, WaitStreamingTimesOutAsUnavailable) {

@@ -27,6 +27,7 @@ class FakeEngine : public Engine {
   std::string upstream;
   std::string data_id = "own-data";
   std::vector<std::string> served;
+  uint64_t replayed = 100;  // position applied so far (positions are numbers here)
   int moved_aside = 0;    // old data directories kept by Bootstrap
   int bootstraps = 0;
   std::vector<std::string> calls;
@@ -101,6 +102,10 @@ class FakeEngine : public Engine {
     return absl::OkStatus();
   }
   std::string DataParentDir() const override { return "/data"; }
+  absl::StatusOr<bool> HasReplayed(const std::string& position) override {
+    calls.push_back("has-replayed");
+    return replayed >= std::stoull(position);
+  }
 };
 
 // Fails the Nth (0-based) mutating call with `status`, once.
@@ -127,6 +132,9 @@ class FaultInjectingEngine : public Engine {
   }
   absl::Status MakeWritable() override { return Gate() ? status_ : inner_->MakeWritable(); }
   std::string DataParentDir() const override { return inner_->DataParentDir(); }
+  absl::StatusOr<bool> HasReplayed(const std::string& position) override {
+    return inner_->HasReplayed(position);
+  }
 
   bool fired() const { return calls_ > fail_at_; }
 

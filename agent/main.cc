@@ -20,11 +20,16 @@
 #include "agent/controller_link.h"
 #include "agent/desired_store.h"
 #include "agent/engine_factory.h"
+#include "agent/health_server.h"
 #include "agent/host.h"
+#include "agent/metrics.h"
 #include "agent/planner.h"
 #include "agent/reconciler.h"
+#include "agent/transfer_client.h"
+#include "agent/transfer_server.h"
 #include "common/files.h"
 #include "common/log.h"
+#include "common/sd_notify.h"
 
 namespace tandem {
 namespace {
@@ -112,16 +117,42 @@ int RunAgent(const AgentConfig& config) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   if (absl::Status st = MakeDirs(config.state_dir); !st.ok()) return Fail(std::string(st.message()));
-  absl::StatusOr<std::unique_ptr<Engine>> engine = MakeEngine(config.engine);
-  if (!engine.ok()) return Fail(std::string(engine.status().message()), 2);
   std::string token;
   if (!config.controller_token_file.empty()) {
     absl::StatusOr<std::string> secret = ReadSecretFile(config.controller_token_file);
     if (!secret.ok()) return Fail(std::string(secret.status().message()), 2);
     token = *secret;
   }
+  // A slave's engine fetches its seeding backup from the master's agent
+  // (agent to agent, with the controller link's shared secret).
+  GrpcBackupSource backup_source(token, config.engine.type);
+  absl::StatusOr<std::unique_ptr<Engine>> engine = MakeEngine(config.engine, &backup_source);
+  if (!engine.ok()) return Fail(std::string(engine.status().message()), 2);
   DesiredStateStore store(config.state_dir + "/desired.pb");
   if (absl::Status st = store.Load(); !st.ok()) return Fail(std::string(st.message()));
+  // The master side: backups for this node's slaves, on an Engine of its
+  // own (the reconcile loop's is used by one thread at a time).
+  std::unique_ptr<TransferServer> transfer;
+  if (!config.transfer_listen.empty()) {
+    absl::StatusOr<std::unique_ptr<Engine>> transfer_engine = MakeEngine(config.engine);
+    if (!transfer_engine.ok()) return Fail(std::string(transfer_engine.status().message()), 2);
+    TransferServerOptions transfer_options;
+    transfer_options.listen = config.transfer_listen;
+    transfer_options.token = token;
+    transfer_options.engine = config.engine.type;
+    transfer_options.serves = [&store](const std::string& slave_id) {
+      const DesiredState desired = store.Current();
+      if (desired.role != Role::kMaster) return false;
+      for (const Peer& slave : desired.slaves) {
+        if (slave.id == slave_id) return true;
+      }
+      return false;
+    };
+    absl::StatusOr<std::unique_ptr<TransferServer>> started =
+        TransferServer::Start(std::move(transfer_options), *std::move(transfer_engine));
+    if (!started.ok()) return Fail(std::string(started.status().message()));
+    transfer = *std::move(started);
+  }
   LocalHost host(config.state_dir, config.env_file, config.env_hook);
   RealClock clock;
   ReconcilerOptions options;
@@ -131,19 +162,41 @@ int RunAgent(const AgentConfig& config) {
   std::unique_ptr<Reconciler> reconciler;
   ControllerLink link(config.controller, token, config.Info(), &store,
                       [&reconciler] { reconciler->Wake(); });
+  // Everything the loop publishes goes through the metrics on its way to
+  // the controller.
+  AgentMetrics metrics;
+  MeteredSink metered(&metrics, &link);
   reconciler = std::make_unique<Reconciler>(config.Self(), engine->get(), &host, &clock, &store,
-                                            &link, options);
+                                            &metered, options);
+  auto health_view = [&] {
+    return HealthView{config.Info(), reconciler->LastObserved(), store.Current(), link.Connected()};
+  };
+  std::unique_ptr<HealthServer> health;
+  if (!config.health_listen.empty()) {
+    absl::StatusOr<std::unique_ptr<HealthServer>> started =
+        HealthServer::Start(config.health_listen, health_view, &metrics);
+    if (!started.ok()) return Fail(std::string(started.status().message()));
+    health = *std::move(started);
+  }
+  // systemd (Type=notify): READY once serving, then STATUS and watchdog
+  // pings; reading the loop's state doubles as its liveness check.
+  SdNotifier notifier([&] { return StatusLine(health_view()); });
   LogInfo(absl::StrCat("tandem-agent starting: node=", config.node, " engine=",
                        std::string(EngineName(config.engine.type)), " controller=", config.controller,
                        " held generation=", store.Current().generation));
   link.Start();
+  notifier.Start();
   std::thread signal_thread([&] {
     int sig = 0;
     sigwait(&signals, &sig);
     LogInfo(absl::StrCat("signal ", sig, ": stopping"));
+    notifier.Stopping("stopping: finishing the current pass");
     reconciler->Stop();
   });
   reconciler->Run();
+  notifier.Stop();
+  if (health) health->Stop();
+  if (transfer) transfer->Stop();
   link.Stop();
   signal_thread.detach();
   LogInfo("tandem-agent stopped");

@@ -15,8 +15,15 @@ namespace {
 // fences the others first). Bookkeeping (role record, env) comes last so
 // that applications are pointed at a node only once it is verified.
 const std::vector<StepKind> kWritableSteps = {
-    StepKind::kStartEngine, StepKind::kMakeWritable, StepKind::kServeSlaves,
-    StepKind::kRecordRole, StepKind::kWriteEnv};
+    StepKind::kStartEngine, StepKind::kCatchUp,    StepKind::kMakeWritable,
+    StepKind::kServeSlaves, StepKind::kRecordRole, StepKind::kWriteEnv};
+
+// A master fenced for a switchover: it stays a master (its slaves keep
+// streaming what it has) but refuses writes, so that the slave being
+// promoted can catch up with a position that no longer moves.
+const std::vector<StepKind> kFencedMasterSteps = {
+    StepKind::kStartEngine, StepKind::kFence, StepKind::kServeSlaves, StepKind::kRecordRole,
+    StepKind::kWriteEnv};
 
 // Slave: fenced before anything else so that the group never has two
 // writers, data replaced only when it is not already a copy of the upstream.
@@ -53,6 +60,9 @@ bool GoalHolds(StepKind kind, const Observation& o, const DesiredState& d) {
       return e.is_slave && e.upstream == HostPort(d.upstream);
     case StepKind::kWaitStreaming:
       return e.streaming;
+    case StepKind::kCatchUp:
+      // Only a slave that is still replicating has anything to catch up.
+      return !e.is_slave || d.catch_up_position.empty();
     case StepKind::kServeSlaves: {
       std::vector<std::string> want =
           d.role == Role::kMaster ? SortedIds(d.slaves) : std::vector<std::string>{};
@@ -86,6 +96,7 @@ std::string_view StepName(StepKind kind) {
     case StepKind::kBootstrap: return "bootstrap";
     case StepKind::kFollowUpstream: return "follow-upstream";
     case StepKind::kWaitStreaming: return "wait-streaming";
+    case StepKind::kCatchUp: return "catch-up";
     case StepKind::kServeSlaves: return "serve-slaves";
     case StepKind::kMakeWritable: return "make-writable";
     case StepKind::kRecordRole: return "record-role";
@@ -107,9 +118,9 @@ const std::vector<RoleTableRow>& RoleTable() {
        "leaves replication: stops serving slaves, stays writable with its data"},
       {Role::kMaster, Role::kMaster, true, kWritableSteps,
        "stays master: serves exactly the slaves of its group"},
-      {Role::kMaster, Role::kSlave, false, {},
-       "a master is never restored over: fence it and promote another member first "
-       "(tandemctl promote)"},
+      {Role::kMaster, Role::kSlave, true, kSlaveSteps,
+       "demoted (another member was promoted): fenced, then its data is replaced by a copy of "
+       "the new master's (old data moved aside)"},
       {Role::kSlave, Role::kStandalone, true, kWritableSteps,
        "leaves replication: stops streaming, becomes writable with the data it has"},
       {Role::kSlave, Role::kMaster, true, kWritableSteps,
@@ -131,6 +142,12 @@ std::string FormatRoleTable() {
                           row.allowed ? absl::StrJoin(steps, ", ") : "(refused)");
     absl::StrAppendFormat(&out, "%-10s  %-10s  %-7s  # %s\n", "", "", "", row.reason);
   }
+  std::vector<std::string> fenced;
+  for (StepKind k : kFencedMasterSteps) fenced.emplace_back(StepName(k));
+  absl::StrAppendFormat(&out, "%-10s  %-10s  %-7s  %s\n", "(any)", "master*", "yes",
+                        absl::StrJoin(fenced, ", "));
+  absl::StrAppendFormat(&out, "%-10s  %-10s  %-7s  # %s\n", "", "", "",
+                        "* fenced for a switchover: refuses writes while a slave catches up");
   return out;
 }
 
@@ -159,12 +176,17 @@ Plan PlanSteps(const Observation& observed, const DesiredState& desired) {
         std::string(RoleName(plan.from)), " -> ", std::string(RoleName(plan.to)), " refused: ", plan.reason));
     return plan;
   }
+  const std::vector<StepKind>& steps =
+      desired.role == Role::kMaster && desired.fenced ? kFencedMasterSteps : row->steps;
+  if (desired.role == Role::kMaster && desired.fenced) {
+    plan.reason = "fenced for a switchover: refuses writes while a slave catches up";
+  }
   // Every step after the first unmet one runs too: it may depend on the
   // change that step makes (and each step is a no-op when its goal holds).
-  auto first_unmet = std::find_if(row->steps.begin(), row->steps.end(), [&](StepKind kind) {
+  auto first_unmet = std::find_if(steps.begin(), steps.end(), [&](StepKind kind) {
     return !GoalHolds(kind, observed, desired);
   });
-  plan.steps.assign(first_unmet, row->steps.end());
+  plan.steps.assign(first_unmet, steps.end());
   return plan;
 }
 

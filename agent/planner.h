@@ -25,6 +25,7 @@ enum class StepKind {
   kBootstrap,       // the data is a fresh copy of the upstream's
   kFollowUpstream,  // replication is configured to the desired upstream
   kWaitStreaming,   // the slave streams from its upstream
+  kCatchUp,         // a promoted slave replayed its fenced master's last position
   kServeSlaves,     // the server serves exactly the desired slaves
   kMakeWritable,    // replication ended, the server accepts writes
   kRecordRole,      // the agent's record says the desired role

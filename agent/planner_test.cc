@@ -225,12 +225,38 @@ TEST(PlannerTest, ExactPlans) {
   }
 }
 
-TEST(PlannerTest, MasterIsNeverTurnedIntoSlave) {
+TEST(PlannerTest, ADemotedMasterIsFencedBeforeItsDataIsReplaced) {
   Observation o = ConvergedFor(Desired(Role::kMaster));
   Plan plan = PlanSteps(o, Desired(Role::kSlave));
-  EXPECT_EQ(plan.status.code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_TRUE(plan.steps.empty());
-  EXPECT_NE(plan.status.message().find("never restored over"), std::string::npos);
+  ASSERT_TRUE(plan.status.ok()) << plan.status;
+  EXPECT_EQ(plan.from, Role::kMaster);
+  EXPECT_EQ(plan.steps, (std::vector<StepKind>{K::kFence, K::kBootstrap, K::kFollowUpstream,
+                                               K::kStartEngine, K::kWaitStreaming,
+                                               K::kRecordRole, K::kWriteEnv}));
+}
+
+TEST(PlannerTest, AFencedMasterRefusesWritesAndKeepsServing) {
+  DesiredState d = Desired(Role::kMaster);
+  Observation o = ConvergedFor(d);
+  d.fenced = true;
+  Plan plan = PlanSteps(o, d);
+  ASSERT_TRUE(plan.status.ok());
+  EXPECT_EQ(plan.steps, (std::vector<StepKind>{K::kFence, K::kServeSlaves, K::kRecordRole,
+                                               K::kWriteEnv}));
+  EXPECT_NE(plan.reason.find("switchover"), std::string::npos);
+  // Once fenced it is converged: never made writable again by this target.
+  o.engine.writable = false;
+  EXPECT_TRUE(PlanSteps(o, d).Converged());
+}
+
+TEST(PlannerTest, APromotedSlaveCatchesUpBeforeItBecomesWritable) {
+  Observation o = ConvergedFor(Desired(Role::kSlave));
+  DesiredState d = Desired(Role::kMaster);
+  d.catch_up_position = "0/3000060";
+  Plan plan = PlanSteps(o, d);
+  ASSERT_TRUE(plan.status.ok());
+  EXPECT_EQ(plan.steps, (std::vector<StepKind>{K::kCatchUp, K::kMakeWritable, K::kServeSlaves,
+                                               K::kRecordRole, K::kWriteEnv}));
 }
 
 TEST(PlannerTest, NoDesiredStateHolds) {

@@ -57,6 +57,7 @@ absl::StatusOr<Observation> Reconciler::Observe() {
   observed_.lag_bytes = o.engine.is_slave ? o.engine.lag_bytes : -1;
   observed_.lag_seconds = o.engine.is_slave ? o.engine.lag_seconds : -1;
   observed_.data_bytes = o.engine.data_bytes;
+  observed_.position = o.engine.position;
   return o;
 }
 

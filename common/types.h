@@ -46,6 +46,9 @@ struct NodeInfo {
   EngineType engine = EngineType::kUnspecified;
   Addresses addresses;
   uint32_t port = 0;
+  // Port of the agent's backup transfer service (agent.yaml transfer_listen);
+  // 0 when it serves none.
+  uint32_t transfer_port = 0;
 
   bool operator==(const NodeInfo&) const = default;
 };
@@ -58,6 +61,9 @@ struct Peer {
   std::string stack;
   std::string host;
   uint32_t port = 0;
+  // The peer's agent transfer service at `host` (0: none), from which a
+  // slave fetches its seeding backup.
+  uint32_t transfer_port = 0;
 
   bool operator==(const Peer&) const = default;
 };
@@ -72,6 +78,11 @@ struct DesiredState {
   std::vector<Peer> slaves;   // set for a master, sorted by id
   EnvMap env;                 // the env file to write
   std::string resync_token;   // a new token asks for a rebuild of a slave
+  // A master that must refuse writes (the first phase of a switchover).
+  bool fenced = false;
+  // A slave being promoted: replay at least this far (an engine position,
+  // e.g. a PostgreSQL LSN) before becoming writable. Empty: no wait.
+  std::string catch_up_position;
   // Informational, not part of the generation: the upstream's data size as
   // last reported, for the free-disk check before a bootstrap (0: unknown).
   uint64_t upstream_data_bytes = 0;
@@ -80,7 +91,8 @@ struct DesiredState {
   // informational size excluded).
   bool SameTarget(const DesiredState& other) const {
     return role == other.role && upstream == other.upstream && slaves == other.slaves &&
-           env == other.env && resync_token == other.resync_token;
+           env == other.env && resync_token == other.resync_token && fenced == other.fenced &&
+           catch_up_position == other.catch_up_position;
   }
 };
 
@@ -104,6 +116,7 @@ struct ObservedState {
   Progress bootstrap;
   uint64_t converged_generation = 0;
   uint64_t seen_generation = 0;     // newest desired generation the agent holds
+  std::string position;             // engine replication position (LSN, offset, GTID)
   std::string current_step;         // empty when idle
   std::string last_error;           // empty when the last pass succeeded
   bool error_blocks = false;        // the error needs a change (not a retry)

@@ -69,7 +69,8 @@ absl::StatusOr<ControllerConfig> ParseControllerConfig(const std::string& yaml,
     return absl::InvalidArgumentError(absl::StrCat(source, ": must be a map of fields"));
   }
   static const std::set<std::string> kKnown = {"listen", "data_dir", "auth_token_file",
-                                               "events_keep", "bootstraps_per_group"};
+                                               "events_keep", "bootstraps_per_group",
+                                               "metrics_listen"};
   try {
     for (const auto& entry : root) {
       const std::string field = entry.first.as<std::string>();
@@ -104,6 +105,13 @@ absl::StatusOr<ControllerConfig> ParseControllerConfig(const std::string& yaml,
                             absl::StrCat("\"", *value, "\" is not a number in 0..1000"));
         }
         config.bootstraps_per_group = static_cast<size_t>(limit);
+      } else if (field == "metrics_listen") {
+        if (!value->empty()) {
+          if (absl::Status st = ValidateListenAddress(*value); !st.ok()) {
+            return FieldError(source, field, std::string(st.message()));
+          }
+        }
+        config.metrics_listen = *value;
       }
     }
   } catch (const YAML::Exception& e) {
@@ -139,6 +147,7 @@ absl::StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& arg
     if (name == "--config") target = &out.config;
     if (name == "--listen") target = &out.listen;
     if (name == "--data-dir") target = &out.data_dir;
+    if (name == "--metrics-listen") target = &out.metrics_listen;
     if (target == nullptr) {
       return absl::InvalidArgumentError(
           absl::StrCat("unknown argument \"", arg, "\" (see --help)"));
@@ -156,10 +165,14 @@ absl::StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& arg
 
 std::string Usage() {
   return "usage: tandem-controller [--config FILE] [--listen HOST:PORT] [--data-dir DIR]\n"
+         "                         [--metrics-listen HOST:PORT]\n"
          "  --config FILE        controller.yaml (fields: listen, data_dir, auth_token_file,\n"
-         "                       events_keep, bootstraps_per_group)\n"
+         "                       events_keep, bootstraps_per_group, metrics_listen)\n"
          "  --listen HOST:PORT   gRPC address (default 127.0.0.1:7400; port 0: any free port)\n"
          "  --data-dir DIR       state directory (default /var/lib/tandem-controller)\n"
+         "  --metrics-listen HOST:PORT\n"
+         "                       serve GET /metrics (Prometheus) and /healthz over HTTP\n"
+         "                       (default: not served)\n"
          "Flags override the file.\n";
 }
 
@@ -175,6 +188,14 @@ absl::StatusOr<ControllerConfig> ResolveConfig(const CommandLine& command_line) 
       return absl::InvalidArgumentError(absl::StrCat("--listen: ", st.message()));
     }
     config.listen = *command_line.listen;
+  }
+  if (command_line.metrics_listen) {
+    if (!command_line.metrics_listen->empty()) {
+      if (absl::Status st = ValidateListenAddress(*command_line.metrics_listen); !st.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat("--metrics-listen: ", st.message()));
+      }
+    }
+    config.metrics_listen = *command_line.metrics_listen;
   }
   if (command_line.data_dir) {
     if (command_line.data_dir->empty()) {

@@ -5,6 +5,7 @@
 //   data_dir: /var/lib/tandem-controller # where state.json lives
 //   auth_token_file: ""                  # shared secret; empty: no auth
 //   events_keep: 2000                    # events kept in the history
+//   metrics_listen: ""                   # HOST:PORT of /metrics and /healthz; empty: off
 //   bootstraps_per_group: 1              # slaves of one master copying at once (0: no limit)
 //
 // Errors are InvalidArgument (NotFound / PermissionDenied for an unreadable
@@ -29,6 +30,7 @@ struct ControllerConfig {
   std::string auth_token_file;  // empty: every client is accepted
   size_t events_keep = 2000;
   size_t bootstraps_per_group = 1;
+  std::string metrics_listen;  // HTTP /metrics and /healthz; empty: not served
 };
 
 // Checks HOST:PORT ("127.0.0.1:7400", "[::1]:7400", "0.0.0.0:0"); port 0
@@ -44,11 +46,12 @@ absl::StatusOr<ControllerConfig> ParseControllerConfig(const std::string& yaml,
 absl::StatusOr<ControllerConfig> LoadControllerConfig(const std::string& path);
 
 // The command line: tandem-controller [--config FILE] [--listen HOST:PORT]
-// [--data-dir DIR] [--help]. Both "--flag value" and "--flag=value".
+// [--data-dir DIR] [--metrics-listen HOST:PORT] [--help]. Both "--flag value" and "--flag=value".
 struct CommandLine {
   std::optional<std::string> config;
   std::optional<std::string> listen;
   std::optional<std::string> data_dir;
+  std::optional<std::string> metrics_listen;
   bool help = false;
 };
 absl::StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& args);

@@ -334,8 +334,10 @@ TEST(RefusalTest, EachRefusalHasItsCodeAndMessageAndChangesNothing) {
        "db1 is not a slave"},
       {"resync unknown", [](Registry& r) { return r.Resync("db9"); }, C::kNotFound,
        "unknown node db9"},
-      {"promote", [](Registry& r) { return r.Promote("db2", false); }, C::kFailedPrecondition,
-       "promote is not available yet"},
+      {"promote before the copy", [](Registry& r) { return r.Promote("db2", false); },
+       C::kFailedPrecondition, "db2 has not finished copying db1's data yet"},
+      {"promote a master", [](Registry& r) { return r.Promote("db1", false); },
+       C::kFailedPrecondition, "db1 is not a slave"},
       {"promote unknown", [](Registry& r) { return r.Promote("db9", true); }, C::kNotFound,
        "unknown node db9"},
   };
@@ -1057,6 +1059,103 @@ TEST(QueueTest, SeededSurvivesTheStore) {
   std::unique_ptr<Registry> registry = OpenOrDie(*std::move(store), options);
   EXPECT_TRUE(registry->Snapshot().nodes.at("db2").seeded);
   EXPECT_EQ(DesiredOf(*registry, "db3").role, Role::kSlave);
+}
+
+
+// ------------------------------------------------------------ promote
+
+class PromoteTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    registry_ = OpenOrDie(std::make_unique<MemoryStore>());
+    for (const char* id : {"db1", "db2", "db3"}) MustRegister(*registry_, Node(id));
+    MustEnable(*registry_, "db1", "db2");
+    MustEnable(*registry_, "db1", "db3");
+    for (const char* id : {"db1", "db2", "db3"}) ReportConverged(id);
+  }
+  void ReportConverged(const std::string& id, bool writable = true, std::string position = "") {
+    ObservedState observed = ConvergedOn(Gen(*registry_, id));
+    observed.writable = writable;
+    observed.position = std::move(position);
+    ASSERT_TRUE(registry_->Report(id, observed, {}).ok());
+  }
+  std::unique_ptr<Registry> registry_;
+};
+
+TEST_F(PromoteTest, FencesTheMasterFirstThenSwitches) {
+  // The old master's agent must be there to be fenced.
+  absl::StatusOr<Changes> refused = registry_->Promote("db2", false);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("db1's agent is not connected"));
+  registry_->AgentConnected("db1");
+
+  const uint64_t db2_gen = Gen(*registry_, "db2");
+  absl::StatusOr<Changes> phase1 = registry_->Promote("db2", false);
+  ASSERT_TRUE(phase1.ok()) << phase1.status();
+  EXPECT_THAT(*phase1, ElementsAre(HasSubstr("db1: master of db2,db3 -> fenced master")));
+  EXPECT_TRUE(DesiredOf(*registry_, "db1").fenced);
+  EXPECT_EQ(DesiredOf(*registry_, "db2").role, Role::kSlave) << "not writable before the fence";
+  EXPECT_EQ(Gen(*registry_, "db2"), db2_gen);
+  // Group changes wait for the switchover.
+  absl::StatusOr<Changes> busy = registry_->RemoveSlave("db3");
+  EXPECT_THAT(std::string(busy.status().message()), HasSubstr("switchover (promote db2)"));
+  // A report from before the fence changes nothing.
+  ReportConverged("db1", /*writable=*/true, "0/5000");
+  EXPECT_EQ(DesiredOf(*registry_, "db2").role, Role::kSlave);
+
+  // db1 reports the fence and where it stopped: db2 takes over.
+  ReportConverged("db1", /*writable=*/false, "0/5000");
+  DesiredState db2 = DesiredOf(*registry_, "db2");
+  EXPECT_EQ(db2.role, Role::kMaster);
+  EXPECT_EQ(db2.catch_up_position, "0/5000");
+  EXPECT_FALSE(db2.fenced);
+  DesiredState db1 = DesiredOf(*registry_, "db1");
+  EXPECT_EQ(db1.role, Role::kSlave);
+  EXPECT_EQ(db1.upstream.id, "db2");
+  EXPECT_FALSE(db1.fenced);
+  EXPECT_FALSE(db1.resync_token.empty());
+  // db3 follows too, after db1 (one bootstrap at a time is the default
+  // policy; this registry releases all).
+  EXPECT_EQ(DesiredOf(*registry_, "db3").upstream.id, "db2");
+  EXPECT_EQ(DesiredOf(*registry_, "db3").env.at("POSTGRESQL_ADDRESS"), "10.0.0.3");
+  EXPECT_TRUE(registry_->Snapshot().promoting.empty());
+  EXPECT_TRUE(registry_->RemoveSlave("db3").ok());
+}
+
+TEST_F(PromoteTest, ForceSkipsTheFenceAndRebuildsTheOldMaster) {
+  absl::StatusOr<Changes> forced = registry_->Promote("db2", true);
+  ASSERT_TRUE(forced.ok()) << forced.status();
+  EXPECT_EQ(DesiredOf(*registry_, "db2").role, Role::kMaster);
+  EXPECT_TRUE(DesiredOf(*registry_, "db2").catch_up_position.empty());
+  EXPECT_EQ(DesiredOf(*registry_, "db1").role, Role::kSlave);
+  EXPECT_EQ(DesiredOf(*registry_, "db1").upstream.id, "db2");
+  EXPECT_FALSE(registry_->Snapshot().nodes.at("db1").seeded);
+}
+
+TEST_F(PromoteTest, SwitchoverSurvivesTheStore) {
+  TempDir dir;
+  {
+    absl::StatusOr<std::unique_ptr<FileStore>> store = FileStore::Open(dir.path());
+    ASSERT_TRUE(store.ok());
+    std::unique_ptr<Registry> registry = OpenOrDie(*std::move(store));
+    for (const char* id : {"db1", "db2"}) MustRegister(*registry, Node(id));
+    MustEnable(*registry, "db1", "db2");
+    for (const char* id : {"db1", "db2"}) {
+      ASSERT_TRUE(registry->Report(id, ConvergedOn(Gen(*registry, id)), {}).ok());
+    }
+    registry->AgentConnected("db1");
+    ASSERT_TRUE(registry->Promote("db2", false).ok());
+  }
+  absl::StatusOr<std::unique_ptr<FileStore>> store = FileStore::Open(dir.path());
+  ASSERT_TRUE(store.ok());
+  std::unique_ptr<Registry> registry = OpenOrDie(*std::move(store));
+  EXPECT_EQ(registry->Snapshot().promoting, "db2");
+  EXPECT_TRUE(DesiredOf(*registry, "db1").fenced);
+  ObservedState fenced = ConvergedOn(Gen(*registry, "db1"));
+  fenced.writable = false;
+  fenced.position = "0/7";
+  ASSERT_TRUE(registry->Report("db1", fenced, {}).ok());
+  EXPECT_EQ(DesiredOf(*registry, "db2").role, Role::kMaster);
 }
 
 }  // namespace

@@ -310,7 +310,7 @@ TEST_F(ServiceTest, RefusalsKeepTheirCodeAndMessage) {
          v1::ChangeResponse r;
          return t.operator_->Promote(t.Context().get(), q, &r);
        },
-       grpc::StatusCode::FAILED_PRECONDITION, "promote is not available yet"},
+       grpc::StatusCode::FAILED_PRECONDITION, "db2 is not a slave: it is standalone"},
       {"get unknown",
        [](ServiceTest& t) {
          v1::GetNodeRequest q;

@@ -84,6 +84,10 @@ DesiredState DesiredFor(const ControllerState& state, const NodeRecord& node,
   DesiredState desired;
   desired.role = node.role;
   desired.env = EnvFor(state, node, groups);
+  if (node.role == Role::kMaster) {
+    desired.fenced = node.fenced;
+    desired.catch_up_position = node.catch_up_position;
+  }
   if (node.role == Role::kSlave) {
     desired.resync_token = node.resync_token;
     auto it = state.nodes.find(node.upstream_id);
@@ -175,6 +179,7 @@ std::string DescribeTarget(const DesiredState& desired) {
     case Role::kSlave:
       return absl::StrCat("slave of ", desired.upstream.id);
     case Role::kMaster: {
+      if (desired.fenced) return "fenced master";
       if (desired.slaves.empty()) return "master (no slaves)";
       std::vector<std::string> ids;
       for (const Peer& slave : desired.slaves) ids.push_back(slave.id);

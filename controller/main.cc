@@ -15,7 +15,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/files.h"
+#include "common/http_server.h"
+#include "common/sd_notify.h"
 #include "controller/controller_config.h"
+#include "controller/metrics.h"
 #include "controller/registry.h"
 #include "controller/service.h"
 #include "controller/store.h"
@@ -92,24 +95,48 @@ int Main(int argc, char** argv) {
   if (!registry.ok()) return Fail(kExitStartup, std::string(registry.status().message()));
   Log(absl::StrCat("state ", location, ": ", (*registry)->Snapshot().nodes.size(), " nodes"));
 
+  ControllerMetrics metrics;
   ServiceOptions service_options;
   service_options.auth_token = token;
   service_options.log = Log;
+  service_options.metrics = &metrics;
   absl::StatusOr<std::unique_ptr<ControllerServer>> server =
       ControllerServer::Start(registry->get(), config->listen, service_options);
   if (!server.ok()) return Fail(kExitStartup, std::string(server.status().message()));
   Log(absl::StrCat("listening on ", BoundAddress(config->listen, (*server)->port()),
                    token.empty() ? " (no authentication)" : " (token authentication)"));
 
+  const Registry& nodes = **registry;
+  std::unique_ptr<HttpServer> http;
+  if (!config->metrics_listen.empty()) {
+    absl::StatusOr<std::unique_ptr<HttpServer>> started = HttpServer::Start(
+        config->metrics_listen, [&metrics, &nodes](const HttpRequest& request) {
+          return HandleControllerHttp(request, metrics, nodes);
+        });
+    if (!started.ok()) {
+      return Fail(kExitStartup, absl::StrCat("metrics_listen: ", started.status().message()));
+    }
+    http = *std::move(started);
+    Log(absl::StrCat("metrics on http://", BoundAddress(config->metrics_listen, http->port()),
+                     "/metrics"));
+  }
+  // systemd (Type=notify): READY once serving, then STATUS and watchdog
+  // pings; reading the registry doubles as its liveness check.
+  SdNotifier notifier([&nodes] { return ControllerStatusLine(nodes.ListNodes()); });
+  notifier.Start();
+
   ControllerServer* running = server->get();
-  std::thread signal_thread([&signals, running] {
+  std::thread signal_thread([&signals, &notifier, running] {
     int signal = 0;
     sigwait(&signals, &signal);
     Log(absl::StrCat("received ", signal == SIGTERM ? "SIGTERM" : "SIGINT", ", shutting down"));
+    notifier.Stopping("shutting down");
     running->Shutdown(absl::Seconds(5));
   });
   running->Wait();
   signal_thread.join();
+  notifier.Stop();
+  if (http) http->Stop();
   Log("stopped");
   return 0;
 }

@@ -87,6 +87,14 @@ absl::Status ValidateInfo(const NodeInfo& info) {
   return absl::OkStatus();
 }
 
+// Group changes wait while a switchover runs: its two phases must see the
+// group they started with.
+absl::Status CheckNoSwitchover(const ControllerState& state) {
+  if (state.promoting.empty()) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      "a switchover (promote ", state.promoting, ") is in progress; try again when it is done"));
+}
+
 absl::Status CheckRequestId(const char* what, const std::string& id) {
   if (id.empty()) return absl::InvalidArgumentError(absl::StrCat("no ", what, " given"));
   return absl::OkStatus();
@@ -177,7 +185,7 @@ absl::StatusOr<std::unique_ptr<Registry>> Registry::Open(std::unique_ptr<Store> 
 absl::StatusOr<Changes> Registry::CommitLocked(ControllerState next, const std::string& cause) {
   const std::vector<std::string> changed = RecomputeDesired(&next, options_.policy);
   if (changed.empty() && next.nodes == state_.nodes &&
-      next.resync_counter == state_.resync_counter) {
+      next.resync_counter == state_.resync_counter && next.promoting == state_.promoting) {
     return Changes{};
   }
   Changes lines;
@@ -285,6 +293,7 @@ absl::StatusOr<Changes> Registry::EnableReplication(const std::string& master,
         absl::StrCat("a node cannot be its own upstream (", master, ")"));
   }
   absl::MutexLock lock(&mu_);
+  if (absl::Status st = CheckNoSwitchover(state_); !st.ok()) return st;
   absl::StatusOr<const NodeRecord*> m = FindLocked(master);
   if (!m.ok()) return m.status();
   absl::StatusOr<const NodeRecord*> s = FindLocked(slave);
@@ -321,6 +330,8 @@ absl::StatusOr<Changes> Registry::EnableReplication(const std::string& master,
   new_master.role = Role::kMaster;
   NodeRecord& new_slave = next.nodes.at(slave);
   new_slave.role = Role::kSlave;
+  new_slave.fenced = false;
+  new_slave.catch_up_position.clear();
   new_slave.upstream_id = master;
   new_slave.resync_token = NextResyncTokenLocked(&next, slave);
   new_slave.queue_seq = next.resync_counter;
@@ -332,6 +343,7 @@ absl::StatusOr<Changes> Registry::EnableReplication(const std::string& master,
 absl::StatusOr<Changes> Registry::DisableReplication(const std::string& master) {
   if (absl::Status st = CheckRequestId("master node", master); !st.ok()) return st;
   absl::MutexLock lock(&mu_);
+  if (absl::Status st = CheckNoSwitchover(state_); !st.ok()) return st;
   absl::StatusOr<const NodeRecord*> m = FindLocked(master);
   if (!m.ok()) return m.status();
   if ((*m)->role != Role::kMaster) {
@@ -349,13 +361,17 @@ absl::StatusOr<Changes> Registry::DisableReplication(const std::string& master) 
     record.upstream_id.clear();
     record.resync_token.clear();
   }
-  next.nodes.at(master).role = Role::kStandalone;
+  NodeRecord& old_master = next.nodes.at(master);
+  old_master.role = Role::kStandalone;
+  old_master.fenced = false;
+  old_master.catch_up_position.clear();
   return CommitLocked(std::move(next), absl::StrCat("replication disable --master ", master));
 }
 
 absl::StatusOr<Changes> Registry::RemoveSlave(const std::string& slave) {
   if (absl::Status st = CheckRequestId("slave node", slave); !st.ok()) return st;
   absl::MutexLock lock(&mu_);
+  if (absl::Status st = CheckNoSwitchover(state_); !st.ok()) return st;
   absl::StatusOr<const NodeRecord*> s = FindLocked(slave);
   if (!s.ok()) return s.status();
   if ((*s)->role != Role::kSlave) {
@@ -373,6 +389,7 @@ absl::StatusOr<Changes> Registry::RemoveSlave(const std::string& slave) {
 absl::StatusOr<Changes> Registry::Resync(const std::string& slave) {
   if (absl::Status st = CheckRequestId("slave node", slave); !st.ok()) return st;
   absl::MutexLock lock(&mu_);
+  if (absl::Status st = CheckNoSwitchover(state_); !st.ok()) return st;
   absl::StatusOr<const NodeRecord*> s = FindLocked(slave);
   if (!s.ok()) return s.status();
   if ((*s)->role != Role::kSlave) {
@@ -389,14 +406,71 @@ absl::StatusOr<Changes> Registry::Resync(const std::string& slave) {
 }
 
 absl::StatusOr<Changes> Registry::Promote(const std::string& node, bool force) {
-  (void)force;
   if (absl::Status st = CheckRequestId("node", node); !st.ok()) return st;
   absl::MutexLock lock(&mu_);
+  if (absl::Status st = CheckNoSwitchover(state_); !st.ok()) return st;
   absl::StatusOr<const NodeRecord*> n = FindLocked(node);
   if (!n.ok()) return n.status();
-  // The fenced switchover (fence the old master, wait for the slave to
-  // catch up, then re-point the group) plugs in here.
-  return absl::FailedPreconditionError("promote is not available yet");
+  const NodeRecord& promoted = **n;
+  if (promoted.role != Role::kSlave) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        node, " is not a slave: it is ", DescribeIntent(state_, promoted), "; only a slave can be promoted"));
+  }
+  if (!promoted.seeded) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        node, " has not finished copying ", promoted.upstream_id,
+        "'s data yet; promote it once it is converged (tandemctl wait ", node, ")"));
+  }
+  const std::string old_master = promoted.upstream_id;
+  ControllerState next = state_;
+  if (force) {
+    // No fence: the old master may be unreachable. It becomes a slave of
+    // the new master with a fresh token, so when its agent comes back it is
+    // fenced and rebuilt and can never be writable by itself again.
+    SwitchMasterLocked(&next, node, "");
+    return CommitLocked(std::move(next), absl::StrCat("promote --force ", node, " (", old_master,
+                                                      " not fenced: rebuilt when it returns)"));
+  }
+  auto live = live_.find(old_master);
+  if (live == live_.end() || live->second.watchers == 0 || !live->second.observed) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        old_master, "'s agent is not connected, so it cannot be fenced first; "
+        "promote --force ", node, " proceeds without it (", old_master,
+        " is then rebuilt as a slave when it returns)"));
+  }
+  // Phase 1: fence the old master. Phase 2 (SwitchMasterLocked) runs when
+  // its agent reports the fence and the position it stopped at.
+  next.nodes.at(old_master).fenced = true;
+  next.promoting = node;
+  return CommitLocked(std::move(next), absl::StrCat("promote ", node, ": fencing ", old_master));
+}
+
+void Registry::SwitchMasterLocked(ControllerState* next, const std::string& node,
+                                  const std::string& position) const {
+  const std::string old_master = next->nodes.at(node).upstream_id;
+  NodeRecord& promoted = next->nodes.at(node);
+  promoted.role = Role::kMaster;
+  promoted.upstream_id.clear();
+  promoted.resync_token.clear();
+  promoted.catch_up_position = position;
+  promoted.fenced = false;
+  // The old master first, then its other slaves: each is rebuilt from the
+  // new master, one at a time (the bootstrap queue).
+  std::vector<std::string> followers = {old_master};
+  for (const std::string& id : SlaveIds(*next, old_master)) {
+    if (id != node) followers.push_back(id);
+  }
+  for (const std::string& id : followers) {
+    NodeRecord& record = next->nodes.at(id);
+    record.role = Role::kSlave;
+    record.upstream_id = node;
+    record.fenced = false;
+    record.catch_up_position.clear();
+    record.resync_token = NextResyncTokenLocked(next, id);
+    record.queue_seq = next->resync_counter;
+    record.seeded = false;
+  }
+  next->promoting.clear();
 }
 
 // ------------------------------------------------------------------- agents
@@ -413,7 +487,13 @@ absl::Status Registry::Report(const std::string& node_id, const ObservedState& o
                           PublishedInGroup(record) &&
                           record.desired.resync_token == record.resync_token &&
                           observed.converged_generation == record.desired.generation;
-  if (!events.empty() || seeded_now) {
+  // The old master of a switchover reports the fence and its position:
+  // the promoted slave may now catch up with it and take over.
+  const bool fenced_now = !state_.promoting.empty() && record.fenced &&
+                          record.desired.fenced && !observed.writable &&
+                          !observed.position.empty() &&
+                          observed.converged_generation == record.desired.generation;
+  if (!events.empty() || seeded_now || fenced_now) {
     ControllerState next = state_;
     const double now = UnixSeconds(options_.now());
     for (const StepEvent& step : events) {
@@ -434,7 +514,14 @@ absl::Status Registry::Report(const std::string& node_id, const ObservedState& o
       event.seconds = step.seconds;
       AppendEventLocked(&next, std::move(event));
     }
-    if (seeded_now) {
+    if (fenced_now) {
+      const std::string promoted = state_.promoting;
+      SwitchMasterLocked(&next, promoted, observed.position);
+      absl::StatusOr<Changes> switched = CommitLocked(
+          std::move(next), absl::StrCat("promote ", promoted, ": ", node_id, " fenced at ",
+                                        observed.position, "; ", promoted, " takes over"));
+      if (!switched.ok()) return switched.status();
+    } else if (seeded_now) {
       next.nodes.at(node_id).seeded = true;
       absl::StatusOr<Changes> released = CommitLocked(
           std::move(next), absl::StrCat(node_id, " holds a copy of ", record.upstream_id));

@@ -118,8 +118,14 @@ class Registry {
   // slave.
   absl::StatusOr<Changes> Resync(const std::string& slave);
 
-  // `promote N`: not available yet; NotFound for an unknown node, otherwise
-  // FailedPrecondition. (The hook for a fenced switchover.)
+  // `promote N` (a fenced switchover): N must be a slave holding a full
+  // copy. Phase 1 fences its master M (desired fenced; writes refused);
+  // when M's agent reports the fence and its last position, phase 2 makes N
+  // the master (it replays that position before it becomes writable) and M
+  // and the other slaves its slaves, rebuilt one at a time. Other group
+  // changes are refused meanwhile. `force`: M's agent is unreachable; skip
+  // phase 1 (M is rebuilt as a slave when it returns and never becomes
+  // writable by itself). Without force, M's agent must be connected.
   absl::StatusOr<Changes> Promote(const std::string& node, bool force);
 
   // ---- Agents.
@@ -191,6 +197,11 @@ class Registry {
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   std::string NextResyncTokenLocked(ControllerState* next, const std::string& node_id) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Makes slave `node` the master of its group in `next`: the old master
+  // and the other slaves become its slaves (rebuilt, one at a time); it
+  // replays `position` before becoming writable ("" : no wait).
+  void SwitchMasterLocked(ControllerState* next, const std::string& node,
+                          const std::string& position) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const RegistryOptions options_;
   mutable absl::Mutex mu_;

@@ -29,6 +29,8 @@
 
 namespace tandem {
 
+class ControllerMetrics;
+
 struct ServiceOptions {
   std::string auth_token;  // empty: no authentication
   // Receives the log lines (without a trailing newline). Default: stderr,
@@ -36,6 +38,9 @@ struct ServiceOptions {
   std::function<void(const std::string&)> log;
   // How often a blocked stream checks whether its client went away.
   absl::Duration poll = absl::Seconds(1);
+  // Told about every call of the server (controller/metrics.h); not owned,
+  // must outlive the server. Null: no metrics.
+  ControllerMetrics* metrics = nullptr;
 };
 
 // Counts the calls in flight, so that a shutdown can let them finish and

@@ -43,6 +43,10 @@ struct NodeRecord {
   // unseeded slaves beyond the per-group limit are queued (desired.h).
   uint64_t queue_seq = 0;
   bool seeded = false;
+  // Switchover (promote): a master fenced while its slave catches up, and
+  // the position a promoted master replays before it becomes writable.
+  bool fenced = false;
+  std::string catch_up_position;
   // The desired state last published for the node, with its generation. It
   // is a function of every record's intent and info (see desired.h); it is
   // kept so that a generation is bumped only when the target really changes,
@@ -52,7 +56,9 @@ struct NodeRecord {
   bool operator==(const NodeRecord& other) const {
     return info == other.info && role == other.role && upstream_id == other.upstream_id &&
            resync_token == other.resync_token && queue_seq == other.queue_seq &&
-           seeded == other.seeded && desired.generation == other.desired.generation &&
+           seeded == other.seeded && fenced == other.fenced &&
+           catch_up_position == other.catch_up_position &&
+           desired.generation == other.desired.generation &&
            desired.SameTarget(other.desired);
   }
 };
@@ -63,6 +69,8 @@ struct ControllerState {
   std::deque<Event> events;                 // oldest first, bounded
   uint64_t next_event_seq = 1;
   uint64_t resync_counter = 0;  // makes every resync token unique
+  // The slave being promoted while its master is being fenced ("" if none).
+  std::string promoting;
 
   bool operator==(const ControllerState&) const = default;
 };

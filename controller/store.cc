@@ -37,7 +37,9 @@ json DesiredToJson(const DesiredState& d) {
               {"upstream", PeerToJson(d.upstream)},
               {"slaves", std::move(slaves)},
               {"env", d.env},
-              {"resync_token", d.resync_token}};
+              {"resync_token", d.resync_token},
+              {"fenced", d.fenced},
+              {"catch_up_position", d.catch_up_position}};
 }
 
 // Throws std::invalid_argument for values json cannot catch by type alone.
@@ -55,6 +57,8 @@ DesiredState DesiredFromJson(const json& j) {
   for (const json& slave : j.at("slaves")) d.slaves.push_back(PeerFromJson(slave));
   d.env = j.at("env").get<EnvMap>();
   d.resync_token = j.at("resync_token").get<std::string>();
+  d.fenced = j.value("fenced", false);
+  d.catch_up_position = j.value("catch_up_position", std::string());
   return d;
 }
 
@@ -70,6 +74,8 @@ json NodeToJson(const NodeRecord& n) {
               {"resync_token", n.resync_token},
               {"queue_seq", n.queue_seq},
               {"seeded", n.seeded},
+              {"fenced", n.fenced},
+              {"catch_up_position", n.catch_up_position},
               {"desired", DesiredToJson(n.desired)}};
 }
 
@@ -92,6 +98,8 @@ NodeRecord NodeFromJson(const json& j) {
   // marked seeded by its next converged report.
   n.queue_seq = j.value("queue_seq", uint64_t{0});
   n.seeded = j.value("seeded", false);
+  n.fenced = j.value("fenced", false);
+  n.catch_up_position = j.value("catch_up_position", std::string());
   n.desired = DesiredFromJson(j.at("desired"));
   return n;
 }
@@ -169,6 +177,7 @@ std::string SerializeState(const ControllerState& state) {
            {"version", kVersion},
            {"next_event_seq", state.next_event_seq},
            {"resync_counter", state.resync_counter},
+           {"promoting", state.promoting},
            {"nodes", std::move(nodes)},
            {"events", std::move(events)}};
   // Invalid UTF-8 (which the registry never lets in) is replaced rather
@@ -192,6 +201,7 @@ absl::StatusOr<ControllerState> ParseState(const std::string& text) {
     }
     state.next_event_seq = doc.at("next_event_seq").get<uint64_t>();
     state.resync_counter = doc.at("resync_counter").get<uint64_t>();
+    state.promoting = doc.value("promoting", std::string());
     for (const json& j : doc.at("nodes")) {
       NodeRecord record = NodeFromJson(j);
       std::string id = record.info.id;

@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -54,6 +55,29 @@ struct EngineFacts {
 
 // Bytes done / total, called from inside long operations.
 using ProgressFn = std::function<void(uint64_t done_bytes, uint64_t total_bytes)>;
+
+// Receives a backup stream piece by piece: `chunk` is valid only during the
+// call; `total_estimate` is the expected size of the whole stream (0:
+// unknown). A non-OK return aborts the stream (the producer stops and
+// returns that status).
+using BackupSink = std::function<absl::Status(std::string_view chunk, uint64_t total_estimate)>;
+
+// Where a slave's engine gets its master's backup from (agent to agent; the
+// agent implements it with gRPC, tests with whatever they like). Given to an
+// engine at construction; engines that copy data themselves ignore it.
+class BackupSource {
+ public:
+  virtual ~BackupSource() = default;
+
+  // Streams the backup that `upstream`'s agent makes for slave `self_id`
+  // into `sink`, in order, and returns once the stream ended. Returns the
+  // sink's error when the sink aborted it; Unavailable when the upstream's
+  // agent cannot be reached or the stream broke; PermissionDenied /
+  // Unauthenticated when it refuses this node; FailedPrecondition when the
+  // upstream cannot make a backup.
+  virtual absl::Status Fetch(const Peer& upstream, const std::string& self_id,
+                             const BackupSink& sink) = 0;
+};
 
 class Engine {
  public:
@@ -104,6 +128,27 @@ class Engine {
   // Directory whose filesystem receives a bootstrap copy (for the free-disk
   // check the executor does before Bootstrap).
   virtual std::string DataParentDir() const = 0;
+
+  // Master side of a streamed bootstrap: makes a consistent backup of the
+  // running server for slave `slave_id` and hands it to `write` in order, in
+  // pieces of bounded size (the memory used does not grow with the data:
+  // while `write` blocks, so does the backup tool). Returns write's error
+  // when it aborted the stream (the tool is stopped and its leftovers
+  // removed). Engines whose slaves copy data themselves keep this default.
+  virtual absl::Status StreamBackup(const std::string& slave_id, const BackupSink& write) {
+    (void)slave_id;
+    (void)write;
+    return absl::UnimplementedError("this engine does not stream backups to its slaves");
+  }
+
+  // Slave side of a switchover: whether this server has applied everything
+  // up to `position` (an EngineFacts::position its old master reported
+  // after it was fenced). Changes nothing. InvalidArgument for a position
+  // the engine cannot read; Unimplemented where promotion is not supported.
+  virtual absl::StatusOr<bool> HasReplayed(const std::string& position) {
+    (void)position;
+    return absl::UnimplementedError("promotion is not supported for this engine yet");
+  }
 };
 
 }  // namespace tandem

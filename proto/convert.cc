@@ -51,6 +51,7 @@ void ToProto(const NodeInfo& in, v1::NodeInfo* out) {
   out->set_address_internal(in.addresses.internal);
   out->set_address_external(in.addresses.external);
   out->set_port(in.port);
+  out->set_transfer_port(in.transfer_port);
 }
 
 NodeInfo FromProto(const v1::NodeInfo& in) {
@@ -61,6 +62,7 @@ NodeInfo FromProto(const v1::NodeInfo& in) {
   out.addresses.internal = in.address_internal();
   out.addresses.external = in.address_external();
   out.port = in.port();
+  out.transfer_port = in.transfer_port();
   return out;
 }
 
@@ -69,10 +71,11 @@ void ToProto(const Peer& in, v1::Peer* out) {
   out->set_stack(in.stack);
   out->set_host(in.host);
   out->set_port(in.port);
+  out->set_transfer_port(in.transfer_port);
 }
 
 Peer FromProto(const v1::Peer& in) {
-  return Peer{in.id(), in.stack(), in.host(), in.port()};
+  return Peer{in.id(), in.stack(), in.host(), in.port(), in.transfer_port()};
 }
 
 void ToProto(const DesiredState& in, v1::DesiredState* out) {
@@ -83,6 +86,8 @@ void ToProto(const DesiredState& in, v1::DesiredState* out) {
   for (const auto& [key, value] : in.env) (*out->mutable_env())[key] = value;
   out->set_resync_token(in.resync_token);
   out->set_upstream_data_bytes(in.upstream_data_bytes);
+  out->set_fenced(in.fenced);
+  out->set_catch_up_position(in.catch_up_position);
 }
 
 DesiredState FromProto(const v1::DesiredState& in) {
@@ -94,6 +99,8 @@ DesiredState FromProto(const v1::DesiredState& in) {
   for (const auto& [key, value] : in.env()) out.env[key] = value;
   out.resync_token = in.resync_token();
   out.upstream_data_bytes = in.upstream_data_bytes();
+  out.fenced = in.fenced();
+  out.catch_up_position = in.catch_up_position();
   return out;
 }
 
@@ -113,6 +120,7 @@ void ToProto(const ObservedState& in, v1::ObservedState* out) {
   out->set_current_step(in.current_step);
   out->set_last_error(in.last_error);
   out->set_error_blocks(in.error_blocks);
+  out->set_position(in.position);
 }
 
 ObservedState FromProto(const v1::ObservedState& in) {
@@ -131,6 +139,7 @@ ObservedState FromProto(const v1::ObservedState& in) {
   out.current_step = in.current_step();
   out.last_error = in.last_error();
   out.error_blocks = in.error_blocks();
+  out.position = in.position();
   return out;
 }
 

@@ -232,6 +232,7 @@ class PostgresqlEngine final : public Engine {
   absl::Status Follow(const Peer& self, const Peer& upstream) override;
   absl::Status MakeWritable() override;
   std::string DataParentDir() const override { return parent_; }
+  absl::StatusOr<bool> HasReplayed(const std::string& position) override;
 
  private:
   std::string Where() const { return absl::StrCat(config_.host, ":", config_.port); }
@@ -604,6 +605,24 @@ absl::StatusOr<EngineFacts> PostgresqlEngine::Observe() {
     case Liveness::kUp: break;
   }
   return ObserveRunning(std::move(facts));
+}
+
+absl::StatusOr<bool> PostgresqlEngine::HasReplayed(const std::string& position) {
+  // An LSN is two hex numbers: "16/B374D848".
+  const size_t slash = position.find('/');
+  const bool valid = slash != std::string::npos && slash > 0 && slash + 1 < position.size() &&
+                     position.find_first_not_of("0123456789ABCDEFabcdef/") == std::string::npos &&
+                     position.find('/', slash + 1) == std::string::npos;
+  if (!valid) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("\"", position, "\" is not a PostgreSQL WAL position (LSN)"));
+  }
+  absl::StatusOr<Rows> rows = Query("comparing the replay position", R"sql(
+      SELECT coalesce((CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()
+                            ELSE pg_current_wal_lsn() END >= $1::pg_lsn)::text, 'false'))sql",
+                                    {position});
+  if (!rows.ok()) return rows.status();
+  return rows->at(0)[0] == "true";
 }
 
 absl::StatusOr<EngineFacts> PostgresqlEngine::ObserveStopped(EngineFacts facts) {

@@ -4,6 +4,8 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <atomic>
+#include <thread>
 #include <memory>
 #include <set>
 #include <string>
@@ -332,6 +334,83 @@ TEST_F(PostgresqlE2eTest, SlavesAddedTogetherBootstrapOneAtATime) {
   }
   ASSERT_TRUE(db1.Exec("INSERT INTO t (v) VALUES ('last')").ok());
   for (const auto& pg : servers_) EXPECT_TRUE(HasRows(*pg, "t", 100001, seconds(5))) << pg->port();
+}
+
+// Fenced switchover with a writer hammering the old master the whole time:
+// never two writable nodes (sampled every 50 ms), no acknowledged write lost.
+TEST_F(PostgresqlE2eTest, PromoteIsAFencedSwitchover) {
+  PgServer& db1 = AddPgNode("db1");
+  PgServer& db2 = AddPgNode("db2");
+  PgServer& db3 = AddPgNode("db3");
+  ASSERT_TRUE(PollUntil([&] { return cluster_.Nodes().size() == 3; }, seconds(30)));
+  cluster_.Wait({"db1", "db2", "db3"});
+  ASSERT_TRUE(db1.Exec("CREATE TABLE w (id bigint PRIMARY KEY)").ok());
+  ASSERT_EQ(cluster_.Ctl({"replication", "enable", "--master", "db1", "--slave", "db2"}).exit_code, 0);
+  ASSERT_EQ(cluster_.Ctl({"slave", "add", "db3", "--master", "db1"}).exit_code, 0);
+  cluster_.Wait({"db1", "db2", "db3"});
+
+  std::atomic<bool> stop{false};
+  std::vector<int64_t> acknowledged;
+  std::thread writer([&] {
+    for (int64_t id = 1; !stop.load(); ++id) {
+      if (db1.Exec(absl::StrCat("INSERT INTO w VALUES (", id, ")")).ok()) acknowledged.push_back(id);
+    }
+  });
+  std::atomic<int> max_writable{0};
+  std::atomic<int> samples{0};
+  std::thread sampler([&] {
+    PollUntil(
+        [&] {
+          int writable = 0;
+          for (const PgServer* pg : {&db1, &db2, &db3}) {
+            absl::StatusOr<std::string> v = pg->Value(
+                "SELECT (NOT pg_is_in_recovery() AND "
+                "current_setting('default_transaction_read_only') = 'off')::text");
+            writable += v.ok() && *v == "true";
+          }
+          max_writable = std::max(max_writable.load(), writable);
+          ++samples;
+          return stop.load();
+        },
+        std::chrono::minutes(10), milliseconds(50));
+  });
+  EXPECT_TRUE(PollUntil([&] { return samples.load() >= 5; }, seconds(30)));
+
+  CtlResult promote = cluster_.Ctl({"promote", "db2"});
+  EXPECT_EQ(promote.exit_code, 0) << promote.out;
+  EXPECT_NE(promote.out.find("fenced"), std::string::npos) << promote.out;
+  cluster_.Wait({"db1", "db2", "db3"}, "180s");
+  stop = true;
+  writer.join();
+  sampler.join();
+
+  EXPECT_LE(max_writable.load(), 1) << "two writable nodes at once";
+  EXPECT_GT(samples.load(), 5);
+  ASSERT_FALSE(acknowledged.empty());
+  // Every acknowledged write is on the new master.
+  absl::StatusOr<std::string> missing = db2.Value(absl::StrCat(
+      "SELECT count(*) FROM unnest(ARRAY[", absl::StrJoin(acknowledged, ","),
+      "]::bigint[]) AS a(id) WHERE NOT EXISTS (SELECT 1 FROM w WHERE w.id = a.id)"));
+  ASSERT_TRUE(missing.ok()) << missing.status();
+  EXPECT_EQ(*missing, "0") << "acknowledged writes lost";
+  // db2 is the writable master; db1 and db3 follow it.
+  EXPECT_FALSE(InRecovery(db2));
+  EXPECT_TRUE(InRecovery(db1));
+  EXPECT_TRUE(InRecovery(db3));
+  ASSERT_TRUE(db2.Exec("INSERT INTO w VALUES (-1)").ok());
+  for (const PgServer* pg : {&db1, &db3}) {
+    EXPECT_TRUE(PollUntil([&] { return *pg->Value("SELECT count(*) FROM w WHERE id = -1") == "1"; },
+                          seconds(5)));
+  }
+  auto nodes = cluster_.Nodes();
+  EXPECT_EQ(nodes["db2"]["desired"]["role"], "master");
+  EXPECT_EQ(nodes["db1"]["upstream_id"], "db2");
+  EXPECT_EQ(nodes["db3"]["upstream_id"], "db2");
+  for (const std::string& id : {"db1", "db2", "db3"}) {
+    EXPECT_EQ(cluster_.Env(id)["POSTGRESQL_PORT"], std::to_string(db2.port())) << id;
+  }
+  EXPECT_EQ(cluster_.Env("db2")["TANDEM_ROLE"], "master");
+  EXPECT_EQ(cluster_.Env("db1")["TANDEM_ROLE"], "slave");
 }
 
 }  // namespace
