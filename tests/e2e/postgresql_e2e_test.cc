@@ -45,17 +45,25 @@ class PostgresqlE2eTest : public ::testing::Test {
 
   // Creates a PostgreSQL data dir (initdb; the agent starts the server) and
   // the node's agent.
-  PgServer& AddPgNode(const std::string& id) {
+  PgServer& AddPgNode(const std::string& id, const std::string& stack = "main",
+                      const std::string& external = "") {
     PgServerOptions options;
     options.name = id;
     options.start = false;
+    if (!external.empty()) {
+      // The later -c wins over the harness's listen_addresses.
+      options.extra_args = {"-c", absl::StrCat("listen_addresses=127.0.0.1,", external)};
+    }
     absl::StatusOr<std::unique_ptr<PgServer>> pg = PgServer::Create(options);
     EXPECT_TRUE(pg.ok()) << pg.status();
     PgServer& server = *servers_.emplace_back(*std::move(pg));
     std::vector<std::string> quoted;
     for (const std::string& arg : server.server_args()) quoted.push_back(absl::StrCat("\"", arg, "\""));
-    cluster_.AddNode(id, "main",
-                     absl::StrCat("addresses: {internal: 127.0.0.1}\n"
+    const std::string addresses =
+        external.empty() ? "{internal: 127.0.0.1}"
+                         : absl::StrCat("{internal: 127.0.0.1, external: ", external, "}");
+    cluster_.AddNode(id, stack,
+                     absl::StrCat("addresses: ", addresses, "\n"
                                   "engine:\n"
                                   "  type: postgresql\n"
                                   "  port: ", server.port(), "\n",
@@ -411,6 +419,42 @@ TEST_F(PostgresqlE2eTest, PromoteIsAFencedSwitchover) {
   }
   EXPECT_EQ(cluster_.Env("db2")["TANDEM_ROLE"], "master");
   EXPECT_EQ(cluster_.Env("db1")["TANDEM_ROLE"], "slave");
+}
+
+// A slave in another stack replicates over its master's external address,
+// and each side's env file points at the master as reachable from its stack.
+TEST_F(PostgresqlE2eTest, ReplicationBetweenStacksUsesExternalAddresses) {
+  PgServer& db1 = AddPgNode("db1", "eu", "127.0.0.2");
+  PgServer& db2 = AddPgNode("db2", "us", "127.0.0.3");
+  ASSERT_TRUE(PollUntil([&] { return cluster_.Nodes().size() == 2; }, seconds(30)));
+  cluster_.Wait({"db1", "db2"});
+  ASSERT_TRUE(db1.Exec("CREATE TABLE t (v text); INSERT INTO t VALUES ('eu')").ok());
+  CtlResult enable = cluster_.Ctl({"replication", "enable", "--master", "db1", "--slave", "db2"});
+  ASSERT_EQ(enable.exit_code, 0) << enable.out;
+  cluster_.Wait({"db1", "db2"});
+  auto nodes = cluster_.Nodes();
+  EXPECT_EQ(nodes["db2"]["observed"]["upstream"], absl::StrCat("127.0.0.2:", db1.port()));
+  EXPECT_EQ(nodes["db2"]["desired"]["upstream"]["host"], "127.0.0.2");
+  EXPECT_EQ(Count(db2, "t"), 1);
+  ASSERT_TRUE(db1.Exec("INSERT INTO t VALUES ('after')").ok());
+  EXPECT_TRUE(HasRows(db2, "t", 2, seconds(5)));
+  // The slave's stack reaches the master by its external address; the
+  // master's stack by its internal one.
+  auto slave_env = cluster_.Env("db2");
+  EXPECT_EQ(slave_env["POSTGRESQL_ADDRESS"], "127.0.0.2");
+  EXPECT_EQ(slave_env["POSTGRESQL_ADDRESS_INT"], "127.0.0.1");
+  EXPECT_EQ(slave_env["POSTGRESQL_ADDRESS_EXT"], "127.0.0.2");
+  EXPECT_EQ(slave_env["POSTGRESQL_SLAVE_ADDRESSES"], absl::StrCat("127.0.0.1:", db2.port()));
+  auto master_env = cluster_.Env("db1");
+  EXPECT_EQ(master_env["POSTGRESQL_ADDRESS"], "127.0.0.1");
+  EXPECT_EQ(master_env["POSTGRESQL_SLAVE_ADDRESSES"], absl::StrCat("127.0.0.3:", db2.port()));
+  EXPECT_EQ(master_env["POSTGRESQL_SLAVE_ADDRESSES_EXT"], absl::StrCat("127.0.0.3:", db2.port()));
+  // The master lets the slave in by its external address.
+  absl::StatusOr<std::string> hba = db1.Value(
+      "SELECT count(*) FROM pg_hba_file_rules WHERE address = '127.0.0.3' "
+      "AND 'replication' = ANY(database)");
+  ASSERT_TRUE(hba.ok()) << hba.status();
+  EXPECT_EQ(*hba, "1");
 }
 
 }  // namespace
