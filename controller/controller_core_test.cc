@@ -782,6 +782,8 @@ TEST(EventsTest, ReportRecordsStepsAndObservedState) {
   MustRegister(*registry, Node("db1"));
   MustRegister(*registry, Node("db2"));
   MustEnable(*registry, "db1", "db2");
+  registry->AgentConnected("db1");
+  registry->AgentConnected("db2");
 
   EXPECT_EQ(registry->Report("db9", ObservedState{}, {}).code(), absl::StatusCode::kNotFound);
   absl::StatusOr<NodeView> view = registry->GetNode("db2");
@@ -823,6 +825,22 @@ TEST(EventsTest, ReportRecordsStepsAndObservedState) {
   ASSERT_TRUE(view.ok());
   EXPECT_TRUE(view->converged);
   EXPECT_EQ(view->desired.upstream_data_bytes, 0u);  // a master has no upstream
+}
+
+TEST(EventsTest, ARestartedAgentIsNotConvergedOnItsPredecessorsReport) {
+  std::unique_ptr<Registry> registry = OpenOrDie(std::make_unique<MemoryStore>());
+  MustRegister(*registry, Node("db1"));
+  registry->AgentConnected("db1");
+  ObservedState converged;
+  converged.converged_generation = Gen(*registry, "db1");
+  ASSERT_TRUE(registry->Report("db1", converged, {}).ok());
+  EXPECT_TRUE(registry->GetNode("db1")->converged);
+  registry->AgentDisconnected("db1");
+  EXPECT_FALSE(registry->GetNode("db1")->converged) << "no agent";
+  registry->AgentConnected("db1");
+  EXPECT_FALSE(registry->GetNode("db1")->converged) << "not reported since it came back";
+  ASSERT_TRUE(registry->Report("db1", converged, {}).ok());
+  EXPECT_TRUE(registry->GetNode("db1")->converged);
 }
 
 TEST(EventsTest, AgentConnectionIsCounted) {

@@ -35,8 +35,8 @@ std::vector<double> RpcBuckets() {
   return {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 }
 
-constexpr std::string_view kStates[] = {"converged", "converging", "queued", "blocked",
-                                        "unreported"};
+constexpr std::string_view kStates[] = {"converged", "converging", "queued",
+                                        "blocked",   "disconnected", "unreported"};
 
 class MetricsInterceptor : public grpc::experimental::Interceptor {
  public:
@@ -96,6 +96,7 @@ std::string_view NodeState(const NodeView& node) {
   if (node.converged) return "converged";
   if (node.queued) return "queued";
   if (!node.observed) return "unreported";
+  if (!node.agent_connected) return "disconnected";
   if (node.observed->error_blocks && !node.observed->last_error.empty()) return "blocked";
   return "converging";
 }
@@ -130,7 +131,8 @@ std::string ControllerMetrics::Render(const std::vector<NodeView>& nodes) const 
     if (node.agent_connected) ++connected;
   }
   w.Family("tandem_controller_nodes", MetricType::kGauge,
-           "Registered nodes by state (converged, converging, queued, blocked, unreported).");
+           "Registered nodes by state (converged, converging, queued, blocked, disconnected, "
+           "unreported).");
   for (const auto& [state, count] : by_state) w.Sample({{"state", Str(state)}}, count);
   w.Family("tandem_controller_nodes_desired_role", MetricType::kGauge,
            "Registered nodes by desired role.");

@@ -8,7 +8,7 @@
 //                                                            (agents' Watch, events --follow)
 // Read from the registry at scrape time:
 //   tandem_controller_nodes{state}            nodes by state: converged, converging,
-//                                             queued, blocked, unreported
+//                                             queued, blocked, disconnected, unreported
 //   tandem_controller_nodes_desired_role{role}
 //   tandem_controller_agents_connected        nodes whose agent has a Watch stream open
 //   tandem_controller_node_converged{node,stack,engine}
@@ -38,9 +38,10 @@ class ServerInterceptorFactoryInterface;
 
 namespace tandem {
 
-// The state a node is counted in: "converged", "converging", "queued",
-// "blocked" (its agent reports an error that needs an operator) or
-// "unreported" (no report since the controller started).
+// The state a node is counted in: "converged", "queued" (a slave waiting
+// for its turn to bootstrap), "unreported" (no report since the controller
+// started), "disconnected" (its agent has no watch stream open), "blocked"
+// (its agent reports an error that needs an operator), else "converging".
 std::string_view NodeState(const NodeView& node);
 
 class ControllerMetrics {

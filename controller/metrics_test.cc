@@ -8,6 +8,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -56,14 +57,15 @@ TEST(ControllerMetricsTest, NodeStates) {
       {View("d", false, WithError(true)), "blocked"},
       {View("e", false, std::nullopt), "unreported"},
       {View("f", false, ObservedState{}, /*queued=*/true), "queued"},
+      {View("g", false, ObservedState{}, false, /*connected=*/false), "disconnected"},
   };
   for (const Case& c : cases) EXPECT_EQ(NodeState(c.view), c.want) << c.view.info.id;
   std::vector<NodeView> nodes;
   for (const Case& c : cases) nodes.push_back(c.view);
   nodes.back().agent_connected = false;
   EXPECT_EQ(ControllerStatusLine(nodes),
-            "6 nodes: 1 converged, 2 converging, 1 queued, 1 blocked, 1 unreported; "
-            "5 agents connected");
+            "7 nodes: 1 converged, 2 converging, 1 queued, 1 blocked, 1 disconnected, "
+            "1 unreported; 6 agents connected");
   EXPECT_EQ(ControllerStatusLine({}), "0 nodes; 0 agents connected");
 }
 
@@ -166,6 +168,13 @@ TEST_F(ControllerMetricsServerTest, CountsCallsStreamsAndNodes) {
     v1::ReportResponse response;
     ASSERT_TRUE(agents_stub.Report(&context, report, &response).ok());
   }
+  parsed = Scrape();
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(Value(*parsed, "tandem_controller_nodes", {{"state", "converged"}}), 1);
+  EXPECT_EQ(Value(*parsed, "tandem_controller_node_converged", {{"node", "db1"}}), 1);
+  EXPECT_GE(Value(*parsed, "tandem_controller_node_report_age_seconds", {{"node", "db1"}}), 0);
+
+  // The agent goes away.
   watch_context.TryCancel();
   v1::DesiredState ignored;
   while (reader->Read(&ignored)) {
@@ -184,10 +193,8 @@ TEST_F(ControllerMetricsServerTest, CountsCallsStreamsAndNodes) {
   EXPECT_EQ(Value(*parsed, "tandem_controller_rpcs_total",
                   {{"method", "Watch"}, {"code", "CANCELLED"}}),
             1);
-  EXPECT_EQ(Value(*parsed, "tandem_controller_nodes", {{"state", "converged"}}), 1);
-  EXPECT_EQ(Value(*parsed, "tandem_controller_node_converged", {{"node", "db1"}}), 1);
-  EXPECT_GE(Value(*parsed, "tandem_controller_node_report_age_seconds", {{"node", "db1"}}), 0);
   EXPECT_EQ(Value(*parsed, "tandem_controller_agents_connected", {}), 0);
+  EXPECT_EQ(Value(*parsed, "tandem_controller_nodes", {{"state", "disconnected"}}), 1);
 
   // promtool agrees with the strict parser, naming conventions included.
   char dir[] = "/tmp/tandem-ctl-metrics.XXXXXX";
@@ -209,7 +216,8 @@ TEST_F(ControllerMetricsServerTest, HttpEndpoints) {
             404);
   absl::StatusOr<std::vector<prom::ParsedFamily>> parsed = Scrape();
   ASSERT_TRUE(parsed.ok()) << parsed.status();
-  for (const char* state : {"converged", "converging", "queued", "blocked", "unreported"}) {
+  for (const char* state :
+       {"converged", "converging", "queued", "blocked", "disconnected", "unreported"}) {
     EXPECT_EQ(Value(*parsed, "tandem_controller_nodes", {{"state", state}}), 0) << state;
   }
 }

@@ -534,13 +534,16 @@ absl::Status Registry::Report(const std::string& node_id, const ObservedState& o
   Live& live = live_[node_id];
   live.observed = observed;
   live.last_report = options_.now();
+  live.reported_since_connect = true;
   changed_.SignalAll();
   return absl::OkStatus();
 }
 
 void Registry::AgentConnected(const std::string& node_id) {
   absl::MutexLock lock(&mu_);
-  ++live_[node_id].watchers;
+  Live& live = live_[node_id];
+  ++live.watchers;
+  live.reported_since_connect = false;
 }
 
 void Registry::AgentDisconnected(const std::string& node_id) {
@@ -580,7 +583,9 @@ NodeView Registry::ViewLocked(const NodeRecord& record,
   }
   // A queued slave is not converged: its new target is not published yet.
   view.queued = queued.count(record.info.id) != 0;
-  view.converged = !view.queued && view.observed.has_value() &&
+  const bool live_agent = it != live_.end() && it->second.watchers > 0 &&
+                          it->second.reported_since_connect;
+  view.converged = !view.queued && live_agent && view.observed.has_value() &&
                    view.observed->converged_generation == view.desired.generation;
   return view;
 }

@@ -58,7 +58,7 @@ struct NodeView {
   NodeInfo info;
   DesiredState desired;                   // upstream_data_bytes filled in
   std::optional<ObservedState> observed;  // nullopt: no report since start-up
-  bool converged = false;                 // observed converged_generation == desired generation
+  bool converged = false;  // agent connected and reporting, converged_generation == desired generation
   std::string upstream_id;                // desired upstream of a slave
   bool agent_connected = false;           // a Watch stream is open
   double seconds_since_report = -1;       // -1: never reported
@@ -177,6 +177,9 @@ class Registry {
     std::optional<ObservedState> observed;
     absl::Time last_report = absl::InfinitePast();
     int watchers = 0;
+    // A report arrived since the agent last connected: an agent that just
+    // restarted is not taken as converged on its predecessor's word.
+    bool reported_since_connect = false;
   };
 
   Registry(std::unique_ptr<Store> store, RegistryOptions options);

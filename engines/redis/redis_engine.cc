@@ -172,17 +172,23 @@ std::string FileTail(const std::string& path) {
   return tail.empty() ? "(empty log)" : tail;
 }
 
-// Sleeps a little longer at each call, up to 100 ms.
+// Sleeps a little longer at each call, up to `cap`.
 class Backoff {
  public:
+  explicit Backoff(std::chrono::milliseconds cap = std::chrono::milliseconds(100)) : cap_(cap) {}
   void Wait() {
     std::this_thread::sleep_for(delay_);
-    delay_ = std::min(delay_ * 2, std::chrono::milliseconds(100));
+    delay_ = std::min(delay_ * 2, cap_);
   }
 
  private:
+  std::chrono::milliseconds cap_;
   std::chrono::milliseconds delay_{10};
 };
+
+// How often WaitForSync looks at the sync: the slave's convergence is seen at
+// most this late after Redis finished loading (an INFO costs microseconds).
+constexpr std::chrono::milliseconds kSyncPoll{20};
 
 // The login a slave uses on its master.
 struct ReplicationLogin {
@@ -380,7 +386,7 @@ absl::StatusOr<EngineFacts> RedisEngine::Observe() {
   if (!client.ok()) return WithContext(client.status(), "while observing redis");
   RedisClient& c = **client;
 
-  absl::StatusOr<Info> info = c.Info({"server", "replication", "memory", "keyspace"});
+  absl::StatusOr<Info> info = c.Info({"server", "replication", "memory"});
   if (!info.ok()) return WithContext(info.status(), "while observing redis");
   absl::StatusOr<std::string> read_only = c.ConfigGet("replica-read-only");
   if (!read_only.ok()) return WithContext(read_only.status(), "while observing redis");
@@ -404,10 +410,10 @@ absl::StatusOr<EngineFacts> RedisEngine::Observe() {
     facts.writable = !Fenced();
   }
   facts.position = Get(*info, "master_repl_offset");
+  // Never 0 on a running server, even without keys: the agent reads a size
+  // of 0 as "not reported yet" and would hold a slave's bootstrap forever.
   facts.data_bytes =
-      KeyCount(*info) > 0
-          ? static_cast<uint64_t>(std::max<int64_t>(0, GetInt(*info, "used_memory", 0)))
-          : 0;
+      static_cast<uint64_t>(std::max<int64_t>(1, GetInt(*info, "used_memory", 1)));
   absl::StatusOr<std::vector<std::string>> served = ReadServedSlaves();
   if (!served.ok()) return WithContext(served.status(), "while observing redis");
   facts.served_slaves = *std::move(served);
@@ -842,7 +848,7 @@ absl::Status RedisEngine::WaitForSync(const Peer& upstream, const ProgressFn& pr
   int64_t last_total = -1;
   std::string state = "not connected";
   std::unique_ptr<RedisClient> client;
-  for (Backoff backoff;; backoff.Wait()) {
+  for (Backoff backoff(kSyncPoll);; backoff.Wait()) {
     if (client == nullptr) {
       absl::StatusOr<std::unique_ptr<RedisClient>> connected = ConnectLocal();
       if (!connected.ok() && !absl::IsUnavailable(connected.status())) return connected.status();

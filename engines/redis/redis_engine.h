@@ -67,8 +67,10 @@
 //                repl-ping-replica-period (10 s), so an idle healthy link
 //                shows 0..10. -1 when the link is down.
 //   position   = master_repl_offset
-//   data_bytes = INFO memory used_memory, or 0 when no database has keys
-//                (so an empty server reports 0, not its baseline memory)
+//   data_bytes = INFO memory used_memory, also without keys (an empty
+//                server reports its baseline memory): a master's size of 0
+//                means "not reported yet" to the agent, which would then
+//                never bootstrap a slave of an empty master
 //   data_id    = "" (Redis has no stable dataset identity: the replication
 //                id changes at every restart and promotion)
 //   served_slaves = the ids ServeSlaves last recorded, sorted

@@ -273,8 +273,11 @@ TEST_F(RedisE2eTest, UserStory) {
     ASSERT_FALSE(db2.Answers());
     ASSERT_TRUE(db1.Command({"SET", "agent:and:server:away", "1"}).ok());
     cluster_.StartAgent("db2");
+    // Polled first: until the new agent reports, the controller still holds
+    // the converged report of the killed one.
+    EXPECT_TRUE(PollUntil([&] { return StreamsFrom(db2, db1); }, seconds(60)))
+        << "the restarted agent did not bring db2's server back as a replica of db1";
     cluster_.Wait({"db1", "db2"});
-    EXPECT_TRUE(StreamsFrom(db2, db1));
     EXPECT_TRUE(HasValue(db2, "agent:and:server:away", "1", seconds(5)));
     ASSERT_TRUE(db1.Command({"SET", "agent:back", "1"}).ok());
     EXPECT_TRUE(HasValue(db2, "agent:back", "1", seconds(5)));
@@ -285,9 +288,27 @@ TEST_F(RedisE2eTest, UserStory) {
     EXPECT_EQ(cluster_.Nodes()["db2"]["observed"]["role"], "slave");
   }
 
-  // 5. Add db3 as a second slave.
+  // 5. Add db3 as a second slave, and kill -9 its agent in the middle of the
+  // full sync: db1 holds the transfer back for a few seconds
+  // (repl-diskless-sync-delay) so that the kill lands inside it. The new
+  // agent waits for the sync already under way instead of starting over.
+  ASSERT_TRUE(db1.Command({"CONFIG", "SET", "repl-diskless-sync-delay", "5"}).ok());
   CtlResult add = cluster_.Ctl({"slave", "add", "db3", "--master", "db1"});
   ASSERT_EQ(add.exit_code, 0) << add.out;
+  // A replica of db1 whose link is not up yet: REPLICAOF done, sync pending.
+  const bool caught = PollUntil(
+      [&] {
+        absl::StatusOr<std::map<std::string, std::string>> info = db3.Info("replication");
+        return info.ok() && (*info)["role"] == "slave" &&
+               (*info)["master_port"] == std::to_string(db1.port()) &&
+               (*info)["master_link_status"] != "up";
+      },
+      seconds(30), milliseconds(5));
+  cluster_.KillAgent("db3");
+  cluster_.StartAgent("db3");
+  EXPECT_TRUE(caught) << "db3's full sync was never seen in progress";
+  ASSERT_TRUE(PollUntil([&] { return StreamsFrom(db3, db1); }, seconds(60)));
+  ASSERT_TRUE(db1.Command({"CONFIG", "SET", "repl-diskless-sync-delay", "0"}).ok());
   cluster_.Wait({"db1", "db2", "db3"});
   EXPECT_TRUE(StreamsFrom(db3, db1));
   EXPECT_TRUE(StreamsFrom(db2, db1));
@@ -360,6 +381,28 @@ TEST_F(RedisE2eTest, UserStory) {
     ASSERT_TRUE(env.ok());
     EXPECT_FALSE(absl::StrContains(*env, kPassword)) << id;
   }
+}
+
+
+// A master without a single key still gets its slave: an empty dataset is a
+// size (zero), not an unknown one.
+TEST_F(RedisE2eTest, EmptyMasterGetsASlave) {
+  RedisServer& db1 = AddRedisNode("db1");
+  RedisServer& db2 = AddRedisNode("db2");
+  ASSERT_FALSE(HasFailure());
+  ASSERT_TRUE(PollUntil([&] { return cluster_.Nodes().size() == 2; }, seconds(30)));
+  cluster_.Wait({"db1", "db2"});
+  ASSERT_EQ(DbSize(db1), 0);
+  ASSERT_TRUE(db2.Command({"SET", "own:db2", "42"}).ok());
+
+  CtlResult enable = cluster_.Ctl({"replication", "enable", "--master", "db1", "--slave", "db2"});
+  ASSERT_EQ(enable.exit_code, 0) << enable.out;
+  cluster_.Wait({"db1", "db2"}, "60s");
+  EXPECT_TRUE(StreamsFrom(db2, db1));
+  EXPECT_EQ(DbSize(db2), 0);
+  EXPECT_EQ(FilesWithPrefix(db2.data_dir(), "tandem-old-").size(), 1u);
+  ASSERT_TRUE(db1.Command({"SET", "first", "1"}).ok());
+  EXPECT_TRUE(HasValue(db2, "first", "1", seconds(1)));
 }
 
 }  // namespace
