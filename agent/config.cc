@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/files.h"
+#include "common/status_util.h"
 #include "yaml-cpp/yaml.h"
 
 namespace tandem {
@@ -70,12 +71,6 @@ class Reader {
  private:
   std::string source_;
 };
-
-#define TANDEM_RETURN_IF_ERROR(expr)          \
-  do {                                        \
-    if (absl::Status _st = (expr); !_st.ok()) \
-      return _st;                             \
-  } while (0)
 
 bool ValidId(const std::string& id) {
   static const std::regex kId("^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$");

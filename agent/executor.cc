@@ -126,9 +126,14 @@ absl::Status Executor::WaitStreaming() {
   for (;;) {
     absl::StatusOr<EngineFacts> facts = engine_->Observe();
     if (facts.ok() && facts->streaming) return absl::OkStatus();
-    last = facts.ok() ? absl::StrCat("link to ", facts->upstream.empty() ? "upstream" : facts->upstream,
-                                     " is not up")
-                      : std::string(facts.status().message());
+    if (!facts.ok()) {
+      last = std::string(facts.status().message());
+    } else {
+      last = absl::StrCat("link to ", facts->upstream.empty() ? "upstream" : facts->upstream,
+                          " is not up");
+      // The engine's own reason, when it has one (e.g. a replication error).
+      if (!facts->link_error.empty()) absl::StrAppend(&last, ": ", facts->link_error);
+    }
     if (clock_->Now() >= deadline) break;
     clock_->SleepFor(options_.poll_interval);
   }

@@ -52,7 +52,8 @@ absl::StatusOr<LagBound> ParseLagBound(std::string_view text) {
         "lag bound \"", Str(text), "\": want bytes (1048576) or a duration (5s, 250ms, 2m)"));
   };
   size_t digits = 0;
-  while (digits < text.size() && ((text[digits] >= '0' && text[digits] <= '9') || text[digits] == '.')) {
+  while (digits < text.size() &&
+         ((text[digits] >= '0' && text[digits] <= '9') || text[digits] == '.')) {
     ++digits;
   }
   if (digits == 0) return bad();
@@ -141,7 +142,8 @@ std::string StatusJson(const HealthView& view) {
         {"converged_generation", o.converged_generation},
         {"seen_generation", o.seen_generation}}},
       {"current_step", o.current_step},
-      {"bootstrap", {{"done_bytes", o.bootstrap.done_bytes}, {"total_bytes", o.bootstrap.total_bytes}}},
+      {"bootstrap",
+       {{"done_bytes", o.bootstrap.done_bytes}, {"total_bytes", o.bootstrap.total_bytes}}},
       {"last_error", o.last_error},
       {"error_blocks", o.error_blocks},
   };
@@ -170,7 +172,8 @@ std::string StatusLine(const HealthView& view) {
     if (o.role == Role::kSlave) absl::StrAppend(&line, ", ", LagText(o));
     return line;
   }
-  absl::StrAppend(&line, observed, ", desired ", RoleText(d.role), " (generation ", d.generation, ")");
+  absl::StrAppend(&line, observed, ", desired ", RoleText(d.role), " (generation ", d.generation,
+                  ")");
   if (!o.last_error.empty()) {
     absl::StrAppend(&line, o.error_blocks ? ": blocked: " : ": retrying: ", o.last_error);
   }
@@ -200,8 +203,9 @@ HttpResponse HandleHealthRequest(const HttpRequest& request, const HealthView& v
   if (path == "/replica" || path == "/slave") role = Role::kSlave;
   if (path == "/standalone") role = Role::kStandalone;
   if (!role) {
-    return Text(404, "no such endpoint (try /healthz /readyz /master /replica /standalone "
-                     "/status /metrics)\n");
+    return Text(404,
+                "no such endpoint (try /healthz /readyz /master /replica /standalone "
+                "/status /metrics)\n");
   }
   LagBound bound;
   if (*role == Role::kSlave) {
@@ -218,8 +222,8 @@ HttpResponse HandleHealthRequest(const HttpRequest& request, const HealthView& v
 absl::StatusOr<std::unique_ptr<HealthServer>> HealthServer::Start(const std::string& listen,
                                                                   std::function<HealthView()> view,
                                                                   const AgentMetrics* metrics) {
-  absl::StatusOr<std::unique_ptr<HttpServer>> http = HttpServer::Start(
-      listen, [view = std::move(view), metrics](const HttpRequest& request) {
+  absl::StatusOr<std::unique_ptr<HttpServer>> http =
+      HttpServer::Start(listen, [view = std::move(view), metrics](const HttpRequest& request) {
         return HandleHealthRequest(request, view(), metrics);
       });
   if (!http.ok()) {

@@ -57,8 +57,8 @@ Endpoints Codes(const HealthView& view) {
   auto code = [&](const std::string& path) {
     return HandleHealthRequest(HttpRequest{"GET", path, ""}, view, nullptr).status;
   };
-  return Endpoints{code("/healthz"), code("/readyz"),  code("/master"),   code("/primary"),
-                   code("/replica"), code("/slave"),   code("/standalone")};
+  return Endpoints{code("/healthz"), code("/readyz"), code("/master"),    code("/primary"),
+                   code("/replica"), code("/slave"),  code("/standalone")};
 }
 
 TEST(HealthEndpointsTest, StatusCodesForEachRoleAndState) {
@@ -146,12 +146,15 @@ TEST(HealthEndpointsTest, ReplicaLagBounds) {
     int want;
   };
   const std::vector<Case> cases = {
-      {&slave, "lag=1048576", 200}, {&slave, "lag=4096", 200},    {&slave, "lag=4095", 503},
-      {&slave, "lag=5s", 200},      {&slave, "lag=2s", 503},      {&slave, "lag=2500ms", 200},
-      {&slave, "lag=1m", 200},      {&slave, "lag=0.5s", 503},    {&slave, "x=1&lag=3s", 200},
-      {&slave, "", 200},            {&unknown, "", 200},          {&unknown, "lag=1048576", 503},
-      {&unknown, "lag=60s", 503},   {&slave, "lag=abc", 400},     {&slave, "lag=-1", 400},
-      {&slave, "lag=5h", 400},      {&slave, "lag=", 400},        {&slave, "lag=1.5", 400},
+      {&slave, "lag=1048576", 200}, {&slave, "lag=4096", 200},
+      {&slave, "lag=4095", 503},    {&slave, "lag=5s", 200},
+      {&slave, "lag=2s", 503},      {&slave, "lag=2500ms", 200},
+      {&slave, "lag=1m", 200},      {&slave, "lag=0.5s", 503},
+      {&slave, "x=1&lag=3s", 200},  {&slave, "", 200},
+      {&unknown, "", 200},          {&unknown, "lag=1048576", 503},
+      {&unknown, "lag=60s", 503},   {&slave, "lag=abc", 400},
+      {&slave, "lag=-1", 400},      {&slave, "lag=5h", 400},
+      {&slave, "lag=", 400},        {&slave, "lag=1.5", 400},
   };
   for (const Case& c : cases) {
     for (const char* path : {"/replica", "/slave"}) {
@@ -160,10 +163,10 @@ TEST(HealthEndpointsTest, ReplicaLagBounds) {
     }
   }
   // The bound is ignored where it does not apply.
-  EXPECT_EQ(HandleHealthRequest(HttpRequest{"GET", "/master", "lag=abc"}, Base(Role::kMaster),
-                                nullptr)
-                .status,
-            200);
+  EXPECT_EQ(
+      HandleHealthRequest(HttpRequest{"GET", "/master", "lag=abc"}, Base(Role::kMaster), nullptr)
+          .status,
+      200);
 }
 
 TEST(HealthEndpointsTest, ParseLagBound) {
@@ -232,8 +235,8 @@ TEST(HealthEndpointsTest, StatusLine) {
   };
   std::vector<Case> cases;
   cases.push_back({Base(Role::kMaster), "master, converged at generation 7"});
-  cases.push_back(
-      {Base(Role::kSlave), "slave of 10.0.0.1:5432, converged at generation 7, lag 4.1 kB / 2.5 s"});
+  cases.push_back({Base(Role::kSlave),
+                   "slave of 10.0.0.1:5432, converged at generation 7, lag 4.1 kB / 2.5 s"});
   {
     HealthView v = Base(Role::kStandalone);
     v.desired.role = Role::kSlave;
@@ -254,8 +257,9 @@ TEST(HealthEndpointsTest, StatusLine) {
     HealthView v = Base(Role::kMaster);
     v.observed.engine_reachable = false;
     v.observed.last_error = "observing: connection refused";
-    cases.push_back({v, "engine not reachable; master, desired master (generation 7): retrying: "
-                        "observing: connection refused"});
+    cases.push_back({v,
+                     "engine not reachable; master, desired master (generation 7): retrying: "
+                     "observing: connection refused"});
   }
   cases.push_back({HealthView{}, "waiting for a desired state from the controller"});
   for (const Case& c : cases) EXPECT_EQ(StatusLine(c.view), c.want);
@@ -304,8 +308,8 @@ TEST(AgentMetricsTest, CountsStepsAndPassesAndRendersStrictly) {
   EXPECT_EQ(value("tandem_agent_step_failures_total", {{"step", "write-env"}}), 0);  // never ran
   EXPECT_EQ(value("tandem_agent_step_duration_seconds_count", {{"step", "bootstrap"}}), 2);
   EXPECT_EQ(value("tandem_agent_step_duration_seconds_sum", {{"step", "bootstrap"}}), 45.5);
-  EXPECT_EQ(value("tandem_agent_step_duration_seconds_bucket", {{"step", "bootstrap"}, {"le", "5"}}),
-            1);
+  EXPECT_EQ(
+      value("tandem_agent_step_duration_seconds_bucket", {{"step", "bootstrap"}, {"le", "5"}}), 1);
   EXPECT_EQ(value("tandem_agent_step_duration_seconds_count", {{"step", "some-new-step"}}), 1);
   EXPECT_EQ(value("tandem_agent_reconcile_passes_total", {{"result", "ok"}}), 1);
   EXPECT_EQ(value("tandem_agent_reconcile_passes_total", {{"result", "error"}}), 1);
@@ -358,6 +362,22 @@ class RecordingSink : public ObservedSink {
   ObservedState last;
   size_t count = 0;
 };
+
+TEST(AgentMetricsTest, TimeSinceLastPublish) {
+  auto now = std::chrono::steady_clock::time_point(std::chrono::hours(1));
+  AgentMetrics metrics(nullptr, [&now] { return now; });
+  EXPECT_EQ(metrics.SinceLastPublish(), std::chrono::seconds(0));  // counted from construction
+  now += std::chrono::seconds(90);
+  EXPECT_EQ(metrics.SinceLastPublish(), std::chrono::seconds(90));
+  ObservedState running;
+  running.current_step = "bootstrap";
+  metrics.Record(running, {});  // any publish counts, a step's too
+  EXPECT_EQ(metrics.SinceLastPublish(), std::chrono::seconds(0));
+  now += std::chrono::seconds(3);
+  metrics.Record(ObservedState{}, {});
+  now += std::chrono::seconds(1);
+  EXPECT_EQ(metrics.SinceLastPublish(), std::chrono::seconds(1));
+}
 
 TEST(AgentMetricsTest, MeteredSinkPassesEverythingOn) {
   AgentMetrics metrics;
@@ -416,8 +436,8 @@ Reply Request(uint16_t port, const std::string& method, const std::string& targe
 TEST(HealthServerTest, ServesGetAndHeadAndRefusesWrites) {
   AgentMetrics metrics;
   HealthView view = Base(Role::kMaster);
-  absl::StatusOr<std::unique_ptr<HealthServer>> server =
-      HealthServer::Start("127.0.0.1:0", [&view] { return view; }, &metrics);
+  absl::StatusOr<std::unique_ptr<HealthServer>> server = HealthServer::Start(
+      "127.0.0.1:0", [&view] { return view; }, &metrics);
   ASSERT_TRUE(server.ok()) << server.status();
   const uint16_t port = (*server)->port();
   struct Case {
@@ -425,8 +445,8 @@ TEST(HealthServerTest, ServesGetAndHeadAndRefusesWrites) {
     int status;
   };
   const std::vector<Case> cases = {
-      {"/healthz", 200}, {"/readyz", 200},   {"/master", 200},  {"/primary", 200},
-      {"/replica", 503}, {"/slave", 503},    {"/standalone", 503}, {"/status", 200},
+      {"/healthz", 200}, {"/readyz", 200},         {"/master", 200},     {"/primary", 200},
+      {"/replica", 503}, {"/slave", 503},          {"/standalone", 503}, {"/status", 200},
       {"/metrics", 200}, {"/replica?lag=5s", 503}, {"/missing", 404},
   };
   for (const Case& c : cases) {
@@ -455,7 +475,8 @@ TEST(HealthServerTest, ServesGetAndHeadAndRefusesWrites) {
 }
 
 TEST(HealthServerTest, BadListenAddressNamesTheField) {
-  auto server = HealthServer::Start("127.0.0.1", [] { return HealthView{}; }, nullptr);
+  auto server = HealthServer::Start(
+      "127.0.0.1", [] { return HealthView{}; }, nullptr);
   EXPECT_EQ(server.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(server.status().message().find("health_listen"), std::string::npos) << server.status();
 }

@@ -6,6 +6,7 @@
 //   tandem-agent role-table                  the transition table
 #include <signal.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
@@ -179,8 +180,16 @@ int RunAgent(const AgentConfig& config) {
     health = *std::move(started);
   }
   // systemd (Type=notify): READY once serving, then STATUS and watchdog
-  // pings; reading the loop's state doubles as its liveness check.
-  SdNotifier notifier([&] { return StatusLine(health_view()); });
+  // pings. Pings stop when the loop's state cannot be read (a deadlock) or
+  // when no pass ended for long while no step runs (a hung pass): systemd
+  // then restarts the agent. Long steps (a bootstrap) keep it alive.
+  const auto stalled_after = std::max<std::chrono::milliseconds>(
+      4 * options.interval, std::chrono::minutes(2));
+  SdNotifier notifier([&] { return StatusLine(health_view()); },
+                      [&] {
+                        return !reconciler->LastObserved().current_step.empty() ||
+                               metrics.SinceLastPublish() < stalled_after;
+                      });
   LogInfo(absl::StrCat("tandem-agent starting: node=", config.node, " engine=",
                        std::string(EngineName(config.engine.type)), " controller=", config.controller,
                        " held generation=", store.Current().generation));

@@ -39,15 +39,19 @@ void Gauge(prom::TextWriter* w, std::string_view name, std::string_view help, do
 
 }  // namespace
 
-AgentMetrics::AgentMetrics(std::function<double()> unix_now)
+AgentMetrics::AgentMetrics(std::function<double()> unix_now, SteadyNow steady_now)
     : unix_now_(unix_now ? std::move(unix_now)
-                         : [] { return absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()); }) {
+                         : [] { return absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()); }),
+      steady_now_(steady_now ? std::move(steady_now)
+                             : [] { return std::chrono::steady_clock::now(); }) {
   absl::MutexLock lock(&mu_);
+  last_publish_ = steady_now_();
   for (const std::string& step : KnownSteps()) steps_[step];
 }
 
 void AgentMetrics::Record(const ObservedState& observed, const std::vector<StepEvent>& events) {
   absl::MutexLock lock(&mu_);
+  last_publish_ = steady_now_();
   for (const StepEvent& event : events) {
     StepStats& stats = steps_[event.step];
     stats.duration.Observe(event.seconds);
@@ -60,6 +64,11 @@ void AgentMetrics::Record(const ObservedState& observed, const std::vector<StepE
   } else {
     ++passes_failed_;
   }
+}
+
+std::chrono::steady_clock::duration AgentMetrics::SinceLastPublish() const {
+  absl::MutexLock lock(&mu_);
+  return steady_now_() - last_publish_;
 }
 
 uint64_t AgentMetrics::passes(bool ok) const {

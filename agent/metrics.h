@@ -18,6 +18,7 @@
 #ifndef TANDEM_AGENT_METRICS_H_
 #define TANDEM_AGENT_METRICS_H_
 
+#include <chrono>
 #include <functional>
 #include <map>
 #include <string>
@@ -35,8 +36,10 @@ struct HealthView;
 
 class AgentMetrics {
  public:
-  // `unix_now` gives the wall-clock time in seconds (tests pass a fake).
-  explicit AgentMetrics(std::function<double()> unix_now = nullptr);
+  using SteadyNow = std::function<std::chrono::steady_clock::time_point()>;
+  // `unix_now` gives the wall-clock time in seconds, `steady_now` the
+  // monotonic time (null: the real clocks; tests pass fakes).
+  explicit AgentMetrics(std::function<double()> unix_now = nullptr, SteadyNow steady_now = nullptr);
 
   // Records what the reconcile loop published: each step event, and, when
   // `observed` has no current step (the loop publishes exactly then at the
@@ -48,6 +51,11 @@ class AgentMetrics {
 
   uint64_t passes(bool ok) const;
 
+  // Time since the loop last published anything (a pass ended, a step
+  // started or progressed), or since construction: the agent's watchdog
+  // stops pinging systemd when this grows too long while no step runs.
+  std::chrono::steady_clock::duration SinceLastPublish() const;
+
  private:
   struct StepStats {
     prom::Histogram duration{prom::DurationBuckets()};
@@ -55,11 +63,13 @@ class AgentMetrics {
   };
 
   const std::function<double()> unix_now_;
+  const SteadyNow steady_now_;
   mutable absl::Mutex mu_;
   std::map<std::string, StepStats> steps_ ABSL_GUARDED_BY(mu_);
   uint64_t passes_ok_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t passes_failed_ ABSL_GUARDED_BY(mu_) = 0;
   double last_success_unix_ ABSL_GUARDED_BY(mu_) = 0;  // 0: none yet
+  std::chrono::steady_clock::time_point last_publish_ ABSL_GUARDED_BY(mu_);
 };
 
 // An ObservedSink that records into AgentMetrics and passes everything on

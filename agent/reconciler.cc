@@ -106,7 +106,8 @@ absl::Status Reconciler::Pass() {
       }
       LogInfo(absl::StrCat("transition end: node=", self_.id, " ", std::string(RoleName(plan.from)), " -> ",
                            std::string(RoleName(plan.to)), " generation=", desired.generation,
-                           " result=", status.ok() ? "ok" : std::string(status.message()),
+                           " reason=\"", plan.reason, "\" result=",
+                           status.ok() ? "ok" : std::string(status.message()),
                            " seconds=", absl::StrFormat("%.2f", seconds)));
     }
   }

@@ -189,7 +189,44 @@ TEST_F(TransferTest, ASlowSlaveHoldsTheProducerBack) {
   EXPECT_EQ(received, 96 * kChunk);
 }
 
-TEST_F(TransferTest, ABusyMasterAndAMissingAgentAreUnavailable) {
+TEST_F(TransferTest, OneTransferAtATimeTheNextWaitsThenIsUnavailable) {
+  StartServer(96);  // more than the flow-control windows hold; busy_wait is 200 ms
+  GrpcBackupSource source("", EngineType::kMysql);
+  std::mutex mu;
+  std::condition_variable cv;
+  bool release = false;
+  bool first_started = false;
+  std::thread first([&] {
+    absl::Status st = source.Fetch(Upstream(), "db2", [&](std::string_view, uint64_t) {
+      std::unique_lock<std::mutex> lock(mu);
+      first_started = true;
+      cv.notify_all();
+      cv.wait(lock, [&] { return release; });
+      return absl::OkStatus();
+    });
+    EXPECT_TRUE(st.ok()) << st;
+  });
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, seconds(10), [&] { return first_started; }));
+  }
+  absl::Status second =
+      source.Fetch(Upstream(), "db2", [](std::string_view, uint64_t) { return absl::OkStatus(); });
+  EXPECT_TRUE(absl::IsUnavailable(second)) << second;
+  EXPECT_TRUE(absl::StrContains(second.message(), "another backup")) << second;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    release = true;
+  }
+  cv.notify_all();
+  first.join();
+  EXPECT_TRUE(source.Fetch(Upstream(), "db2", [](std::string_view, uint64_t) {
+                      return absl::OkStatus();
+                    }).ok())
+      << "free again";
+}
+
+TEST_F(TransferTest, AMissingAgentIsUnavailable) {
   StartServer(1);
   GrpcBackupSource source("", EngineType::kMysql);
   Peer no_port = Upstream();

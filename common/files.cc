@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -128,6 +129,33 @@ uint64_t DirectorySize(const std::string& path) {
     }
   }
   return total;
+}
+
+std::string UtcStamp() {
+  std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  ::gmtime_r(&now, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tm);
+  return buf;
+}
+
+absl::StatusOr<std::string> SwapInDirectory(const std::string& new_dir, const std::string& dir,
+                                            const std::string& aside_infix) {
+  std::string aside;
+  if (PathExists(dir)) {
+    aside = absl::StrCat(dir, aside_infix, UtcStamp());
+    for (int n = 1; PathExists(aside); ++n) aside = absl::StrCat(dir, aside_infix, UtcStamp(), "-", n);
+    if (::rename(dir.c_str(), aside.c_str()) != 0) {
+      return ErrnoStatus(errno, absl::StrCat("moving ", dir, " aside to ", aside));
+    }
+  }
+  if (::rename(new_dir.c_str(), dir.c_str()) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("renaming ", new_dir, " to ", dir));
+  }
+  fs::path parent = fs::path(dir).parent_path();
+  if (absl::Status st = FsyncDir(parent.empty() ? "." : parent.string()); !st.ok()) return st;
+  return aside;
 }
 
 bool PathExists(const std::string& path) {

@@ -36,6 +36,18 @@ uint64_t DirectorySize(const std::string& path);
 
 bool PathExists(const std::string& path);
 
+// The current UTC time as 20261126T174702Z (for names of kept copies).
+std::string UtcStamp();
+
+// Replaces directory `dir` by `new_dir` without destroying anything: `dir`
+// (when it exists) is renamed to `<dir><aside_infix><UtcStamp()>[-N]`, then
+// `new_dir` is renamed to `dir` and the parent directory is synced. Both
+// must be on one filesystem. Returns the path `dir` was moved to ("" when
+// there was none). A crash between the renames leaves `dir` missing and
+// `new_dir` in place: calling again finishes the swap.
+absl::StatusOr<std::string> SwapInDirectory(const std::string& new_dir, const std::string& dir,
+                                            const std::string& aside_infix);
+
 // Looks up a user name: uid and gid. NotFound when there is no such user.
 struct UserIds {
   unsigned uid = 0;

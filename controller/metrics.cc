@@ -23,11 +23,23 @@ std::pair<std::string, std::string> SplitMethod(std::string_view full) {
 }
 
 std::string CodeName(int code) {
-  static const char* const kNames[] = {
-      "OK",      "CANCELLED",         "UNKNOWN",   "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",
-      "NOT_FOUND", "ALREADY_EXISTS",  "PERMISSION_DENIED", "RESOURCE_EXHAUSTED",
-      "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL",
-      "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"};
+  static const char* const kNames[] = {"OK",
+                                       "CANCELLED",
+                                       "UNKNOWN",
+                                       "INVALID_ARGUMENT",
+                                       "DEADLINE_EXCEEDED",
+                                       "NOT_FOUND",
+                                       "ALREADY_EXISTS",
+                                       "PERMISSION_DENIED",
+                                       "RESOURCE_EXHAUSTED",
+                                       "FAILED_PRECONDITION",
+                                       "ABORTED",
+                                       "OUT_OF_RANGE",
+                                       "UNIMPLEMENTED",
+                                       "INTERNAL",
+                                       "UNAVAILABLE",
+                                       "DATA_LOSS",
+                                       "UNAUTHENTICATED"};
   return code >= 0 && code <= 16 ? kNames[code] : absl::StrCat("CODE_", code);
 }
 
@@ -35,7 +47,7 @@ std::vector<double> RpcBuckets() {
   return {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 }
 
-constexpr std::string_view kStates[] = {"converged", "converging", "queued",
+constexpr std::string_view kStates[] = {"converged", "converging",   "queued",
                                         "blocked",   "disconnected", "unreported"};
 
 class MetricsInterceptor : public grpc::experimental::Interceptor {
@@ -151,7 +163,8 @@ std::string ControllerMetrics::Render(const std::vector<NodeView>& nodes) const 
   w.Family("tandem_controller_node_report_age_seconds", MetricType::kGauge,
            "Seconds since the node's agent last reported (absent before a first report).");
   for (const NodeView& node : nodes) {
-    if (node.seconds_since_report >= 0) w.Sample({{"node", node.info.id}}, node.seconds_since_report);
+    if (node.seconds_since_report >= 0)
+      w.Sample({{"node", node.info.id}}, node.seconds_since_report);
   }
 
   absl::MutexLock lock(&mu_);

@@ -190,9 +190,9 @@ TEST_F(ControllerMetricsServerTest, CountsCallsStreamsAndNodes) {
     if (open != 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   EXPECT_EQ(open, 0);
-  EXPECT_EQ(Value(*parsed, "tandem_controller_rpcs_total",
-                  {{"method", "Watch"}, {"code", "CANCELLED"}}),
-            1);
+  EXPECT_EQ(
+      Value(*parsed, "tandem_controller_rpcs_total", {{"method", "Watch"}, {"code", "CANCELLED"}}),
+      1);
   EXPECT_EQ(Value(*parsed, "tandem_controller_agents_connected", {}), 0);
   EXPECT_EQ(Value(*parsed, "tandem_controller_nodes", {{"state", "disconnected"}}), 1);
 

@@ -49,6 +49,8 @@ struct EngineFacts {
                                // identifier); empty where the engine has none
   std::vector<std::string> served_slaves;  // slave ids this server is set up to serve
   std::string position;        // engine-specific replication position (LSN, GTID, offset)
+  std::string link_error;      // slave: why replication stopped, in the engine's
+                               // words (MySQL Last_IO_Error / Last_SQL_Error); "" if none
 
   bool operator==(const EngineFacts&) const = default;
 };

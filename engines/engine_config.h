@@ -36,6 +36,10 @@ struct EngineConfig {
   std::string replication_password_file;
   // Seconds a step may wait for the server (start, catch-up, ...).
   int timeout_seconds = 120;
+  // How a slave is seeded, for engines that offer a choice ("" = the
+  // engine's default). MySQL: "backup" (mariadb-backup, physical) or "dump"
+  // (mariadb-dump, logical; for servers without mariadb-backup).
+  std::string seed_method;
 };
 
 }  // namespace tandem

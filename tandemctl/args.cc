@@ -26,7 +26,7 @@ constexpr OptionSpec kOptions[] = {
     {"--controller", 0, true}, {"--output", 'o', true}, {"--token-file", 0, true},
     {"--help", 'h', false},    {"--master", 0, true},   {"--slave", 0, true},
     {"--force", 0, false},     {"--timeout", 0, true},  {"--follow", 'f', false},
-    {"--node", 0, true},
+    {"--node", 0, true},       {"--watch", 'w', false}, {"--interval", 0, true},
 };
 
 const OptionSpec* FindLong(std::string_view name) {
@@ -120,7 +120,7 @@ const std::set<std::string, std::less<>> kGlobalOptions = {"--controller", "--ou
 
 const VerbSpec kVerbs[] = {
     {Verb::kNodes, "nodes", {}},
-    {Verb::kStatus, "status", {}},
+    {Verb::kStatus, "status", {"--watch", "--interval"}},
     {Verb::kReplicationEnable, "replication enable", {"--master", "--slave"}},
     {Verb::kReplicationDisable, "replication disable", {"--master"}},
     {Verb::kSlaveAdd, "slave add", {"--master"}},
@@ -130,6 +130,7 @@ const VerbSpec kVerbs[] = {
     {Verb::kEnv, "env", {}},
     {Verb::kWait, "wait", {"--timeout"}},
     {Verb::kEvents, "events", {"--follow", "--node"}},
+    {Verb::kCompletion, "completion", {}},
 };
 
 const VerbSpec& SpecOf(Verb verb) {
@@ -170,6 +171,7 @@ absl::StatusOr<Verb> TakeVerb(std::vector<std::string>& positionals) {
   if (word == "env") return Verb::kEnv;
   if (word == "wait") return Verb::kWait;
   if (word == "events") return Verb::kEvents;
+  if (word == "completion") return Verb::kCompletion;
   return Usage(absl::StrCat("unknown verb '", word, "' (try 'tandemctl help')"));
 }
 
@@ -335,6 +337,20 @@ absl::StatusOr<Command> ParseArgs(const std::vector<std::string>& args, const En
       if (absl::Status st = NoPositionals(pos, spec.name); !st.ok()) return st;
       break;
     case Verb::kStatus:
+      command.watch = tokens.options.count("--watch") > 0;
+      if (auto it = tokens.options.find("--interval"); it != tokens.options.end()) {
+        if (!command.watch) return Usage("option '--interval' needs --watch");
+        absl::StatusOr<std::chrono::milliseconds> interval = ParseDuration(it->second.value);
+        if (!interval.ok()) {
+          return Usage(
+              absl::StrCat("option '", it->second.spelling, "': ", interval.status().message()));
+        }
+        if (*interval < std::chrono::milliseconds(100)) {
+          return Usage(absl::StrCat("option '", it->second.spelling, "': at least 100ms"));
+        }
+        command.interval = *interval;
+      }
+      [[fallthrough]];
     case Verb::kEnv:
     case Verb::kPromote: {
       absl::StatusOr<std::string> node = OneNode(pos, spec.name, "a NODE");
@@ -397,6 +413,15 @@ absl::StatusOr<Command> ParseArgs(const std::vector<std::string>& args, const En
       }
       break;
     }
+    case Verb::kCompletion: {
+      absl::StatusOr<std::string> shell = OneNode(pos, spec.name, "a SHELL (bash)");
+      if (!shell.ok()) return shell.status();
+      if (*shell != "bash") {
+        return Usage(absl::StrCat("'completion': no completion for '", *shell, "' (only bash)"));
+      }
+      command.shell = *shell;
+      break;
+    }
     case Verb::kEvents: {
       if (absl::Status st = NoPositionals(pos, spec.name); !st.ok()) return st;
       command.follow = tokens.options.count("--follow") > 0;
@@ -443,6 +468,9 @@ absl::StatusOr<Command> ParseArgs(const std::vector<std::string>& args, const En
   } else if (env.token_file.has_value()) {
     command.token_file = *env.token_file;
   }
+  if (command.watch && command.output == OutputFormat::kJson) {
+    return Usage("'status --watch' draws the table view; use 'status -o json' without --watch");
+  }
   return command;
 }
 
@@ -470,8 +498,55 @@ std::string_view HelpTopic(Verb verb) {
       return "wait";
     case Verb::kEvents:
       return "events";
+    case Verb::kCompletion:
+      return "completion";
   }
   return "";
+}
+
+std::vector<VerbUsage> VerbUsages() {
+  std::vector<VerbUsage> out;
+  for (const VerbSpec& spec : kVerbs) {
+    VerbUsage usage;
+    usage.name = std::string(spec.name);
+    usage.options.assign(spec.options.begin(), spec.options.end());
+    switch (spec.verb) {
+      case Verb::kStatus:
+      case Verb::kEnv:
+      case Verb::kPromote:
+      case Verb::kResync:
+      case Verb::kSlaveRemove:
+        usage.operands = "NODE";
+        break;
+      case Verb::kSlaveAdd:
+      case Verb::kWait:
+        usage.operands = "NODE...";
+        break;
+      case Verb::kCompletion:
+        usage.operands = "SHELL";
+        break;
+      default:
+        break;
+    }
+    out.push_back(std::move(usage));
+  }
+  out.push_back(VerbUsage{"help", {}, "VERB"});
+  return out;
+}
+
+std::vector<std::string> GlobalOptionSpellings() {
+  std::vector<std::string> out;
+  for (const OptionSpec& spec : kOptions) {
+    if (kGlobalOptions.count(spec.long_name) == 0) continue;
+    out.emplace_back(spec.long_name);
+    if (spec.short_name != 0) out.push_back(absl::StrCat("-", std::string(1, spec.short_name)));
+  }
+  return out;
+}
+
+bool OptionTakesValue(std::string_view long_name) {
+  const OptionSpec* spec = FindLong(long_name);
+  return spec != nullptr && spec->takes_value;
 }
 
 std::optional<std::string> HelpText(std::string_view topic) {
@@ -484,7 +559,7 @@ the database nodes and shows what the agents report.
 
 Verbs:
   nodes                                      one row per node
-  status NODE                                one node in detail
+  status NODE [--watch]                      one node in detail (--watch: refresh in place)
   replication enable --master A --slave B    A masters a group, B becomes its slave
   replication disable --master A             every member of A's group becomes standalone
   slave add B [C ...] --master A             add slaves to A's group, one at a time
@@ -494,6 +569,7 @@ Verbs:
   env NODE                                   the environment variables NODE's agent writes
   wait [NODE...] [--timeout 300s]            block until the nodes are converged
   events [--follow] [--node N]               desired-state changes and step outcomes
+  completion bash                            the bash completion script
   help [VERB]                                this text, or the usage of one verb
 
 Options (anywhere on the line):
@@ -505,6 +581,12 @@ Options (anywhere on the line):
 
 Exit status: 0 on success, 1 when the request failed or was refused, 2 on a
 usage error. Errors are one line on stderr: "tandemctl: <reason>".
+
+Examples:
+  tandemctl nodes
+  tandemctl replication enable --master db1 --slave db2 && tandemctl wait db1 db2
+  tandemctl status db2 --watch
+  tandemctl help replication
 )"},
       {"nodes",
        R"(Usage: tandemctl nodes [-o table|json]
@@ -518,12 +600,19 @@ Example:
 )"},
       {"status",
        R"(Usage: tandemctl status NODE [-o table|json]
+       tandemctl status NODE --watch [--interval DURATION]
 
 One node in detail: desired state, observed state, bootstrap progress
 (bytes done/total), current step, last error, agent connection.
 
-Example:
+-w, --watch          redraw the view in place every interval (default 1s)
+                     until Ctrl-C, with the bootstrap's rate and ETA
+--interval DURATION  how often to refresh (250ms, 2s, ...; at least 100ms)
+
+Examples:
   tandemctl status db2
+  tandemctl status db2 --watch
+  tandemctl status db2 -o json | jq .observed.bootstrap
 )"},
       {"replication",
        R"(Usage: tandemctl replication enable --master A --slave B
@@ -605,6 +694,16 @@ line.
 
 Example:
   tandemctl events --follow --node db2
+)"},
+      {"completion",
+       R"(Usage: tandemctl completion bash
+
+Prints the bash completion script: verbs, options, and node ids (asked of
+the controller when a NODE is expected). The package installs it in
+/usr/share/bash-completion/completions/tandemctl.
+
+Example:
+  source <(tandemctl completion bash)
 )"},
       {"help",
        R"(Usage: tandemctl help [VERB]

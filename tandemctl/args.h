@@ -31,6 +31,7 @@ enum class Verb {
   kEnv,
   kWait,
   kEvents,
+  kCompletion,
 };
 
 enum class OutputFormat { kTable, kJson };
@@ -57,6 +58,9 @@ struct Command {
   std::chrono::milliseconds timeout = kDefaultWaitTimeout;  // wait
   bool follow = false;                                      // events
   std::string node_filter;                                  // events --node (empty: all nodes)
+  bool watch = false;                                       // status --watch
+  std::chrono::milliseconds interval{std::chrono::seconds(1)};  // status --watch --interval
+  std::string shell;                                        // completion: "bash"
 };
 
 // Parses argv without the program name. Options may come before or after
@@ -85,6 +89,19 @@ std::optional<std::string> HelpText(std::string_view topic);
 
 // The help topic of a verb ("replication" for both replication verbs).
 std::string_view HelpTopic(Verb verb);
+
+// What shell completion needs, taken from the tables the parser uses.
+struct VerbUsage {
+  std::string name;                  // "status", "replication enable"
+  std::vector<std::string> options;  // long options of the verb besides the global ones
+  std::string operands;              // "NODE", "NODE..." (several), "SHELL", "" (none)
+};
+std::vector<VerbUsage> VerbUsages();
+// The options every verb takes ("--controller", "--output", "-o", ...): each
+// long spelling, followed by its short one when it has one.
+std::vector<std::string> GlobalOptionSpellings();
+// Whether the long option takes a value ("--master": yes, "--force": no).
+bool OptionTakesValue(std::string_view long_name);
 
 }  // namespace tandem::cli
 

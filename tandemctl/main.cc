@@ -5,6 +5,7 @@
 // Every failure is one line on stderr: "tandemctl: <reason>".
 #include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -21,8 +22,10 @@
 #include "absl/strings/str_join.h"
 #include "tandemctl/args.h"
 #include "tandemctl/client.h"
+#include "tandemctl/completion.h"
 #include "tandemctl/format.h"
 #include "tandemctl/wait.h"
+#include "tandemctl/watch.h"
 
 namespace tandem::cli {
 namespace {
@@ -155,11 +158,51 @@ int Events(const Command& command, OperatorClient& client) {
   return status.ok() ? kExitOk : Fail(status);
 }
 
+// `status NODE --watch`: redraws the view every interval (in place on a
+// terminal, one frame after the other otherwise) until SIGINT/SIGTERM, which
+// main() blocked before any thread started and which are taken here between
+// refreshes. A first refresh that fails ends it (exit 1); later failures are
+// shown above the last view and retried.
+int Watch(const Command& command, OperatorClient& client) {
+  const bool tty = ::isatty(STDOUT_FILENO) == 1;
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  ProgressRate rate;
+  std::optional<v1::NodeStatus> last;
+  int drawn_lines = 0;
+  for (;;) {
+    absl::StatusOr<v1::NodeStatus> node = client.GetNode(command.node);
+    std::string error;
+    if (node.ok()) {
+      last = *std::move(node);
+      rate.Add(std::chrono::steady_clock::now(), last->observed().bootstrap().done_bytes(),
+               last->observed().bootstrap().total_bytes());
+    } else if (!last) {
+      return Fail(node.status());
+    } else {
+      error = std::string(node.status().message());
+    }
+    const std::string frame = WatchFrame(*last, rate, command.interval, error);
+    if (!Print(tty ? RedrawPrefix(drawn_lines) + frame : frame + "\n")) {
+      return Fail(kExitFailed, absl::StrCat("writing output: ", std::strerror(errno)));
+    }
+    drawn_lines = static_cast<int>(std::count(frame.begin(), frame.end(), '\n'));
+    const auto interval = command.interval;
+    timespec wait{static_cast<time_t>(interval.count() / 1000),
+                  static_cast<long>((interval.count() % 1000) * 1000000)};
+    const int signal = sigtimedwait(&signals, nullptr, &wait);
+    if (signal == SIGINT || signal == SIGTERM) return kExitOk;
+  }
+}
+
 int Run(const Command& command) {
   if (command.verb == Verb::kHelp) {
     std::optional<std::string> text = HelpText(command.help_topic);
     return Done(text.value_or(""));
   }
+  if (command.verb == Verb::kCompletion) return Done(BashCompletionScript());
 
   ClientOptions options;
   options.address = command.controller;
@@ -180,6 +223,7 @@ int Run(const Command& command) {
       return Done(json ? NodesJson(*nodes) : NodesTable(*nodes));
     }
     case Verb::kStatus: {
+      if (command.watch) return Watch(command, client);
       absl::StatusOr<v1::NodeStatus> node = client.GetNode(command.node);
       if (!node.ok()) return Fail(node.status());
       return Done(json ? StatusJson(*node) : StatusText(*node));
@@ -224,6 +268,8 @@ int Run(const Command& command) {
       return Wait(command, client);
     case Verb::kEvents:
       return Events(command, client);
+    case Verb::kCompletion:
+      break;
   }
   return Fail(kExitFailed, "internal error: unhandled verb");
 }
@@ -239,10 +285,11 @@ int main(int argc, char** argv) {
   if (const char* value = std::getenv("TANDEM_TOKEN_FILE")) env.token_file = value;
   absl::StatusOr<Command> command = ParseArgs(args, env);
   if (!command.ok()) return Fail(kExitUsage, command.status().message());
-  if (command->verb == Verb::kEvents && command->follow) {
-    // Block the signals Events() waits for before any thread exists, so that
-    // every thread (gRPC's too) inherits the mask. Other verbs keep the
-    // default: Ctrl-C simply ends them.
+  if ((command->verb == Verb::kEvents && command->follow) ||
+      (command->verb == Verb::kStatus && command->watch)) {
+    // Block the signals Events() and Watch() wait for before any thread
+    // exists, so that every thread (gRPC's too) inherits the mask. Other
+    // verbs keep the default: Ctrl-C simply ends them.
     sigset_t signals;
     sigemptyset(&signals);
     sigaddset(&signals, SIGINT);

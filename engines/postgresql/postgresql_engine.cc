@@ -31,6 +31,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/files.h"
+#include "common/status_util.h"
 #include "common/subprocess.h"
 #include "engines/postgresql/pg_files.h"
 #include "engines/postgresql/scram.h"
@@ -48,36 +49,6 @@ constexpr int kConnectTimeoutSeconds = 5;
 constexpr std::chrono::seconds kSettleTimeout(10);
 // pg_basebackup of a large data set takes as long as it takes.
 constexpr std::chrono::hours kCopyTimeout(24 * 7);
-
-absl::string_view AbslView(std::string_view s) { return absl::string_view(s.data(), s.size()); }
-
-#define RETURN_IF_ERROR_PG(expr) \
-  do {                           \
-    absl::Status _st = (expr);   \
-    if (!_st.ok()) return _st;   \
-  } while (0)
-
-// Rebuilds `st` with "while <what>: " in front, keeping its code.
-absl::Status Context(std::string_view what, const absl::Status& st) {
-  if (st.ok()) return st;
-  return absl::Status(st.code(), absl::StrCat("while ", AbslView(what), ": ", st.message()));
-}
-
-bool PollFor(const std::function<bool()>& cond, std::chrono::milliseconds timeout,
-             std::chrono::milliseconds every = std::chrono::milliseconds(50)) {
-  const auto deadline = Clock::now() + timeout;
-  for (;;) {
-    if (cond()) return true;
-    if (Clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(every);
-  }
-}
-
-std::string Trimmed(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ' || s.back() == '\r')) s.pop_back();
-  size_t b = s.find_first_not_of(" \n\r");
-  return b == std::string::npos ? "" : s.substr(b);
-}
 
 // The libpq error of a failed statement or connection, as a status:
 // connection trouble and server shutdown are Unavailable, a read-only server
@@ -141,15 +112,6 @@ absl::Status SyncFilesystem(const std::string& path) {
     return absl::InternalError(absl::StrCat("syncfs of ", path, ": ", std::strerror(err)));
   }
   return absl::OkStatus();
-}
-
-std::string UtcStamp() {
-  std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  ::gmtime_r(&now, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tm);
-  return buf;
 }
 
 // The last `max_bytes` of a file, or "".
@@ -257,7 +219,7 @@ class PostgresqlEngine final : public Engine {
   // One statement at a time: ALTER SYSTEM refuses to run in the implicit
   // transaction of a multi-statement query.
   absl::Status ExecEach(std::string_view what, const std::vector<std::string>& statements) {
-    for (const std::string& sql : statements) RETURN_IF_ERROR_PG(Exec(what, sql));
+    for (const std::string& sql : statements) TANDEM_RETURN_IF_ERROR(Exec(what, sql));
     return absl::OkStatus();
   }
   absl::StatusOr<std::string> Value(std::string_view what, const std::string& sql,
@@ -406,7 +368,7 @@ void PostgresqlEngine::Disconnect() { conn_.reset(); }
 absl::StatusOr<Rows> PostgresqlEngine::Query(std::string_view what, const std::string& sql,
                                              const std::vector<std::string>& params) {
   for (int attempt = 0;; ++attempt) {
-    RETURN_IF_ERROR_PG(Context(what, Connect()));
+    TANDEM_RETURN_IF_ERROR(Context(what, Connect()));
     std::vector<const char*> values;
     for (const std::string& p : params) values.push_back(p.c_str());
     ResultPtr res(params.empty()
@@ -448,7 +410,7 @@ absl::StatusOr<std::string> PostgresqlEngine::Value(std::string_view what, const
 
 absl::Status PostgresqlEngine::ReloadAndWait(
     const std::vector<std::pair<std::string, std::string>>& wanted) {
-  RETURN_IF_ERROR_PG(Exec("reloading the configuration", "SELECT pg_reload_conf()"));
+  TANDEM_RETURN_IF_ERROR(Exec("reloading the configuration", "SELECT pg_reload_conf()"));
   std::string last;
   absl::Status error;
   // The postmaster signals every backend, this one included; a backend
@@ -488,7 +450,7 @@ absl::Status PostgresqlEngine::TerminateAndWait(std::string_view what,
   std::vector<std::string> list;
   for (const auto& row : *pids) list.push_back(row[0]);
   const std::string array = absl::StrCat("{", absl::StrJoin(list, ","), "}");
-  RETURN_IF_ERROR_PG(
+  TANDEM_RETURN_IF_ERROR(
       Exec(what, "SELECT pg_terminate_backend(p) FROM unnest($1::int[]) AS p", {array}));
   std::string left;
   absl::Status error;
@@ -522,7 +484,7 @@ absl::Status PostgresqlEngine::WriteKeepingOwner(const std::string& path,
     mode = sb.st_mode & 07777;
     owner = UserIds{sb.st_uid, sb.st_gid};
   }
-  RETURN_IF_ERROR_PG(WriteFileAtomic(path, content, mode));
+  TANDEM_RETURN_IF_ERROR(WriteFileAtomic(path, content, mode));
   if (owner.has_value() && ::geteuid() == 0 && ::chown(path.c_str(), owner->uid, owner->gid) != 0) {
     return absl::InternalError(absl::StrCat("chown ", path, ": ", std::strerror(errno)));
   }
@@ -567,7 +529,7 @@ absl::Status PostgresqlEngine::EnsurePgpass(const std::optional<std::string>& pa
   bool right_mode = ::stat(pgpass_file_.c_str(), &sb) == 0 && (sb.st_mode & 077) == 0 &&
                     (!os_ids_.has_value() || sb.st_uid == os_ids_->uid);
   if (current.ok() && *current == content && right_mode) return absl::OkStatus();
-  RETURN_IF_ERROR_PG(WriteFileAtomic(pgpass_file_, content, 0600));
+  TANDEM_RETURN_IF_ERROR(WriteFileAtomic(pgpass_file_, content, 0600));
   if (os_ids_.has_value() && ::chown(pgpass_file_.c_str(), os_ids_->uid, os_ids_->gid) != 0) {
     return absl::InternalError(absl::StrCat("chown ", pgpass_file_, ": ", std::strerror(errno)));
   }
@@ -850,9 +812,9 @@ absl::Status PostgresqlEngine::Fence() {
   if (!rows.ok()) return rows.status();
   if ((*rows)[0][0] == "true") return absl::OkStatus();  // a slave is read-only
   if ((*rows)[0][1] != "on") {
-    RETURN_IF_ERROR_PG(
+    TANDEM_RETURN_IF_ERROR(
         Exec("fencing the server", "ALTER SYSTEM SET default_transaction_read_only = on"));
-    RETURN_IF_ERROR_PG(ReloadAndWait({{"default_transaction_read_only", "on"}}));
+    TANDEM_RETURN_IF_ERROR(ReloadAndWait({{"default_transaction_read_only", "on"}}));
   }
   // Sessions opened before the fence keep their read-write default: end them.
   return TerminateAndWait("ending the sessions opened before the fence", R"sql(
@@ -896,12 +858,12 @@ absl::Status PostgresqlEngine::EnsureReplicationSettings(size_t slave_count) {
         "; changing this needs a restart of PostgreSQL, which engine.allow_restart permits"));
   }
   const std::string target = absl::StrCat(std::max<int64_t>(need, 10));
-  RETURN_IF_ERROR_PG(ExecEach(
+  TANDEM_RETURN_IF_ERROR(ExecEach(
       "changing the replication settings",
       {"ALTER SYSTEM SET wal_level = replica", "ALTER SYSTEM SET max_wal_senders = " + target,
        "ALTER SYSTEM SET max_replication_slots = " + target}));
-  RETURN_IF_ERROR_PG(Context("restarting PostgreSQL for the replication settings", Stop()));
-  RETURN_IF_ERROR_PG(Context("restarting PostgreSQL for the replication settings", Start()));
+  TANDEM_RETURN_IF_ERROR(Context("restarting PostgreSQL for the replication settings", Stop()));
+  TANDEM_RETURN_IF_ERROR(Context("restarting PostgreSQL for the replication settings", Start()));
   problems = read();
   if (!problems.ok()) return problems.status();
   if (!problems->empty()) {
@@ -929,7 +891,7 @@ absl::Status PostgresqlEngine::EnsureReplicationRole(const std::optional<std::st
 
   std::string password_clause;
   if (!password_ok) {
-    RETURN_IF_ERROR_PG(Connect());
+    TANDEM_RETURN_IF_ERROR(Connect());
     // Only a SCRAM verifier reaches the server (and its logs), never the password.
     char* verifier =
         PQencryptPasswordConn(conn_.get(), password->c_str(), user.c_str(), "scram-sha-256");
@@ -958,7 +920,7 @@ absl::Status PostgresqlEngine::EnsureHba(const std::vector<Peer>& slaves,
   if (!current.ok()) return Context("reading hba_file", current.status());
   const std::string wanted = pg::ReplaceHbaBlock(*current, *block);
   if (wanted == *current) return absl::OkStatus();
-  RETURN_IF_ERROR_PG(Context("writing " + hba_file, WriteKeepingOwner(hba_file, wanted)));
+  TANDEM_RETURN_IF_ERROR(Context("writing " + hba_file, WriteKeepingOwner(hba_file, wanted)));
   absl::StatusOr<Rows> errors =
       Query("checking pg_hba.conf",
             "SELECT line_number::text, error FROM pg_hba_file_rules WHERE error IS NOT NULL");
@@ -1029,7 +991,7 @@ absl::Status PostgresqlEngine::ServeSlaves(const std::vector<Peer>& slaves) {
           absl::StrCat("slave ", slave.id, ": ", addr.status().message()));
     }
   }
-  RETURN_IF_ERROR_PG(RequireUp());
+  TANDEM_RETURN_IF_ERROR(RequireUp());
   absl::StatusOr<std::optional<std::string>> password = ReplicationPassword();
   if (!password.ok()) return password.status();
   absl::StatusOr<Rows> state = Query(
@@ -1042,10 +1004,10 @@ absl::Status PostgresqlEngine::ServeSlaves(const std::vector<Peer>& slaves) {
       return absl::FailedPreconditionError(
           "the server is a slave (in recovery): it serves slaves only once it is writable");
     }
-    RETURN_IF_ERROR_PG(EnsureReplicationSettings(slaves.size()));
-    RETURN_IF_ERROR_PG(EnsureReplicationRole(*password));
+    TANDEM_RETURN_IF_ERROR(EnsureReplicationSettings(slaves.size()));
+    TANDEM_RETURN_IF_ERROR(EnsureReplicationRole(*password));
   }
-  RETURN_IF_ERROR_PG(EnsureHba(slaves, hba_file, *password));
+  TANDEM_RETURN_IF_ERROR(EnsureHba(slaves, hba_file, *password));
   return EnsureSlots(slaves);
 }
 
@@ -1145,7 +1107,7 @@ absl::Status PostgresqlEngine::CopyFromUpstream(const Peer& self, const Peer& up
     if (os_ids_.has_value() && ::chown(new_dir_.c_str(), os_ids_->uid, os_ids_->gid) != 0) {
       return absl::InternalError(absl::StrCat("chown ", new_dir_, ": ", std::strerror(errno)));
     }
-    RETURN_IF_ERROR_PG(WriteFileAtomic(basebackup_log_, "", 0640));
+    TANDEM_RETURN_IF_ERROR(WriteFileAtomic(basebackup_log_, "", 0640));
 
     // pg_basebackup runs on a helper thread; this thread reports its
     // progress (from its -P output), so `progress` runs on the caller's thread.
@@ -1184,7 +1146,7 @@ absl::Status PostgresqlEngine::CopyFromUpstream(const Peer& self, const Peer& up
       // instead of pg_basebackup's fsync of every file: measured 3-10x
       // faster on a busy disk, same guarantee (what PostgreSQL 17 offers
       // as --sync-method=syncfs).
-      RETURN_IF_ERROR_PG(SyncFilesystem(new_dir_));
+      TANDEM_RETURN_IF_ERROR(SyncFilesystem(new_dir_));
       std::optional<std::pair<uint64_t, uint64_t>> p =
           pg::LastBasebackupProgress(ReadTail(basebackup_log_, 4096));
       if (progress) {
@@ -1210,7 +1172,7 @@ absl::Status PostgresqlEngine::ConfigureStandby(const std::string& data_dir,
                                                 const std::string& conninfo,
                                                 const std::string& slot) {
   const std::string signal = data_dir + "/standby.signal";
-  if (!PathExists(signal)) RETURN_IF_ERROR_PG(WriteKeepingOwner(signal, ""));
+  if (!PathExists(signal)) TANDEM_RETURN_IF_ERROR(WriteKeepingOwner(signal, ""));
   const std::string auto_conf = data_dir + "/postgresql.auto.conf";
   absl::StatusOr<std::string> text = ReadFile(auto_conf);
   if (!text.ok() && !absl::IsNotFound(text.status())) return text.status();
@@ -1238,7 +1200,7 @@ absl::StatusOr<std::string> PostgresqlEngine::Bootstrap(const Peer& self, const 
   // 1. Nothing local changes until the master is known to serve us.
   absl::StatusOr<std::string> upstream_id = CheckUpstreamServes(self, upstream, *password, slot);
   if (!upstream_id.ok()) return upstream_id.status();
-  RETURN_IF_ERROR_PG(Context("writing the replication password file", EnsurePgpass(*password)));
+  TANDEM_RETURN_IF_ERROR(Context("writing the replication password file", EnsurePgpass(*password)));
 
   // 2. A running slave streams through the very slot the copy needs.
   switch (Ping()) {
@@ -1247,25 +1209,25 @@ absl::StatusOr<std::string> PostgresqlEngine::Bootstrap(const Peer& self, const 
       absl::StatusOr<std::string> rec =
           Value("reading the recovery state", "SELECT pg_is_in_recovery()::text");
       if (!rec.ok()) return rec.status();
-      if (*rec == "true") RETURN_IF_ERROR_PG(Context("stopping the slave before its copy", Stop()));
+      if (*rec == "true") TANDEM_RETURN_IF_ERROR(Context("stopping the slave before its copy", Stop()));
       break;
     }
     case Liveness::kDown: break;
   }
 
   // 3. The copy, beside the data directory, configured as a standby there.
-  RETURN_IF_ERROR_PG(CopyFromUpstream(self, upstream, *password, slot, progress));
+  TANDEM_RETURN_IF_ERROR(CopyFromUpstream(self, upstream, *password, slot, progress));
   if (!PathExists(new_dir_ + "/PG_VERSION")) {
     return absl::InternalError(absl::StrCat("pg_basebackup left no PG_VERSION in ", new_dir_));
   }
   const std::string conninfo =
       pg::PrimaryConninfo(upstream, config_.replication_user, Passfile(*password), self.id);
-  RETURN_IF_ERROR_PG(
+  TANDEM_RETURN_IF_ERROR(
       Context("configuring the copy as a standby", ConfigureStandby(new_dir_, conninfo, slot)));
   if (::chmod(new_dir_.c_str(), 0700) != 0) {
     return absl::InternalError(absl::StrCat("chmod 0700 ", new_dir_, ": ", std::strerror(errno)));
   }
-  if (os_ids_.has_value()) RETURN_IF_ERROR_PG(ChownTree(new_dir_, *os_ids_));
+  if (os_ids_.has_value()) TANDEM_RETURN_IF_ERROR(ChownTree(new_dir_, *os_ids_));
   absl::StatusOr<std::string> data_id = ControldataSystemId(new_dir_);
   if (!data_id.ok()) return data_id.status();
   if (*data_id != *upstream_id) {
@@ -1275,26 +1237,9 @@ absl::StatusOr<std::string> PostgresqlEngine::Bootstrap(const Peer& self, const 
   }
 
   // 4. Swap: the old data directory is moved aside, never deleted.
-  RETURN_IF_ERROR_PG(Context("stopping PostgreSQL before the swap", Stop()));
-  if (PathExists(config_.data_dir)) {
-    std::string aside = absl::StrCat(config_.data_dir, ".tandem-old-", UtcStamp());
-    for (int n = 1; PathExists(aside); ++n) {
-      aside = absl::StrCat(config_.data_dir, ".tandem-old-", UtcStamp(), "-", n);
-    }
-    if (::rename(config_.data_dir.c_str(), aside.c_str()) != 0) {
-      return absl::InternalError(absl::StrCat("moving ", config_.data_dir, " aside to ", aside,
-                                              ": ", std::strerror(errno)));
-    }
-  }
-  if (::rename(new_dir_.c_str(), config_.data_dir.c_str()) != 0) {
-    return absl::InternalError(
-        absl::StrCat("renaming ", new_dir_, " to ", config_.data_dir, ": ", std::strerror(errno)));
-  }
-  int dir_fd = ::open(parent_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir_fd >= 0) {
-    ::fsync(dir_fd);
-    ::close(dir_fd);
-  }
+  TANDEM_RETURN_IF_ERROR(Context("stopping PostgreSQL before the swap", Stop()));
+  absl::StatusOr<std::string> aside = SwapInDirectory(new_dir_, config_.data_dir, ".tandem-old-");
+  if (!aside.ok()) return aside.status();
   return *data_id;
 }
 
@@ -1307,7 +1252,7 @@ absl::Status PostgresqlEngine::Follow(const Peer& self, const Peer& upstream) {
   }
   absl::StatusOr<std::optional<std::string>> password = ReplicationPassword();
   if (!password.ok()) return password.status();
-  RETURN_IF_ERROR_PG(Context("writing the replication password file", EnsurePgpass(*password)));
+  TANDEM_RETURN_IF_ERROR(Context("writing the replication password file", EnsurePgpass(*password)));
   const std::string conninfo =
       pg::PrimaryConninfo(upstream, config_.replication_user, Passfile(*password), self.id);
   const std::string slot = pg::SlotName(self.id);
@@ -1348,14 +1293,14 @@ absl::Status PostgresqlEngine::Follow(const Peer& self, const Peer& upstream) {
                      upstream.id, " only through a bootstrap"));
   }
   if (r[1] == conninfo && r[2] == slot) return absl::OkStatus();
-  RETURN_IF_ERROR_PG(Connect());
+  TANDEM_RETURN_IF_ERROR(Connect());
   char* lit_conninfo = PQescapeLiteral(conn_.get(), conninfo.c_str(), conninfo.size());
   if (lit_conninfo == nullptr) return absl::InternalError("PQescapeLiteral failed");
   const std::vector<std::string> statements = {
       absl::StrCat("ALTER SYSTEM SET primary_conninfo = ", lit_conninfo),
       absl::StrCat("ALTER SYSTEM SET primary_slot_name = '", slot, "'")};
   PQfreemem(lit_conninfo);
-  RETURN_IF_ERROR_PG(ExecEach("configuring replication from " + upstream.id, statements));
+  TANDEM_RETURN_IF_ERROR(ExecEach("configuring replication from " + upstream.id, statements));
   // PostgreSQL 13+ restarts the walreceiver when these change on reload.
   return ReloadAndWait({{"primary_conninfo", conninfo}, {"primary_slot_name", slot}});
 }
@@ -1363,7 +1308,7 @@ absl::Status PostgresqlEngine::Follow(const Peer& self, const Peer& upstream) {
 // ------------------------------------------------------------------ MakeWritable
 
 absl::Status PostgresqlEngine::MakeWritable() {
-  RETURN_IF_ERROR_PG(RequireUp());
+  TANDEM_RETURN_IF_ERROR(RequireUp());
   absl::StatusOr<std::string> rec =
       Value("reading the recovery state", "SELECT pg_is_in_recovery()::text");
   if (!rec.ok()) return rec.status();
@@ -1391,7 +1336,7 @@ absl::Status PostgresqlEngine::MakeWritable() {
     }
   }
   if (resets.empty()) return absl::OkStatus();
-  RETURN_IF_ERROR_PG(ExecEach("making the server writable", resets));
+  TANDEM_RETURN_IF_ERROR(ExecEach("making the server writable", resets));
   return ReloadAndWait(wanted);
 }
 

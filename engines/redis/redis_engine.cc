@@ -156,15 +156,6 @@ std::string CanonicalPath(const std::string& path) {
   return out;
 }
 
-std::string UtcStamp() {
-  std::time_t now = std::time(nullptr);
-  std::tm tm;
-  gmtime_r(&now, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tm);
-  return buf;
-}
-
 std::string FileTail(const std::string& path) {
   absl::StatusOr<std::string> content = ReadFile(path);
   if (!content.ok()) return "(no log)";

@@ -92,9 +92,10 @@ class PostgresqlE2eTest : public ::testing::Test {
     return v.ok() && *v == "t";
   }
 
+  // Servers outlive the cluster: its agents stop before their data goes.
+  std::vector<std::unique_ptr<PgServer>> servers_;
   Cluster cluster_;
   std::string password_file_;
-  std::vector<std::unique_ptr<PgServer>> servers_;
 };
 
 TEST_F(PostgresqlE2eTest, UserStory) {
