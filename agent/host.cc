@@ -65,14 +65,16 @@ EnvMap ParseEnvFile(const std::string& content) {
     absl::string_view raw = line.substr(eq + 1);
     std::string value;
     if (raw.size() >= 2 && raw.front() == '\'' && raw.back() == '\'') {
-      std::string inner(raw.substr(1, raw.size() - 2));
       // Undo the '\'' escape of RenderEnvFile.
-      size_t pos = 0;
-      while ((pos = inner.find("'\\''", pos)) != std::string::npos) {
-        inner.replace(pos, 4, "'");
-        ++pos;
+      const absl::string_view inner = raw.substr(1, raw.size() - 2);
+      for (size_t i = 0; i < inner.size(); ++i) {
+        if (inner.substr(i, 4) == "'\\''") {
+          value.push_back('\'');
+          i += 3;
+        } else {
+          value.push_back(inner[i]);
+        }
       }
-      value = inner;
     } else {
       value = std::string(raw);
     }

@@ -36,6 +36,17 @@ uint64_t DirectorySize(const std::string& path);
 
 bool PathExists(const std::string& path);
 
+// Size of a regular file (0 when it cannot be read).
+uint64_t FileSize(const std::string& path);
+
+// The end of a file from `from_offset` on, at most its last `max_bytes`;
+// "" when unreadable. For the tail of a tool's log in an error message.
+std::string ReadTail(const std::string& path, size_t max_bytes, uint64_t from_offset = 0);
+
+// syncfs(2) of the filesystem holding `path`: one call that makes a whole
+// copied tree durable (instead of an fsync per file).
+absl::Status SyncFilesystem(const std::string& path);
+
 // The current UTC time as 20261126T174702Z (for names of kept copies).
 std::string UtcStamp();
 

@@ -50,11 +50,11 @@ std::vector<std::string> BuildEnv(const RunOptions& options) {
     size_t eq = kv.find('=');
     if (eq != std::string::npos) env[kv.substr(0, eq)] = kv.substr(eq + 1);
   }
-  for (const auto& [k, v] : options.env) env[k] = v;
   if (!options.run_as.empty() && ::geteuid() == 0) {
     // Tools run as another user should not try to read root's home.
     env["HOME"] = "/tmp";
   }
+  for (const auto& [k, v] : options.env) env[k] = v;
   std::vector<std::string> out;
   for (const auto& [k, v] : env) out.push_back(k + "=" + v);
   return out;
@@ -96,7 +96,8 @@ std::string OutputTail(const std::string& output, size_t max_chars) {
   return trimmed;
 }
 
-absl::StatusOr<RunResult> Run(const std::vector<std::string>& argv_in, const RunOptions& options) {
+absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& argv_in, const RunOptions& options,
+                            int stdin_fd, int stdout_fd, int stderr_fd) {
   if (argv_in.empty()) return absl::InvalidArgumentError("empty command");
   if (!Executable(argv_in[0])) {
     return absl::NotFoundError(absl::StrCat("cannot run ", argv_in[0], ": not found or not executable"));
@@ -108,26 +109,15 @@ absl::StatusOr<RunResult> Run(const std::vector<std::string>& argv_in, const Run
 
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
-  int pipe_fds[2] = {-1, -1};
-  int out_fd = -1;
-  if (options.output_file.empty()) {
-    if (::pipe2(pipe_fds, O_CLOEXEC) != 0) {
-      posix_spawn_file_actions_destroy(&actions);
-      return absl::InternalError(absl::StrCat("pipe: ", std::strerror(errno)));
+  const int fds[3] = {stdin_fd, stdout_fd, stderr_fd};
+  for (int target = 0; target < 3; ++target) {
+    if (fds[target] >= 0) {
+      posix_spawn_file_actions_adddup2(&actions, fds[target], target);
+    } else {
+      posix_spawn_file_actions_addopen(&actions, target, "/dev/null",
+                                       target == 0 ? O_RDONLY : O_WRONLY, 0);
     }
-    posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], 1);
-    posix_spawn_file_actions_adddup2(&actions, pipe_fds[1], 2);
-  } else {
-    out_fd = ::open(options.output_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-    if (out_fd < 0) {
-      posix_spawn_file_actions_destroy(&actions);
-      return absl::InternalError(
-          absl::StrCat("opening ", options.output_file, ": ", std::strerror(errno)));
-    }
-    posix_spawn_file_actions_adddup2(&actions, out_fd, 1);
-    posix_spawn_file_actions_adddup2(&actions, out_fd, 2);
   }
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
   if (!options.cwd.empty()) posix_spawn_file_actions_addchdir_np(&actions, options.cwd.c_str());
 
   posix_spawnattr_t attr;
@@ -149,12 +139,34 @@ absl::StatusOr<RunResult> Run(const std::vector<std::string>& argv_in, const Run
   int rc = ::posix_spawnp(&pid, c_argv[0], &actions, &attr, c_argv.data(), c_env.data());
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
-  if (pipe_fds[1] >= 0) ::close(pipe_fds[1]);
-  if (out_fd >= 0) ::close(out_fd);
   if (rc != 0) {
-    if (pipe_fds[0] >= 0) ::close(pipe_fds[0]);
     return absl::NotFoundError(absl::StrCat("cannot run ", argv[0], ": ", std::strerror(rc)));
   }
+  return pid;
+}
+
+absl::StatusOr<RunResult> Run(const std::vector<std::string>& argv_in, const RunOptions& options) {
+  int pipe_fds[2] = {-1, -1};
+  int out_fd = -1;
+  if (options.output_file.empty()) {
+    if (::pipe2(pipe_fds, O_CLOEXEC) != 0) {
+      return absl::InternalError(absl::StrCat("pipe: ", std::strerror(errno)));
+    }
+    out_fd = pipe_fds[1];
+  } else {
+    out_fd = ::open(options.output_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (out_fd < 0) {
+      return absl::InternalError(
+          absl::StrCat("opening ", options.output_file, ": ", std::strerror(errno)));
+    }
+  }
+  absl::StatusOr<pid_t> spawned = Spawn(argv_in, options, -1, out_fd, out_fd);
+  ::close(out_fd);
+  if (!spawned.ok()) {
+    if (pipe_fds[0] >= 0) ::close(pipe_fds[0]);
+    return spawned.status();
+  }
+  const pid_t pid = *spawned;
 
   RunResult result;
   const auto deadline = std::chrono::steady_clock::now() + options.timeout;

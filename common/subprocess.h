@@ -5,6 +5,8 @@
 #ifndef TANDEM_COMMON_SUBPROCESS_H_
 #define TANDEM_COMMON_SUBPROCESS_H_
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <string>
 #include <utility>
@@ -35,6 +37,15 @@ struct RunResult {
   int exit_code = 0;    // 128+N when killed by signal N
   std::string output;   // captured stdout+stderr (tail)
 };
+
+// Starts argv[0] (searched in PATH; NotFound when it cannot be run) as
+// `options` says (run_as, env, cwd, kill_with_parent; output_file and
+// timeout are Run()'s) in its own process group, with `stdin_fd`,
+// `stdout_fd` and `stderr_fd` as its fds 0, 1 and 2 (-1: /dev/null), and
+// returns its pid without waiting. The caller keeps (and closes) its fds and
+// reaps the process. For tools whose input or output is streamed.
+absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& argv, const RunOptions& options,
+                            int stdin_fd, int stdout_fd, int stderr_fd);
 
 // Runs argv[0] (searched in PATH) and waits for it. Returns the result
 // whatever the exit code; an error status only when it could not be started

@@ -50,38 +50,6 @@ constexpr size_t kChunkBytes = 1 << 20;
 constexpr std::chrono::hours kCopyTimeout(24 * 7);
 constexpr char kDefaultSeedMethod[] = "backup";
 
-uint64_t FileSize(const std::string& path) {
-  struct stat sb;
-  return ::stat(path.c_str(), &sb) == 0 ? static_cast<uint64_t>(sb.st_size) : 0;
-}
-
-// The end of a file from `from_offset` on (at most `max_bytes`), or "".
-std::string ReadTail(const std::string& path, size_t max_bytes, uint64_t from_offset = 0) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return "";
-  in.seekg(0, std::ios::end);
-  std::streamoff size = in.tellg();
-  if (size <= 0) return "";
-  std::streamoff start = std::max<std::streamoff>(static_cast<std::streamoff>(from_offset),
-                                                  size - static_cast<std::streamoff>(max_bytes));
-  if (start >= size) return "";
-  in.seekg(start);
-  std::string out(static_cast<size_t>(size - start), '\0');
-  in.read(out.data(), static_cast<std::streamsize>(out.size()));
-  out.resize(static_cast<size_t>(in.gcount()));
-  return out;
-}
-
-absl::Status SyncFilesystem(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return absl::InternalError(absl::StrCat("open ", path, ": ", std::strerror(errno)));
-  int rc = ::syncfs(fd);
-  int err = errno;
-  ::close(fd);
-  if (rc != 0) return absl::InternalError(absl::StrCat("syncfs of ", path, ": ", std::strerror(err)));
-  return absl::OkStatus();
-}
-
 void FsyncDir(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd >= 0) {

@@ -16,34 +16,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/files.h"
-
-extern char** environ;
+#include "common/subprocess.h"
 
 namespace tandem {
 namespace {
-
-bool Executable(const std::string& program) {
-  if (program.find('/') != std::string::npos) return ::access(program.c_str(), X_OK) == 0;
-  const char* path = std::getenv("PATH");
-  std::string dirs = path != nullptr ? path : "/usr/bin:/bin";
-  size_t start = 0;
-  while (start <= dirs.size()) {
-    size_t end = dirs.find(':', start);
-    if (end == std::string::npos) end = dirs.size();
-    if (::access((dirs.substr(start, end - start) + "/" + program).c_str(), X_OK) == 0) {
-      return true;
-    }
-    start = end + 1;
-  }
-  return false;
-}
-
-std::vector<char*> CStrings(std::vector<std::string>& strings) {
-  std::vector<char*> out;
-  for (std::string& s : strings) out.push_back(s.data());
-  out.push_back(nullptr);
-  return out;
-}
 
 void CloseFd(int* fd) {
   if (*fd >= 0) ::close(*fd);
@@ -53,41 +29,7 @@ void CloseFd(int* fd) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<StreamProcess>> StreamProcess::Start(
-    const std::vector<std::string>& argv_in, const StreamOptions& options) {
-  if (argv_in.empty()) return absl::InvalidArgumentError("empty command");
-  if (!Executable(argv_in[0])) {
-    return absl::NotFoundError(absl::StrCat("cannot run ", argv_in[0], ": not found or not executable"));
-  }
-  std::vector<std::string> argv;
-  bool switch_user = !options.run_as.empty() && ::geteuid() == 0;
-  if (switch_user) {
-    absl::StatusOr<UserIds> ids = LookupUser(options.run_as);
-    switch_user = !(ids.ok() && ids->uid == ::geteuid());
-  }
-  if (switch_user || options.kill_with_parent) {
-    argv.push_back("setpriv");
-    if (switch_user) {
-      argv.insert(argv.end(), {"--reuid=" + options.run_as, "--regid=" + options.run_as,
-                               "--init-groups"});
-    }
-    if (options.kill_with_parent) argv.insert(argv.end(), {"--pdeathsig", "KILL"});
-    argv.push_back("--");
-  }
-  argv.insert(argv.end(), argv_in.begin(), argv_in.end());
-
-  std::map<std::string, std::string> env_map;
-  for (char** e = environ; *e != nullptr; ++e) {
-    std::string kv(*e);
-    size_t eq = kv.find('=');
-    if (eq != std::string::npos) env_map[kv.substr(0, eq)] = kv.substr(eq + 1);
-  }
-  if (!options.run_as.empty() && ::geteuid() == 0) env_map["HOME"] = "/tmp";
-  for (const auto& [k, v] : options.env) env_map[k] = v;
-  std::vector<std::string> env;
-  for (const auto& [k, v] : env_map) env.push_back(k + "=" + v);
-  std::vector<char*> c_argv = CStrings(argv);
-  std::vector<char*> c_env = CStrings(env);
-
+    const std::vector<std::string>& argv, const StreamOptions& options) {
   int in_pipe[2] = {-1, -1};
   int out_pipe[2] = {-1, -1};
   int log_fd = -1;
@@ -113,44 +55,21 @@ absl::StatusOr<std::unique_ptr<StreamProcess>> StreamProcess::Start(
     cleanup();
     return absl::InternalError(absl::StrCat("opening ", log, ": ", std::strerror(err)));
   }
-
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  if (options.pipe_stdin) {
-    posix_spawn_file_actions_adddup2(&actions, in_pipe[0], 0);
-  } else {
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  }
-  posix_spawn_file_actions_adddup2(&actions, options.pipe_stdout ? out_pipe[1] : log_fd, 1);
-  posix_spawn_file_actions_adddup2(&actions, log_fd, 2);
-  if (!options.cwd.empty()) posix_spawn_file_actions_addchdir_np(&actions, options.cwd.c_str());
-
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t none;
-  sigemptyset(&none);
-  posix_spawnattr_setsigmask(&attr, &none);
-  sigset_t defaults;
-  sigemptyset(&defaults);
-  sigaddset(&defaults, SIGPIPE);
-  sigaddset(&defaults, SIGTERM);
-  sigaddset(&defaults, SIGINT);
-  posix_spawnattr_setsigdefault(&attr, &defaults);
-  posix_spawnattr_setpgroup(&attr, 0);
-  posix_spawnattr_setflags(&attr,
-                           POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
-  pid_t pid = 0;
-  int rc = ::posix_spawnp(&pid, c_argv[0], &actions, &attr, c_argv.data(), c_env.data());
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
+  RunOptions spawn;
+  spawn.run_as = options.run_as;
+  spawn.env = options.env;
+  spawn.cwd = options.cwd;
+  spawn.kill_with_parent = options.kill_with_parent;
+  absl::StatusOr<pid_t> pid = Spawn(argv, spawn, in_pipe[0],
+                                    options.pipe_stdout ? out_pipe[1] : log_fd, log_fd);
   CloseFd(&in_pipe[0]);
   CloseFd(&out_pipe[1]);
   CloseFd(&log_fd);
-  if (rc != 0) {
+  if (!pid.ok()) {
     cleanup();
-    return absl::NotFoundError(absl::StrCat("cannot run ", argv_in[0], ": ", std::strerror(rc)));
+    return pid.status();
   }
-  return std::unique_ptr<StreamProcess>(new StreamProcess(pid, in_pipe[1], out_pipe[0], argv_in[0]));
+  return std::unique_ptr<StreamProcess>(new StreamProcess(*pid, in_pipe[1], out_pipe[0], argv[0]));
 }
 
 StreamProcess::~StreamProcess() {

@@ -155,7 +155,7 @@ TEST_F(PostgresqlE2eTest, UserStory) {
   EXPECT_NE(write.message().find("read-only"), std::string::npos) << write;
 
   // 3. Env files and hooks.
-  for (const std::string& id : {"db1", "db2"}) {
+  for (const char* id : {"db1", "db2"}) {
     auto env = cluster_.Env(id);
     EXPECT_EQ(env["POSTGRESQL_ADDRESS"], "127.0.0.1") << id;
     EXPECT_EQ(env["POSTGRESQL_ADDRESS_INT"], "127.0.0.1") << id;
@@ -225,7 +225,7 @@ TEST_F(PostgresqlE2eTest, UserStory) {
   EXPECT_TRUE(InRecovery(db2));
   cluster_.StartController();
   auto after = cluster_.Nodes();
-  for (const std::string& id : {"db1", "db2", "db3"}) {
+  for (const char* id : {"db1", "db2", "db3"}) {
     EXPECT_EQ(after[id]["desired"]["generation"], before[id]["desired"]["generation"]) << id;
     EXPECT_EQ(after[id]["desired"]["role"], before[id]["desired"]["role"]) << id;
   }
@@ -270,7 +270,7 @@ TEST_F(PostgresqlE2eTest, UserStory) {
   EXPECT_TRUE(db1.Exec("INSERT INTO t (v) VALUES ('db1 on its own')").ok());
   EXPECT_EQ(*db1.Value("SELECT count(*) FROM pg_replication_slots"), "0");
   EXPECT_EQ(Count(db1, "t"), 200005) << "nothing lost on the master";
-  for (const std::string& id : {"db1", "db2"}) {
+  for (const char* id : {"db1", "db2"}) {
     auto env = cluster_.Env(id);
     EXPECT_EQ(env["TANDEM_ROLE"], "standalone") << id;
     EXPECT_EQ(env["POSTGRESQL_SLAVE_ADDRESSES"], "") << id;
@@ -285,7 +285,7 @@ TEST_F(PostgresqlE2eTest, UserStory) {
 // master never serves two full copies at once.
 TEST_F(PostgresqlE2eTest, SlavesAddedTogetherBootstrapOneAtATime) {
   PgServer& db1 = AddPgNode("db1");
-  for (const std::string& id : {"db2", "db3", "db4"}) AddPgNode(id);
+  for (const char* id : {"db2", "db3", "db4"}) AddPgNode(id);
   ASSERT_TRUE(PollUntil([&] { return cluster_.Nodes().size() == 4; }, seconds(30)));
   cluster_.Wait({"db1", "db2", "db3", "db4"});
   ASSERT_TRUE(db1.Exec("CREATE TABLE t (id serial PRIMARY KEY, v text);"
@@ -298,7 +298,7 @@ TEST_F(PostgresqlE2eTest, SlavesAddedTogetherBootstrapOneAtATime) {
   {
     auto nodes = cluster_.Nodes();
     int queued = 0;
-    for (const std::string& id : {"db2", "db3", "db4"}) queued += nodes[id]["queued"].get<bool>();
+    for (const char* id : {"db2", "db3", "db4"}) queued += nodes[id]["queued"].get<bool>();
     EXPECT_GE(queued, 1);
     EXPECT_NE(cluster_.Ctl({"nodes"}).out.find("queued"), std::string::npos);
   }
@@ -309,7 +309,7 @@ TEST_F(PostgresqlE2eTest, SlavesAddedTogetherBootstrapOneAtATime) {
         auto nodes = cluster_.Nodes();
         int bootstrapping = 0;
         bool all_done = true;
-        for (const std::string& id : {"db2", "db3", "db4"}) {
+        for (const char* id : {"db2", "db3", "db4"}) {
           bootstrapping += nodes[id]["observed"]["current_step"] == "bootstrap";
           all_done = all_done && nodes[id]["converged"].get<bool>();
         }
@@ -415,7 +415,7 @@ TEST_F(PostgresqlE2eTest, PromoteIsAFencedSwitchover) {
   EXPECT_EQ(nodes["db2"]["desired"]["role"], "master");
   EXPECT_EQ(nodes["db1"]["upstream_id"], "db2");
   EXPECT_EQ(nodes["db3"]["upstream_id"], "db2");
-  for (const std::string& id : {"db1", "db2", "db3"}) {
+  for (const char* id : {"db1", "db2", "db3"}) {
     EXPECT_EQ(cluster_.Env(id)["POSTGRESQL_PORT"], std::to_string(db2.port())) << id;
   }
   EXPECT_EQ(cluster_.Env("db2")["TANDEM_ROLE"], "master");

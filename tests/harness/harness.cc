@@ -28,6 +28,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/files.h"
+#include "common/status_util.h"
 
 extern char** environ;
 
@@ -183,12 +184,7 @@ uint16_t FreePort() {
 
 bool PollUntil(const std::function<bool()>& cond, std::chrono::milliseconds timeout,
                std::chrono::milliseconds every) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  for (;;) {
-    if (cond()) return true;
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(every);
-  }
+  return PollFor(cond, timeout, every);
 }
 
 // ---------------------------------------------------------------- ChildProcess
