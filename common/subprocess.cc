@@ -125,11 +125,11 @@ absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& argv_in, const RunOp
   sigset_t none;
   sigemptyset(&none);
   posix_spawnattr_setsigmask(&attr, &none);
+  // Every signal back to its default: the caller may ignore some (SIGPIPE).
   sigset_t defaults;
-  sigemptyset(&defaults);
-  sigaddset(&defaults, SIGPIPE);
-  sigaddset(&defaults, SIGTERM);
-  sigaddset(&defaults, SIGINT);
+  sigfillset(&defaults);
+  sigdelset(&defaults, SIGKILL);
+  sigdelset(&defaults, SIGSTOP);
   posix_spawnattr_setsigdefault(&attr, &defaults);
   // Own process group, so that a timeout kills the tool and its children.
   posix_spawnattr_setpgroup(&attr, 0);

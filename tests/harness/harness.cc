@@ -29,8 +29,8 @@
 #include "absl/strings/str_cat.h"
 #include "common/files.h"
 #include "common/status_util.h"
+#include "common/subprocess.h"
 
-extern char** environ;
 
 namespace tandem::testing {
 namespace fs = std::filesystem;
@@ -68,23 +68,6 @@ char ProcState(pid_t pid) {
   size_t paren = line.rfind(')');
   if (paren == std::string::npos || paren + 2 >= line.size()) return '\0';
   return line[paren + 2];
-}
-
-// A path that can be executed, or a name found in PATH.
-bool Executable(const std::string& program) {
-  if (program.find('/') != std::string::npos) return ::access(program.c_str(), X_OK) == 0;
-  const char* path = std::getenv("PATH");
-  std::string dirs = path != nullptr ? path : "/usr/bin:/bin";
-  size_t start = 0;
-  while (start <= dirs.size()) {
-    size_t end = dirs.find(':', start);
-    if (end == std::string::npos) end = dirs.size();
-    if (::access((dirs.substr(start, end - start) + "/" + program).c_str(), X_OK) == 0) {
-      return true;
-    }
-    start = end + 1;
-  }
-  return false;
 }
 
 pid_t ProcParent(pid_t pid) {
@@ -190,78 +173,33 @@ bool PollUntil(const std::function<bool()>& cond, std::chrono::milliseconds time
 // ---------------------------------------------------------------- ChildProcess
 
 absl::StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Start(
-    const std::vector<std::string>& argv_in, const ChildOptions& options) {
-  if (argv_in.empty()) return absl::InvalidArgumentError("ChildProcess: empty command");
-  if (!Executable(argv_in[0])) {
-    return absl::NotFoundError(
-        absl::StrCat("ChildProcess: cannot start ", argv_in[0], ": not found or not executable"));
+    const std::vector<std::string>& argv, const ChildOptions& options) {
+  if (argv.empty()) return absl::InvalidArgumentError("ChildProcess: empty command");
+  if (!options.run_as.empty() && options.run_as != CurrentUserName() && ::geteuid() != 0) {
+    return absl::PermissionDeniedError(absl::StrCat("ChildProcess: running ", argv[0], " as ",
+                                                    options.run_as, " needs root"));
   }
-  std::vector<std::string> argv = {"setpriv"};
-  if (!options.run_as.empty() && options.run_as != CurrentUserName()) {
-    if (::geteuid() != 0) {
-      return absl::PermissionDeniedError(absl::StrCat("ChildProcess: running ", argv_in[0], " as ",
-                                                      options.run_as, " needs root"));
-    }
-    argv.push_back("--reuid=" + options.run_as);
-    argv.push_back("--regid=" + options.run_as);
-    argv.push_back("--init-groups");
-  }
-  argv.insert(argv.end(), {"--pdeathsig", "KILL", "--"});
-  argv.insert(argv.end(), argv_in.begin(), argv_in.end());
-
-  std::map<std::string, std::string> env_map;
-  for (char** e = environ; *e != nullptr; ++e) {
-    std::string kv(*e);
-    size_t eq = kv.find('=');
-    if (eq != std::string::npos) env_map[kv.substr(0, eq)] = kv.substr(eq + 1);
-  }
-  if (!options.run_as.empty() && ::geteuid() == 0) env_map["HOME"] = "/tmp";
-  for (const auto& [k, v] : options.env) env_map[k] = v;
-  std::vector<std::string> env;
-  for (const auto& [k, v] : env_map) env.push_back(k + "=" + v);
-
-  std::vector<char*> c_argv;
-  for (std::string& s : argv) c_argv.push_back(s.data());
-  c_argv.push_back(nullptr);
-  std::vector<char*> c_env;
-  for (std::string& s : env) c_env.push_back(s.data());
-  c_env.push_back(nullptr);
-
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
   const std::string& out = options.log_file.empty() ? std::string("/dev/null") : options.log_file;
-  posix_spawn_file_actions_addopen(&actions, 1, out.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_adddup2(&actions, 1, 2);
-  if (!options.cwd.empty()) posix_spawn_file_actions_addchdir_np(&actions, options.cwd.c_str());
-
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t none;
-  sigemptyset(&none);
-  posix_spawnattr_setsigmask(&attr, &none);
-  sigset_t defaults;
-  sigfillset(&defaults);
-  sigdelset(&defaults, SIGKILL);
-  sigdelset(&defaults, SIGSTOP);
-  posix_spawnattr_setsigdefault(&attr, &defaults);
-  posix_spawnattr_setpgroup(&attr, 0);
-  posix_spawnattr_setflags(&attr,
-                           POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
-
-  pid_t pid = 0;
-  int rc = ::posix_spawnp(&pid, c_argv[0], &actions, &attr, c_argv.data(), c_env.data());
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) {
-    return absl::NotFoundError(
-        absl::StrCat("ChildProcess: cannot start ", argv_in[0], ": ", std::strerror(rc)));
+  const int out_fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (out_fd < 0) {
+    return absl::InternalError(absl::StrCat("ChildProcess: opening ", out, ": ", std::strerror(errno)));
+  }
+  RunOptions spawn;
+  spawn.run_as = options.run_as;
+  spawn.env = options.env;
+  spawn.cwd = options.cwd;
+  spawn.kill_with_parent = true;  // dies with the test, even when it crashes
+  absl::StatusOr<pid_t> pid = Spawn(argv, spawn, -1, out_fd, out_fd);
+  ::close(out_fd);
+  if (!pid.ok()) {
+    return absl::Status(pid.status().code(),
+                        absl::StrCat("ChildProcess: ", pid.status().message()));
   }
   {
     std::lock_guard<std::mutex> lock(RegistryMutex());
-    Registry().insert(pid);
+    Registry().insert(*pid);
   }
-  return std::unique_ptr<ChildProcess>(new ChildProcess(pid, options.log_file));
+  return std::unique_ptr<ChildProcess>(new ChildProcess(*pid, options.log_file));
 }
 
 ChildProcess::~ChildProcess() {
