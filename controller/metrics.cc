@@ -22,27 +22,6 @@ std::pair<std::string, std::string> SplitMethod(std::string_view full) {
   return {Str(full.substr(0, slash)), Str(full.substr(slash + 1))};
 }
 
-std::string CodeName(int code) {
-  static const char* const kNames[] = {"OK",
-                                       "CANCELLED",
-                                       "UNKNOWN",
-                                       "INVALID_ARGUMENT",
-                                       "DEADLINE_EXCEEDED",
-                                       "NOT_FOUND",
-                                       "ALREADY_EXISTS",
-                                       "PERMISSION_DENIED",
-                                       "RESOURCE_EXHAUSTED",
-                                       "FAILED_PRECONDITION",
-                                       "ABORTED",
-                                       "OUT_OF_RANGE",
-                                       "UNIMPLEMENTED",
-                                       "INTERNAL",
-                                       "UNAVAILABLE",
-                                       "DATA_LOSS",
-                                       "UNAUTHENTICATED"};
-  return code >= 0 && code <= 16 ? kNames[code] : absl::StrCat("CODE_", code);
-}
-
 std::vector<double> RpcBuckets() {
   return {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 }
@@ -104,6 +83,27 @@ class MetricsInterceptorFactory : public grpc::experimental::ServerInterceptorFa
 
 }  // namespace
 
+std::string GrpcCodeName(int code) {
+  static const char* const kNames[] = {"OK",
+                                       "CANCELLED",
+                                       "UNKNOWN",
+                                       "INVALID_ARGUMENT",
+                                       "DEADLINE_EXCEEDED",
+                                       "NOT_FOUND",
+                                       "ALREADY_EXISTS",
+                                       "PERMISSION_DENIED",
+                                       "RESOURCE_EXHAUSTED",
+                                       "FAILED_PRECONDITION",
+                                       "ABORTED",
+                                       "OUT_OF_RANGE",
+                                       "UNIMPLEMENTED",
+                                       "INTERNAL",
+                                       "UNAVAILABLE",
+                                       "DATA_LOSS",
+                                       "UNAUTHENTICATED"};
+  return code >= 0 && code <= 16 ? kNames[code] : absl::StrCat("CODE_", code);
+}
+
 std::string_view NodeState(const NodeView& node) {
   if (node.converged) return "converged";
   if (node.queued) return "queued";
@@ -123,7 +123,7 @@ void ControllerMetrics::RpcFinished(std::string_view full_method, bool streaming
                                     double seconds) {
   auto [service, method] = SplitMethod(full_method);
   absl::MutexLock lock(&mu_);
-  ++finished_[{service, method, CodeName(code)}];
+  ++finished_[{service, method, GrpcCodeName(code)}];
   if (streaming) {
     --open_streams_[{service, method}];
   } else {

@@ -38,6 +38,10 @@ class ServerInterceptorFactoryInterface;
 
 namespace tandem {
 
+// The name of a gRPC status code ("FAILED_PRECONDITION"; "CODE_<n>" for one
+// this build does not know), for metric labels and log lines.
+std::string GrpcCodeName(int code);
+
 // The state a node is counted in: "converged", "queued" (a slave waiting
 // for its turn to bootstrap), "unreported" (no report since the controller
 // started), "disconnected" (its agent has no watch stream open), "blocked"

@@ -66,26 +66,7 @@ grpc::Status CheckAuth(const grpc::ServerContext* context, const std::string& to
 
 std::string Describe(const grpc::Status& status) {
   if (status.ok()) return "OK";
-  static const char* const kNames[] = {"OK",
-                                       "CANCELLED",
-                                       "UNKNOWN",
-                                       "INVALID_ARGUMENT",
-                                       "DEADLINE_EXCEEDED",
-                                       "NOT_FOUND",
-                                       "ALREADY_EXISTS",
-                                       "PERMISSION_DENIED",
-                                       "RESOURCE_EXHAUSTED",
-                                       "FAILED_PRECONDITION",
-                                       "ABORTED",
-                                       "OUT_OF_RANGE",
-                                       "UNIMPLEMENTED",
-                                       "INTERNAL",
-                                       "UNAVAILABLE",
-                                       "DATA_LOSS",
-                                       "UNAUTHENTICATED"};
-  const int code = status.error_code();
-  const char* name = code >= 0 && code <= 16 ? kNames[code] : "UNKNOWN";
-  return absl::StrCat(name, ": ", status.error_message());
+  return absl::StrCat(GrpcCodeName(status.error_code()), ": ", status.error_message());
 }
 
 // Holds a call's place in the tracker for the duration of an RPC.

@@ -5,8 +5,14 @@
 #define TANDEM_ENGINES_ENGINE_CONFIG_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/files.h"
 
 #include "common/types.h"
 
@@ -41,6 +47,19 @@ struct EngineConfig {
   // (mariadb-dump, logical; for servers without mariadb-backup).
   std::string seed_method;
 };
+
+// "engine.<field>: <why>" as InvalidArgument.
+absl::Status InvalidEngineField(std::string_view field, std::string_view why);
+
+// The checks every engine makes of its config, in place: the type is
+// `expected` (or unset, then set), host, port 1..65535, data_dir absolute
+// (normalised, not "/", its parent exists), user, timeout, log_file
+// absolute, os_user known and usable by this process, secret files absolute
+// and private (read once, never kept). Returns os_user's ids when the agent
+// runs as root and will switch to them (nullopt otherwise). Errors are
+// InvalidEngineField's.
+absl::StatusOr<std::optional<UserIds>> ValidateEngineConfig(EngineConfig* config,
+                                                            EngineType expected);
 
 }  // namespace tandem
 

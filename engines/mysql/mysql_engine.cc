@@ -1532,27 +1532,11 @@ absl::StatusOr<std::unique_ptr<Engine>> MakeMysqlEngine(const EngineConfig& conf
                                                         BackupSource* source) {
   EngineConfig config = config_in;
   auto invalid = [](std::string_view field, const std::string& why) {
-    return absl::InvalidArgumentError(absl::StrCat("engine.", AbslView(field), ": ", why));
+    return InvalidEngineField(field, why);
   };
-  if (config.type != EngineType::kMysql && config.type != EngineType::kUnspecified) {
-    return invalid("type", absl::StrCat("is ", AbslView(EngineName(config.type)), ", not mysql"));
-  }
-  config.type = EngineType::kMysql;
-  if (config.host.empty()) return invalid("host", "must not be empty");
-  if (config.port == 0 || config.port > 65535) {
-    return invalid("port", absl::StrCat("must be between 1 and 65535, got ", config.port));
-  }
-  if (config.data_dir.empty() || config.data_dir[0] != '/') {
-    return invalid("data_dir",
-                   absl::StrCat("must be an absolute path, got \"", config.data_dir, "\""));
-  }
-  config.data_dir = fs::path(config.data_dir).lexically_normal().string();
-  while (config.data_dir.size() > 1 && config.data_dir.back() == '/') config.data_dir.pop_back();
-  if (config.data_dir == "/") return invalid("data_dir", "must not be /");
-  const std::string parent = fs::path(config.data_dir).parent_path().string();
-  if (!fs::is_directory(parent)) {
-    return invalid("data_dir", absl::StrCat("parent directory ", parent, " does not exist"));
-  }
+  absl::StatusOr<std::optional<UserIds>> checked = ValidateEngineConfig(&config, EngineType::kMysql);
+  if (!checked.ok()) return checked.status();
+  const std::optional<UserIds> os_ids = *checked;
   // Unix socket paths are limited to 107 bytes (the scratch server's is the
   // longest the engine makes).
   const std::string longest_socket = config.data_dir + ".tandem-load.sock";
@@ -1561,20 +1545,11 @@ absl::StatusOr<std::unique_ptr<Engine>> MakeMysqlEngine(const EngineConfig& conf
                                             longest_socket, " would be ", longest_socket.size(),
                                             " bytes, at most 100)"));
   }
-  if (config.user.empty()) return invalid("user", "must not be empty");
   if (!mysql::PlainIdentifier(config.replication_user, 32)) {
     return invalid("replication_user",
                    absl::StrCat("must be a plain identifier ([A-Za-z_][A-Za-z0-9_]*, at most 32 "
                                 "characters), got \"",
                                 config.replication_user, "\""));
-  }
-  if (config.timeout_seconds < 1) {
-    return invalid("timeout_seconds",
-                   absl::StrCat("must be at least 1, got ", config.timeout_seconds));
-  }
-  if (!config.log_file.empty() && config.log_file[0] != '/') {
-    return invalid("log_file",
-                   absl::StrCat("must be an absolute path, got \"", config.log_file, "\""));
   }
   if (config.seed_method.empty()) config.seed_method = kDefaultSeedMethod;
   if (config.seed_method != "backup" && config.seed_method != "dump") {
@@ -1582,30 +1557,10 @@ absl::StatusOr<std::unique_ptr<Engine>> MakeMysqlEngine(const EngineConfig& conf
                    absl::StrCat("must be backup or dump, got \"", config.seed_method, "\""));
   }
   const bool default_start = config.start_command.empty();
-  std::optional<UserIds> os_ids;
-  if (!config.os_user.empty()) {
-    absl::StatusOr<UserIds> ids = LookupUser(config.os_user);
-    if (!ids.ok()) return invalid("os_user", std::string(ids.status().message()));
-    if (::geteuid() != 0 && ids->uid != ::geteuid()) {
-      return invalid("os_user",
-                     absl::StrCat("the agent runs as uid ", ::geteuid(), " and cannot act as ",
-                                  config.os_user, ": run it as root or as ", config.os_user));
-    }
-    if (::geteuid() == 0) os_ids = *ids;
-  } else if (::geteuid() == 0 && default_start) {
+  if (config.os_user.empty() && ::geteuid() == 0 && default_start) {
     return invalid("os_user",
                    "must be set when the agent runs as root (mariadbd and its tools run as that "
                    "user, e.g. mysql)");
-  }
-  for (const auto& [field, path] :
-       {std::pair<std::string, std::string>{"password_file", config.password_file},
-        {"replication_password_file", config.replication_password_file}}) {
-    if (path.empty()) continue;
-    if (path[0] != '/') {
-      return invalid(field, absl::StrCat("must be an absolute path, got \"", path, "\""));
-    }
-    absl::StatusOr<std::string> secret = ReadSecretFile(path);
-    if (!secret.ok()) return invalid(field, std::string(secret.status().message()));
   }
   if (default_start) {
     static constexpr const char* kReserved[] = {

@@ -1312,63 +1312,17 @@ absl::Status PostgresqlEngine::MakeWritable() {
 absl::StatusOr<std::unique_ptr<Engine>> MakePostgresqlEngine(const EngineConfig& config_in) {
   EngineConfig config = config_in;
   auto invalid = [](std::string_view field, const std::string& why) {
-    return absl::InvalidArgumentError(absl::StrCat("engine.", AbslView(field), ": ", why));
+    return InvalidEngineField(field, why);
   };
-  if (config.type != EngineType::kPostgresql && config.type != EngineType::kUnspecified) {
-    return invalid("type",
-                   absl::StrCat("is ", AbslView(EngineName(config.type)), ", not postgresql"));
-  }
-  if (config.host.empty()) return invalid("host", "must not be empty");
-  if (config.port == 0 || config.port > 65535) {
-    return invalid("port", absl::StrCat("must be between 1 and 65535, got ", config.port));
-  }
-  if (config.data_dir.empty() || config.data_dir[0] != '/') {
-    return invalid("data_dir",
-                   absl::StrCat("must be an absolute path, got \"", config.data_dir, "\""));
-  }
-  config.data_dir = fs::path(config.data_dir).lexically_normal().string();
-  while (config.data_dir.size() > 1 && config.data_dir.back() == '/') config.data_dir.pop_back();
-  if (config.data_dir == "/") return invalid("data_dir", "must not be /");
-  const std::string parent = fs::path(config.data_dir).parent_path().string();
-  if (!fs::is_directory(parent)) {
-    return invalid("data_dir", absl::StrCat("parent directory ", parent, " does not exist"));
-  }
-  if (config.user.empty()) return invalid("user", "must not be empty");
+  absl::StatusOr<std::optional<UserIds>> checked =
+      ValidateEngineConfig(&config, EngineType::kPostgresql);
+  if (!checked.ok()) return checked.status();
+  const std::optional<UserIds> os_ids = *checked;
   if (!PlainIdentifier(config.replication_user)) {
     return invalid("replication_user",
                    absl::StrCat("must be a plain identifier ([A-Za-z_][A-Za-z0-9_]*, at most 63 "
                                 "characters), got \"",
                                 config.replication_user, "\""));
-  }
-  if (config.timeout_seconds < 1) {
-    return invalid("timeout_seconds",
-                   absl::StrCat("must be at least 1, got ", config.timeout_seconds));
-  }
-  if (!config.log_file.empty() && config.log_file[0] != '/') {
-    return invalid("log_file",
-                   absl::StrCat("must be an absolute path, got \"", config.log_file, "\""));
-  }
-  std::optional<UserIds> os_ids;
-  if (!config.os_user.empty()) {
-    absl::StatusOr<UserIds> ids = LookupUser(config.os_user);
-    if (!ids.ok()) return invalid("os_user", std::string(ids.status().message()));
-    if (::geteuid() != 0 && ids->uid != ::geteuid()) {
-      return invalid("os_user",
-                     absl::StrCat("the agent runs as uid ", ::geteuid(), " and cannot act as ",
-                                  config.os_user, ": run it as root or as ", config.os_user));
-    }
-    if (::geteuid() == 0) os_ids = *ids;
-  }
-  const std::vector<std::pair<std::string, std::string>> secret_files = {
-      {"password_file", config.password_file},
-      {"replication_password_file", config.replication_password_file}};
-  for (const auto& [field, path] : secret_files) {
-    if (path.empty()) continue;
-    if (path[0] != '/') {
-      return invalid(field, absl::StrCat("must be an absolute path, got \"", path, "\""));
-    }
-    absl::StatusOr<std::string> secret = ReadSecretFile(path);
-    if (!secret.ok()) return invalid(field, std::string(secret.status().message()));
   }
   // The server tools.
   std::string bin_dir = config.bin_dir;

@@ -1,0 +1,75 @@
+#include "engines/engine_config.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_util.h"
+
+namespace tandem {
+
+absl::Status InvalidEngineField(std::string_view field, std::string_view why) {
+  return absl::InvalidArgumentError(absl::StrCat("engine.", AbslView(field), ": ", AbslView(why)));
+}
+
+absl::StatusOr<std::optional<UserIds>> ValidateEngineConfig(EngineConfig* config,
+                                                            EngineType expected) {
+  namespace fs = std::filesystem;
+  if (config->type != expected && config->type != EngineType::kUnspecified) {
+    return InvalidEngineField("type", absl::StrCat("is ", AbslView(EngineName(config->type)),
+                                                   ", not ", AbslView(EngineName(expected))));
+  }
+  config->type = expected;
+  if (config->host.empty()) return InvalidEngineField("host", "must not be empty");
+  if (config->port == 0 || config->port > 65535) {
+    return InvalidEngineField("port", absl::StrCat("must be between 1 and 65535, got ", config->port));
+  }
+  if (config->data_dir.empty() || config->data_dir[0] != '/') {
+    return InvalidEngineField(
+        "data_dir", absl::StrCat("must be an absolute path, got \"", config->data_dir, "\""));
+  }
+  config->data_dir = fs::path(config->data_dir).lexically_normal().string();
+  while (config->data_dir.size() > 1 && config->data_dir.back() == '/') config->data_dir.pop_back();
+  if (config->data_dir == "/") return InvalidEngineField("data_dir", "must not be /");
+  const std::string parent = fs::path(config->data_dir).parent_path().string();
+  if (!fs::is_directory(parent)) {
+    return InvalidEngineField("data_dir",
+                              absl::StrCat("parent directory ", parent, " does not exist"));
+  }
+  if (config->user.empty()) return InvalidEngineField("user", "must not be empty");
+  if (config->timeout_seconds < 1) {
+    return InvalidEngineField("timeout_seconds",
+                              absl::StrCat("must be at least 1, got ", config->timeout_seconds));
+  }
+  if (!config->log_file.empty() && config->log_file[0] != '/') {
+    return InvalidEngineField(
+        "log_file", absl::StrCat("must be an absolute path, got \"", config->log_file, "\""));
+  }
+  std::optional<UserIds> os_ids;
+  if (!config->os_user.empty()) {
+    absl::StatusOr<UserIds> ids = LookupUser(config->os_user);
+    if (!ids.ok()) return InvalidEngineField("os_user", std::string(ids.status().message()));
+    if (::geteuid() != 0 && ids->uid != ::geteuid()) {
+      return InvalidEngineField(
+          "os_user", absl::StrCat("the agent runs as uid ", ::geteuid(), " and cannot act as ",
+                                  config->os_user, ": run it as root or as ", config->os_user));
+    }
+    if (::geteuid() == 0) os_ids = *ids;
+  }
+  for (const auto& [field, path] :
+       {std::pair<const char*, const std::string&>{"password_file", config->password_file},
+        {"replication_password_file", config->replication_password_file}}) {
+    if (path.empty()) continue;
+    if (path[0] != '/') {
+      return InvalidEngineField(field, absl::StrCat("must be an absolute path, got \"", path, "\""));
+    }
+    if (absl::StatusOr<std::string> secret = ReadSecretFile(path); !secret.ok()) {
+      return InvalidEngineField(field, std::string(secret.status().message()));
+    }
+  }
+  return os_ids;
+}
+
+}  // namespace tandem
