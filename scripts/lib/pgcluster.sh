@@ -3,41 +3,22 @@
 # Source after setting D (a temp dir, mode 755) and BIN (the build dir).
 # shellcheck shell=bash
 
+# shellcheck source=cluster.sh
+. "$(dirname "${BASH_SOURCE[0]}")/cluster.sh"
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-TC_PIDS=()
-declare -A PORT
 
 as_postgres() { setpriv --reuid=postgres --regid=postgres --init-groups -- "$@"; }
 
-free_port() {  # a free TCP port on 127.0.0.1
-  local p
-  while :; do
-    p=$((20000 + RANDOM % 10000))
-    ss -Hltn "sport = :$p" | grep -q . || { echo "$p"; return; }
-  done
-}
-
 tc_cleanup() {
   set +e
-  for p in "${TC_PIDS[@]}"; do kill "$p" 2>/dev/null; done
-  for p in "${TC_PIDS[@]}"; do wait "$p" 2>/dev/null; done
+  stop_started
   for pid_file in "$D"/*/data/postmaster.pid "$D"/*/postmaster.pid; do
     [ -f "$pid_file" ] && as_postgres "$PGBIN/pg_ctl" -D "$(dirname "$pid_file")" -m fast -w stop >/dev/null 2>&1
   done
   rm -rf "$D"
 }
 
-ctl() { "$BIN/tandemctl/tandemctl" --controller "127.0.0.1:$CPORT" "$@"; }
 psql_on() { local port=$1; shift; psql -X -q -At -h 127.0.0.1 -p "$port" -U postgres -d postgres -c "$*"; }
-
-start_controller() {
-  CPORT=$(free_port)
-  (umask 077; printf 'pw-%s%s\n' "$RANDOM" "$RANDOM" > "$D/replication.password")
-  "$BIN/controller/tandem-controller" --listen "127.0.0.1:$CPORT" --data-dir "$D/controller" \
-    > "$D/controller.log" 2>&1 &
-  TC_PIDS+=($!)
-  until ctl nodes >/dev/null 2>&1; do sleep 0.1; done
-}
 
 # init_pg NAME: a PostgreSQL data dir at $D/NAME/data and a port in PORT[NAME].
 init_pg() {

@@ -7,19 +7,11 @@
 # (mode 0600); redis-cli reads it from REDISCLI_AUTH, never from argv.
 # shellcheck shell=bash
 
-TC_PIDS=()
-declare -A PORT
+# shellcheck source=cluster.sh
+. "$(dirname "${BASH_SOURCE[0]}")/cluster.sh"
 # Server arguments of every node (and of a benchmark's plain server):
 # persistence on (a master needs it), no 5 s wait before a full sync.
 REDIS_SERVER_ARGS=(--bind 127.0.0.1 --save "3600 1" --appendonly yes --repl-diskless-sync-delay 0)
-
-free_port() {  # a free TCP port on 127.0.0.1
-  local p
-  while :; do
-    p=$((20000 + RANDOM % 10000))
-    ss -Hltn "sport = :$p" | grep -q . || { echo "$p"; return; }
-  done
-}
 
 # stop_redis DATA_DIR: stops the redis-server whose pid file is
 # DATA_DIR/redis.pid (SIGTERM, repeated: Redis ignores one while it writes
@@ -38,27 +30,16 @@ stop_redis() {
 
 rc_cleanup() {
   set +e
-  for p in "${TC_PIDS[@]}"; do kill "$p" 2>/dev/null; done
-  for p in "${TC_PIDS[@]}"; do wait "$p" 2>/dev/null; done
+  stop_started
   for pid_file in "$D"/*/data/redis.pid; do
     [ -f "$pid_file" ] && stop_redis "$(dirname "$pid_file")"
   done
   if [ "${TANDEM_KEEP_TEMP:-0}" = 1 ]; then echo "kept $D (logs)" >&2; else rm -rf "$D"; fi
 }
 
-ctl() { "$BIN/tandemctl/tandemctl" --controller "127.0.0.1:$CPORT" "$@"; }
 rcli() { local port=$1; shift; REDISCLI_AUTH=$(cat "$D/redis.password") redis-cli -h 127.0.0.1 -p "$port" "$@"; }
 # rinfo PORT SECTION FIELD: one field of INFO SECTION.
 rinfo() { rcli "$1" INFO "$2" | tr -d '\r' | sed -n "s/^$3://p"; }
-
-start_controller() {
-  CPORT=$(free_port)
-  (umask 077; printf 'pw-%s%s%s\n' "$RANDOM" "$RANDOM" "$RANDOM" > "$D/redis.password")
-  "$BIN/controller/tandem-controller" --listen "127.0.0.1:$CPORT" --data-dir "$D/controller" \
-    > "$D/controller.log" 2>&1 &
-  TC_PIDS+=($!)
-  until ctl nodes >/dev/null 2>&1; do sleep 0.1; done
-}
 
 # init_redis NAME: a data dir $D/NAME/data with a redis.conf holding the
 # requirepass, and a port in PORT[NAME]. Nothing is started.

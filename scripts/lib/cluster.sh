@@ -1,0 +1,36 @@
+# Shell helpers shared by scripts/demo and bench/*: free ports, tandemctl,
+# a controller on loopback, and the processes to stop at the end. Source
+# after setting D (a temp dir, mode 755) and BIN (the build dir); the
+# engine-specific helpers (pgcluster.sh, rediscluster.sh) source this file.
+# shellcheck shell=bash
+
+TC_PIDS=()
+declare -A PORT
+
+free_port() {  # a free TCP port on 127.0.0.1
+  local p
+  while :; do
+    p=$((20000 + RANDOM % 10000))
+    ss -Hltn "sport = :$p" | grep -q . || { echo "$p"; return; }
+  done
+}
+
+ctl() { "$BIN/tandemctl/tandemctl" --controller "127.0.0.1:$CPORT" "$@"; }
+
+# start_controller SECRET: writes a random secret to $D/SECRET (mode 0600,
+# for the engines' passwords) and starts a controller on a free port (CPORT).
+start_controller() {
+  local secret=$1
+  CPORT=$(free_port)
+  (umask 077; printf 'pw-%s%s%s\n' "$RANDOM" "$RANDOM" "$RANDOM" > "$D/$secret")
+  "$BIN/controller/tandem-controller" --listen "127.0.0.1:$CPORT" --data-dir "$D/controller" \
+    > "$D/controller.log" 2>&1 &
+  TC_PIDS+=($!)
+  until ctl nodes >/dev/null 2>&1; do sleep 0.1; done
+}
+
+# stop_started: stops the controller and agents started here.
+stop_started() {
+  for p in "${TC_PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  for p in "${TC_PIDS[@]}"; do wait "$p" 2>/dev/null; done
+}
