@@ -1140,6 +1140,16 @@ TEST_F(PromoteTest, FencesTheMasterFirstThenSwitches) {
   EXPECT_TRUE(registry_->RemoveSlave("db3").ok());
 }
 
+TEST_F(PromoteTest, OnlyPostgresqlGroupsArePromotedSoFar) {
+  MustRegister(*registry_, Node("r1", EngineType::kRedis));
+  MustRegister(*registry_, Node("r2", EngineType::kRedis));
+  MustEnable(*registry_, "r1", "r2");
+  absl::StatusOr<Changes> refused = registry_->Promote("r2", true);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("postgresql only"));
+  EXPECT_EQ(DesiredOf(*registry_, "r1").role, Role::kMaster);
+}
+
 TEST_F(PromoteTest, ForceSkipsTheFenceAndRebuildsTheOldMaster) {
   absl::StatusOr<Changes> forced = registry_->Promote("db2", true);
   ASSERT_TRUE(forced.ok()) << forced.status();

@@ -412,6 +412,13 @@ absl::StatusOr<Changes> Registry::Promote(const std::string& node, bool force) {
   absl::StatusOr<const NodeRecord*> n = FindLocked(node);
   if (!n.ok()) return n.status();
   const NodeRecord& promoted = **n;
+  // The switchover is verified end to end (fence, catch-up, no acknowledged
+  // write lost) for PostgreSQL only so far.
+  if (promoted.info.engine != EngineType::kPostgresql) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("promote is supported for postgresql only so far (", node, " is ",
+                     AV(EngineName(promoted.info.engine)), ")"));
+  }
   if (promoted.role != Role::kSlave) {
     return absl::FailedPreconditionError(absl::StrCat(
         node, " is not a slave: it is ", DescribeIntent(state_, promoted), "; only a slave can be promoted"));

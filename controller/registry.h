@@ -118,8 +118,8 @@ class Registry {
   // slave.
   absl::StatusOr<Changes> Resync(const std::string& slave);
 
-  // `promote N` (a fenced switchover): N must be a slave holding a full
-  // copy. Phase 1 fences its master M (desired fenced; writes refused);
+  // `promote N` (a fenced switchover; PostgreSQL groups only so far): N
+  // must be a slave holding a full copy. Phase 1 fences its master M (desired fenced; writes refused);
   // when M's agent reports the fence and its last position, phase 2 makes N
   // the master (it replays that position before it becomes writable) and M
   // and the other slaves its slaves, rebuilt one at a time. Other group

@@ -206,6 +206,7 @@ class RedisEngine final : public Engine {
                                         const ProgressFn& progress) override;
   absl::Status Follow(const Peer& self, const Peer& upstream) override;
   absl::Status MakeWritable() override;
+  absl::StatusOr<bool> HasReplayed(const std::string& position) override;
   std::string DataParentDir() const override { return data_dir_; }
 
  private:
@@ -412,6 +413,21 @@ absl::StatusOr<EngineFacts> RedisEngine::Observe() {
   absl::Status fence = ReassertFence(c, *info);
   if (!fence.ok()) return WithContext(fence, "while observing redis");
   return facts;
+}
+
+// A position is a replication offset (INFO replication master_repl_offset
+// of the fenced master); a replica has it once its own offset is as far.
+absl::StatusOr<bool> RedisEngine::HasReplayed(const std::string& position) {
+  int64_t wanted = 0;
+  if (!absl::SimpleAtoi(position, &wanted) || wanted < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("\"", position, "\" is not a Redis replication offset"));
+  }
+  absl::StatusOr<std::unique_ptr<RedisClient>> client = ConnectLocal();
+  if (!client.ok()) return WithContext(client.status(), "while reading the replication offset");
+  absl::StatusOr<Info> info = (*client)->Info({"replication"});
+  if (!info.ok()) return WithContext(info.status(), "while reading the replication offset");
+  return GetInt(*info, "master_repl_offset", -1) >= wanted;
 }
 
 absl::Status RedisEngine::PrepareDataDir() const {

@@ -340,6 +340,21 @@ TEST(RedisEngineTest, ObserveReplicaThenStopped) {
   EXPECT_NE(facts.position, "0");
   EXPECT_GT(facts.data_bytes, 0u);
 
+  // The replica reaches the master's offset (what a promotion waits for).
+  absl::StatusOr<std::map<std::string, std::string>> master_info = master->Info("replication");
+  ASSERT_TRUE(master_info.ok()) << master_info.status();
+  const std::string master_offset = master_info->at("master_repl_offset");
+  EXPECT_TRUE(PollUntil(
+      [&] {
+        absl::StatusOr<bool> replayed = engine->HasReplayed(master_offset);
+        return replayed.ok() && *replayed;
+      },
+      kPoll));
+  absl::StatusOr<bool> ahead = engine->HasReplayed(absl::StrCat(std::stoll(master_offset) + 1000000));
+  ASSERT_TRUE(ahead.ok()) << ahead.status();
+  EXPECT_FALSE(*ahead);
+  EXPECT_EQ(engine->HasReplayed("0/3000").status().code(), absl::StatusCode::kInvalidArgument);
+
   // Stopped: the role and the data are read from the files.
   ASSERT_TRUE(replica->Command({"SAVE"}).ok());
   ASSERT_OK(replica->Stop());
