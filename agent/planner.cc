@@ -107,46 +107,44 @@ std::string_view StepName(StepKind kind) {
 
 const std::vector<RoleTableRow>& RoleTable() {
   static const std::vector<RoleTableRow>* const kTable = new std::vector<RoleTableRow>{
-      {Role::kStandalone, Role::kStandalone, true, kWritableSteps,
+      {Role::kStandalone, Role::kStandalone, kWritableSteps,
        "stays standalone: writable, serves no slave"},
-      {Role::kStandalone, Role::kMaster, true, kWritableSteps,
+      {Role::kStandalone, Role::kMaster, kWritableSteps,
        "becomes master: keeps its data and starts serving its slaves"},
-      {Role::kStandalone, Role::kSlave, true, kSlaveSteps,
+      {Role::kStandalone, Role::kSlave, kSlaveSteps,
        "becomes slave: fenced, data replaced by a copy of the master's (old data moved aside), "
        "streams from it"},
-      {Role::kMaster, Role::kStandalone, true, kWritableSteps,
+      {Role::kMaster, Role::kStandalone, kWritableSteps,
        "leaves replication: stops serving slaves, stays writable with its data"},
-      {Role::kMaster, Role::kMaster, true, kWritableSteps,
+      {Role::kMaster, Role::kMaster, kWritableSteps,
        "stays master: serves exactly the slaves of its group"},
-      {Role::kMaster, Role::kSlave, true, kSlaveSteps,
+      {Role::kMaster, Role::kSlave, kSlaveSteps,
        "demoted (another member was promoted): fenced, then its data is replaced by a copy of "
        "the new master's (old data moved aside)"},
-      {Role::kSlave, Role::kStandalone, true, kWritableSteps,
+      {Role::kSlave, Role::kStandalone, kWritableSteps,
        "leaves replication: stops streaming, becomes writable with the data it has"},
-      {Role::kSlave, Role::kMaster, true, kWritableSteps,
+      {Role::kSlave, Role::kMaster, kWritableSteps,
        "promoted: stops streaming and becomes the writable master of its group"},
-      {Role::kSlave, Role::kSlave, true, kSlaveSteps,
+      {Role::kSlave, Role::kSlave, kSlaveSteps,
        "stays slave: a copy of its master's data, streaming from it"},
   };
   return *kTable;
 }
 
 std::string FormatRoleTable() {
-  std::string out = absl::StrFormat("%-10s  %-10s  %-7s  %-s\n", "OBSERVED", "DESIRED", "ALLOWED",
-                                    "STEPS / REASON");
+  std::string out =
+      absl::StrFormat("%-10s  %-10s  %-s\n", "OBSERVED", "DESIRED", "STEPS / REASON");
   for (const RoleTableRow& row : RoleTable()) {
     std::vector<std::string> steps;
     for (StepKind k : row.steps) steps.emplace_back(StepName(k));
-    absl::StrAppendFormat(&out, "%-10s  %-10s  %-7s  %s\n", RoleName(row.from), RoleName(row.to),
-                          row.allowed ? "yes" : "no",
-                          row.allowed ? absl::StrJoin(steps, ", ") : "(refused)");
-    absl::StrAppendFormat(&out, "%-10s  %-10s  %-7s  # %s\n", "", "", "", row.reason);
+    absl::StrAppendFormat(&out, "%-10s  %-10s  %s\n", RoleName(row.from), RoleName(row.to),
+                          absl::StrJoin(steps, ", "));
+    absl::StrAppendFormat(&out, "%-10s  %-10s  # %s\n", "", "", row.reason);
   }
   std::vector<std::string> fenced;
   for (StepKind k : kFencedMasterSteps) fenced.emplace_back(StepName(k));
-  absl::StrAppendFormat(&out, "%-10s  %-10s  %-7s  %s\n", "(any)", "master*", "yes",
-                        absl::StrJoin(fenced, ", "));
-  absl::StrAppendFormat(&out, "%-10s  %-10s  %-7s  # %s\n", "", "", "",
+  absl::StrAppendFormat(&out, "%-10s  %-10s  %s\n", "(any)", "master*", absl::StrJoin(fenced, ", "));
+  absl::StrAppendFormat(&out, "%-10s  %-10s  # %s\n", "", "",
                         "* fenced for a switchover: refuses writes while a slave catches up");
   return out;
 }
@@ -171,11 +169,6 @@ Plan PlanSteps(const Observation& observed, const DesiredState& desired) {
     return plan;
   }
   plan.reason = std::string(row->reason);
-  if (!row->allowed) {
-    plan.status = absl::FailedPreconditionError(absl::StrCat(
-        std::string(RoleName(plan.from)), " -> ", std::string(RoleName(plan.to)), " refused: ", plan.reason));
-    return plan;
-  }
   const std::vector<StepKind>& steps =
       desired.role == Role::kMaster && desired.fenced ? kFencedMasterSteps : row->steps;
   if (desired.role == Role::kMaster && desired.fenced) {

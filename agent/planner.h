@@ -59,12 +59,11 @@ Role ObservedRole(const Observation& observed);
 Plan PlanSteps(const Observation& observed, const DesiredState& desired);
 
 // One row of the role table: (observed role, desired role) -> ordered step
-// kinds and a one-line reason. `allowed` false: the pair is refused with
-// FailedPrecondition and the reason says why.
+// kinds and a one-line reason. A pair with no row is refused with
+// FailedPrecondition.
 struct RoleTableRow {
   Role from;
   Role to;
-  bool allowed;
   std::vector<StepKind> steps;
   std::string_view reason;
 };
