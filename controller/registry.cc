@@ -140,6 +140,15 @@ std::vector<std::string> GroupMembers(const ControllerState& state, const NodeRe
   return members;
 }
 
+// A node that leaves its group: standalone, with nothing of its group role.
+void LeaveGroup(NodeRecord* record) {
+  record->role = Role::kStandalone;
+  record->upstream_id.clear();
+  record->resync_token.clear();
+  record->fenced = false;
+  record->catch_up_position.clear();
+}
+
 std::string Truncate(std::string text) {
   if (text.size() > kMaxEventText) {
     text.resize(kMaxEventText);
@@ -224,12 +233,15 @@ absl::StatusOr<const NodeRecord*> Registry::FindLocked(const std::string& node_i
   return &it->second;
 }
 
-std::string Registry::NextResyncTokenLocked(ControllerState* next,
-                                            const std::string& node_id) const {
-  // The node's next generation (its target changes with the token) and a
-  // counter that is saved with the state, so a token is never reused.
-  const uint64_t generation = next->nodes.at(node_id).desired.generation + 1;
-  return absl::StrCat("r", generation, "-", ++next->resync_counter);
+void Registry::RequestCopyLocked(ControllerState* next, const std::string& node_id) const {
+  // The token: the node's next generation (its target changes with it) and
+  // a counter saved with the state, so a token is never reused. The counter
+  // also orders the bootstrap queue.
+  NodeRecord& record = next->nodes.at(node_id);
+  record.resync_token =
+      absl::StrCat("r", record.desired.generation + 1, "-", ++next->resync_counter);
+  record.queue_seq = next->resync_counter;
+  record.seeded = false;
 }
 
 absl::StatusOr<Changes> Registry::Register(const NodeInfo& info) {
@@ -333,9 +345,7 @@ absl::StatusOr<Changes> Registry::EnableReplication(const std::string& master,
   new_slave.fenced = false;
   new_slave.catch_up_position.clear();
   new_slave.upstream_id = master;
-  new_slave.resync_token = NextResyncTokenLocked(&next, slave);
-  new_slave.queue_seq = next.resync_counter;
-  new_slave.seeded = false;
+  RequestCopyLocked(&next, slave);
   return CommitLocked(std::move(next),
                       absl::StrCat("replication enable --master ", master, " --slave ", slave));
 }
@@ -355,16 +365,8 @@ absl::StatusOr<Changes> Registry::DisableReplication(const std::string& master) 
         absl::StrCat(master, " is not a master: it is ", DescribeIntent(state_, **m), hint));
   }
   ControllerState next = state_;
-  for (const std::string& id : SlaveIds(state_, master)) {
-    NodeRecord& record = next.nodes.at(id);
-    record.role = Role::kStandalone;
-    record.upstream_id.clear();
-    record.resync_token.clear();
-  }
-  NodeRecord& old_master = next.nodes.at(master);
-  old_master.role = Role::kStandalone;
-  old_master.fenced = false;
-  old_master.catch_up_position.clear();
+  for (const std::string& id : SlaveIds(state_, master)) LeaveGroup(&next.nodes.at(id));
+  LeaveGroup(&next.nodes.at(master));
   return CommitLocked(std::move(next), absl::StrCat("replication disable --master ", master));
 }
 
@@ -379,10 +381,7 @@ absl::StatusOr<Changes> Registry::RemoveSlave(const std::string& slave) {
         absl::StrCat(slave, " is not a slave: it is ", DescribeIntent(state_, **s)));
   }
   ControllerState next = state_;
-  NodeRecord& record = next.nodes.at(slave);
-  record.role = Role::kStandalone;
-  record.upstream_id.clear();
-  record.resync_token.clear();
+  LeaveGroup(&next.nodes.at(slave));
   return CommitLocked(std::move(next), absl::StrCat("slave remove ", slave));
 }
 
@@ -398,10 +397,7 @@ absl::StatusOr<Changes> Registry::Resync(const std::string& slave) {
                                                       "; only a slave can be resynchronised"));
   }
   ControllerState next = state_;
-  NodeRecord& record = next.nodes.at(slave);
-  record.resync_token = NextResyncTokenLocked(&next, slave);
-  record.queue_seq = next.resync_counter;
-  record.seeded = false;
+  RequestCopyLocked(&next, slave);
   return CommitLocked(std::move(next), absl::StrCat("resync ", slave));
 }
 
@@ -473,9 +469,7 @@ void Registry::SwitchMasterLocked(ControllerState* next, const std::string& node
     record.upstream_id = node;
     record.fenced = false;
     record.catch_up_position.clear();
-    record.resync_token = NextResyncTokenLocked(next, id);
-    record.queue_seq = next->resync_counter;
-    record.seeded = false;
+    RequestCopyLocked(next, id);
   }
   next->promoting.clear();
 }

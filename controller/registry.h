@@ -198,7 +198,10 @@ class Registry {
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   std::vector<Event> EventsLocked(uint64_t after_seq, const std::string& node) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
-  std::string NextResyncTokenLocked(ControllerState* next, const std::string& node_id) const
+  // Asks for a fresh copy of its master's data on slave `node_id` in `next`:
+  // a new, never used resync token, a place at the end of the bootstrap
+  // queue, not seeded.
+  void RequestCopyLocked(ControllerState* next, const std::string& node_id) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Makes slave `node` the master of its group in `next`: the old master
   // and the other slaves become its slaves (rebuilt, one at a time); it
