@@ -159,7 +159,8 @@ absl::StatusOr<AgentConfig> ParseAgentConfig(const std::string& yaml, const std:
         e, "engine",
         {"type", "host", "port", "data_dir", "user", "password_file", "os_user", "bin_dir",
          "start_command", "stop_command", "server_args", "log_file", "allow_restart",
-         "replication_user", "replication_password_file", "timeout", "seed_method"}));
+         "replication_user", "replication_password_file", "timeout", "seed_method", "tls_mode",
+         "tls_ca_file", "tls_cert_file", "tls_key_file", "out_of_sync_after"}));
     std::string type;
     TANDEM_RETURN_IF_ERROR(r.String(e, "type", "engine.type", &type));
     if (type.empty()) return r.Error("engine.type", "missing (postgresql | mysql | redis | mongodb)");
@@ -187,6 +188,15 @@ absl::StatusOr<AgentConfig> ParseAgentConfig(const std::string& yaml, const std:
     TANDEM_RETURN_IF_ERROR(r.String(e, "replication_password_file", "engine.replication_password_file",
                                     &c.engine.replication_password_file));
     TANDEM_RETURN_IF_ERROR(r.String(e, "seed_method", "engine.seed_method", &c.engine.seed_method));
+    TANDEM_RETURN_IF_ERROR(r.String(e, "tls_mode", "engine.tls_mode", &c.engine.tls_mode));
+    TANDEM_RETURN_IF_ERROR(r.String(e, "tls_ca_file", "engine.tls_ca_file", &c.engine.tls_ca_file));
+    TANDEM_RETURN_IF_ERROR(
+        r.String(e, "tls_cert_file", "engine.tls_cert_file", &c.engine.tls_cert_file));
+    TANDEM_RETURN_IF_ERROR(r.String(e, "tls_key_file", "engine.tls_key_file", &c.engine.tls_key_file));
+    long out_of_sync_after = c.engine.out_of_sync_after_seconds;
+    TANDEM_RETURN_IF_ERROR(r.Int(e, "out_of_sync_after", "engine.out_of_sync_after", 1, 86400,
+                                 &out_of_sync_after));
+    c.engine.out_of_sync_after_seconds = static_cast<int>(out_of_sync_after);
     long timeout = c.engine.timeout_seconds;
     TANDEM_RETURN_IF_ERROR(r.Int(e, "timeout", "engine.timeout", 1, 86400, &timeout));
     c.engine.timeout_seconds = static_cast<int>(timeout);
@@ -209,6 +219,7 @@ absl::StatusOr<AgentConfig> ParseAgentConfig(const std::string& yaml, const std:
   }
   if (c.stack.empty()) return r.Error("stack", "missing (the name of this node's stack/site)");
   if (!ValidId(c.stack)) return r.Error("stack", "must be 1-63 characters of letters, digits, '.', '_' or '-'");
+  c.engine.stack = c.stack;  // for the master side of ReplicationTls
   if (!ValidHostPort(c.controller)) return r.Error("controller", "must be HOST:PORT");
   if (c.addresses.internal.empty()) return r.Error("addresses.internal", "missing");
   if (!ValidAddress(c.addresses.internal)) return r.Error("addresses.internal", "not a host name or IP address");

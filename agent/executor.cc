@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/log.h"
 
 namespace tandem {
 
@@ -97,6 +98,19 @@ absl::Status Executor::Bootstrap(const Observation& observed, const DesiredState
         HumanBytes(needed), " (twice the size of ", desired.upstream.id, "'s data, ",
         HumanBytes(desired.upstream_data_bytes), ")"));
   }
+  // The cheap path first where it was asked for (a follower after a
+  // switchover, an automatic resync) and there is data to rejoin with.
+  if (desired.rejoin_first && now->has_data) {
+    absl::StatusOr<std::string> rejoined = engine_->Rejoin(self_, desired.upstream);
+    if (rejoined.ok()) {
+      return host_->RecordBootstrap(
+          BootstrapRecord{desired.upstream.id, desired.resync_token, *rejoined});
+    }
+    // Not yet (the master does not serve this node yet, ...): try again.
+    if (absl::IsUnavailable(rejoined.status())) return rejoined.status();
+    LogWarning(absl::StrCat("rejoin with ", desired.upstream.id,
+                            " not possible, making a full copy: ", rejoined.status().message()));
+  }
   ProgressFn progress = [listener](uint64_t done, uint64_t total) {
     if (listener != nullptr) listener->Progress(done, total);
   };
@@ -133,6 +147,12 @@ absl::Status Executor::WaitStreaming() {
                           " is not up");
       // The engine's own reason, when it has one (e.g. a replication error).
       if (!facts->link_error.empty()) absl::StrAppend(&last, ": ", facts->link_error);
+      // Waiting cannot help a copy that can no longer follow: say so now.
+      if (!facts->out_of_sync.empty()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "out of sync with ", facts->upstream.empty() ? "its upstream" : facts->upstream, ": ",
+            facts->out_of_sync, "; it needs a resync (tandemctl resync, or auto_resync)"));
+      }
     }
     if (clock_->Now() >= deadline) break;
     clock_->SleepFor(options_.poll_interval);

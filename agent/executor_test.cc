@@ -106,6 +106,69 @@ TEST(ExecutorTest, BootstrapMovesOldDataAsideAndRecordsIt) {
   EXPECT_EQ(engine.calls[1], "bootstrap");
 }
 
+TEST(ExecutorTest, RejoinFirstKeepsTheDataWhenTheEngineCanRejoin) {
+  FakeEngine engine;
+  engine.can_rejoin = true;
+  FakeHost host;
+  FakeClock clock;
+  DesiredState d = Desired(Role::kSlave);
+  d.resync_token = "t1";
+  d.rejoin_first = true;
+  ASSERT_TRUE(RunPass(engine, host, clock, d).ok());
+  EXPECT_EQ(engine.rejoins, 1);
+  EXPECT_EQ(engine.bootstraps, 0);
+  EXPECT_EQ(engine.moved_aside, 0);
+  EXPECT_EQ(host.facts.bootstrap, (BootstrapRecord{"db1", "t1", "own-data"}));
+  EXPECT_TRUE(Converged(engine, host, d));
+}
+
+TEST(ExecutorTest, RejoinFirstFallsBackToAFullCopy) {
+  FakeEngine engine;  // can_rejoin = false
+  FakeHost host;
+  FakeClock clock;
+  DesiredState d = Desired(Role::kSlave);
+  d.resync_token = "t1";
+  d.rejoin_first = true;
+  ASSERT_TRUE(RunPass(engine, host, clock, d).ok());
+  EXPECT_EQ(engine.rejoins, 0);
+  EXPECT_EQ(engine.bootstraps, 1);
+  EXPECT_EQ(host.facts.bootstrap, (BootstrapRecord{"db1", "t1", "data-of-db1"}));
+  // Rejoin was tried, after the fence and before the copy.
+  auto rejoin = std::find(engine.calls.begin(), engine.calls.end(), "rejoin");
+  auto copy = std::find(engine.calls.begin(), engine.calls.end(), "bootstrap");
+  ASSERT_NE(rejoin, engine.calls.end());
+  EXPECT_LT(rejoin, copy);
+  EXPECT_TRUE(Converged(engine, host, d));
+}
+
+TEST(ExecutorTest, AnOperatorsResyncNeverTakesTheCheapPath) {
+  FakeEngine engine;
+  engine.can_rejoin = true;
+  FakeHost host;
+  FakeClock clock;
+  DesiredState d = Desired(Role::kSlave);
+  d.resync_token = "t1";
+  ASSERT_TRUE(RunPass(engine, host, clock, d).ok());
+  EXPECT_EQ(std::count(engine.calls.begin(), engine.calls.end(), "rejoin"), 0);
+  EXPECT_EQ(engine.bootstraps, 1);
+}
+
+TEST(ExecutorTest, AnOutOfSyncSlaveIsReportedAtOnceAndHeld) {
+  FakeEngine engine;
+  FakeHost host;
+  FakeClock clock;
+  DesiredState d = Desired(Role::kSlave);
+  ASSERT_TRUE(RunPass(engine, host, clock, d).ok());
+  engine.link_up = false;
+  engine.out_of_sync = "timeline fork";
+  const auto before = clock.Now();
+  absl::Status st = RunPass(engine, host, clock, d);
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
+  EXPECT_NE(st.message().find("timeline fork"), std::string::npos) << st;
+  // It did not wait for the streaming deadline first.
+  EXPECT_LT(clock.Now() - before, std::chrono::seconds(1));
+}
+
 TEST(ExecutorTest, RefusesBootstrapWithoutTwiceTheMastersSizeFree) {
   FakeEngine engine;
   FakeHost host;
@@ -196,9 +259,11 @@ class RecordingSink : public ObservedSink {
  public:
   void Publish(const ObservedState& observed, std::vector<StepEvent> events) override {
     last = observed;
+    all.push_back(observed);
     for (auto& e : events) this->events.push_back(e);
   }
   ObservedState last;
+  std::vector<ObservedState> all;
   std::vector<StepEvent> events;
 };
 
@@ -245,6 +310,33 @@ TEST(ReconcilerTest, HoldsOnABlockingErrorUntilTheDesiredStateChanges) {
   EXPECT_TRUE(reconciler.Pass().ok());
   EXPECT_EQ(sink.last.converged_generation, 4u);
   EXPECT_FALSE(sink.last.error_blocks);
+}
+
+TEST(ReconcilerTest, AnErrorOfAnOlderTargetIsNotShownWithTheNewOne) {
+  FakeEngine engine;
+  FakeHost host;
+  FakeClock clock;
+  host.free_bytes = 10;
+  DesiredStateStore store("");
+  RecordingSink sink;
+  Reconciler reconciler(kSelf, &engine, &host, &clock, &store, &sink);
+  ASSERT_TRUE(*store.Offer(Desired(Role::kSlave)));
+  EXPECT_EQ(reconciler.Pass().code(), absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(sink.last.error_blocks);
+  DesiredState d = Desired(Role::kSlave);
+  d.generation = 4;
+  d.resync_token = "again";
+  ASSERT_TRUE(*store.Offer(d));
+  sink.all.clear();
+  EXPECT_EQ(reconciler.Pass().code(), absl::StatusCode::kFailedPrecondition);
+  // Every report until generation 4's own outcome carries no error.
+  ASSERT_GE(sink.all.size(), 2u);
+  for (size_t i = 0; i + 1 < sink.all.size(); ++i) {
+    EXPECT_EQ(sink.all[i].seen_generation, 4u);
+    EXPECT_TRUE(sink.all[i].last_error.empty()) << i << ": " << sink.all[i].last_error;
+    EXPECT_FALSE(sink.all[i].error_blocks) << i;
+  }
+  EXPECT_TRUE(sink.all.back().error_blocks);
 }
 
 TEST(DesiredStoreTest, IgnoresOlderGenerationsAndPersists) {

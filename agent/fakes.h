@@ -30,6 +30,9 @@ class FakeEngine : public Engine {
   uint64_t replayed = 100;  // position applied so far (positions are numbers here)
   int moved_aside = 0;    // old data directories kept by Bootstrap
   int bootstraps = 0;
+  bool can_rejoin = false;   // Rejoin succeeds (else FailedPrecondition)
+  int rejoins = 0;
+  std::string out_of_sync;   // reported while a slave
   std::vector<std::string> calls;
 
   EngineType type() const override { return EngineType::kPostgresql; }
@@ -45,6 +48,7 @@ class FakeEngine : public Engine {
     f.lag_bytes = f.streaming ? 0 : -1;
     f.data_bytes = 1000;
     f.data_id = data_id;
+    if (is_slave) f.out_of_sync = out_of_sync;
     if (running) f.served_slaves = served;
     return f;
   }
@@ -87,6 +91,17 @@ class FakeEngine : public Engine {
     data_id = "data-of-" + up.id;
     return data_id;
   }
+  absl::StatusOr<std::string> Rejoin(const Peer& /*self*/, const Peer& up) override {
+    calls.push_back("rejoin");
+    if (!can_rejoin) return absl::FailedPreconditionError("diverged too far");
+    ++rejoins;
+    is_slave = true;
+    fenced = false;
+    served.clear();
+    out_of_sync.clear();
+    upstream = absl::StrCat(up.host, ":", up.port);
+    return data_id;
+  }
   absl::Status Follow(const Peer& /*self*/, const Peer& up) override {
     calls.push_back("follow");
     if (!is_slave) return absl::FailedPreconditionError("writable server cannot follow");
@@ -126,6 +141,10 @@ class FaultInjectingEngine : public Engine {
                                         const ProgressFn& p) override {
     if (Gate()) return status_;
     return inner_->Bootstrap(self, up, p);
+  }
+  absl::StatusOr<std::string> Rejoin(const Peer& self, const Peer& up) override {
+    if (Gate()) return status_;
+    return inner_->Rejoin(self, up);
   }
   absl::Status Follow(const Peer& self, const Peer& up) override {
     return Gate() ? status_ : inner_->Follow(self, up);

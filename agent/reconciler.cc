@@ -58,6 +58,7 @@ absl::StatusOr<Observation> Reconciler::Observe() {
   observed_.lag_seconds = o.engine.is_slave ? o.engine.lag_seconds : -1;
   observed_.data_bytes = o.engine.data_bytes;
   observed_.position = o.engine.position;
+  observed_.out_of_sync = o.engine.is_slave ? o.engine.out_of_sync : "";
   return o;
 }
 
@@ -65,6 +66,13 @@ absl::Status Reconciler::Pass() {
   const DesiredState desired = desired_->Current();
   {
     absl::MutexLock lock(&mu_);
+    // An error of an older target says nothing of this one (and must not
+    // look like it: `tandemctl wait` stops on a blocking error of the
+    // generation the agent holds).
+    if (observed_.seen_generation != desired.generation) {
+      observed_.last_error.clear();
+      observed_.error_blocks = false;
+    }
     observed_.seen_generation = desired.generation;
   }
   absl::Status status;

@@ -83,6 +83,11 @@ struct DesiredState {
   // A slave being promoted: replay at least this far (an engine position,
   // e.g. a PostgreSQL LSN) before becoming writable. Empty: no wait.
   std::string catch_up_position;
+  // With a new resync_token: try the engine's cheap path (Engine::Rejoin:
+  // pg_rewind, GTID re-point) before a full copy. Set for the followers of
+  // a switchover and for automatic resyncs; an operator's resync makes a
+  // full copy.
+  bool rejoin_first = false;
   // Informational, not part of the generation: the upstream's data size as
   // last reported, for the free-disk check before a bootstrap (0: unknown).
   uint64_t upstream_data_bytes = 0;
@@ -92,7 +97,7 @@ struct DesiredState {
   bool SameTarget(const DesiredState& other) const {
     return role == other.role && upstream == other.upstream && slaves == other.slaves &&
            env == other.env && resync_token == other.resync_token && fenced == other.fenced &&
-           catch_up_position == other.catch_up_position;
+           catch_up_position == other.catch_up_position && rejoin_first == other.rejoin_first;
   }
 };
 
@@ -120,6 +125,7 @@ struct ObservedState {
   std::string current_step;         // empty when idle
   std::string last_error;           // empty when the last pass succeeded
   bool error_blocks = false;        // the error needs a change (not a retry)
+  std::string out_of_sync;          // slave: why it cannot follow by itself ("" in sync)
 
   bool operator==(const ObservedState&) const = default;
 };

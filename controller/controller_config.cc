@@ -70,7 +70,8 @@ absl::StatusOr<ControllerConfig> ParseControllerConfig(const std::string& yaml,
   }
   static const std::set<std::string> kKnown = {"listen", "data_dir", "auth_token_file",
                                                "events_keep", "bootstraps_per_group",
-                                               "metrics_listen"};
+                                               "metrics_listen", "auto_resync",
+                                               "auto_resync_interval"};
   try {
     for (const auto& entry : root) {
       const std::string field = entry.first.as<std::string>();
@@ -105,6 +106,21 @@ absl::StatusOr<ControllerConfig> ParseControllerConfig(const std::string& yaml,
                             absl::StrCat("\"", *value, "\" is not a number in 0..1000"));
         }
         config.bootstraps_per_group = static_cast<size_t>(limit);
+      } else if (field == "auto_resync") {
+        if (*value == "true") {
+          config.auto_resync = true;
+        } else if (*value == "false") {
+          config.auto_resync = false;
+        } else {
+          return FieldError(source, field, absl::StrCat("\"", *value, "\" is not true or false"));
+        }
+      } else if (field == "auto_resync_interval") {
+        int seconds = 0;
+        if (!absl::SimpleAtoi(*value, &seconds) || seconds < 1 || seconds > 86400 * 7) {
+          return FieldError(source, field,
+                            absl::StrCat("\"", *value, "\" is not a number of seconds in 1..604800"));
+        }
+        config.auto_resync_interval_seconds = seconds;
       } else if (field == "metrics_listen") {
         if (!value->empty()) {
           if (absl::Status st = ValidateListenAddress(*value); !st.ok()) {
@@ -167,7 +183,8 @@ std::string Usage() {
   return "usage: tandem-controller [--config FILE] [--listen HOST:PORT] [--data-dir DIR]\n"
          "                         [--metrics-listen HOST:PORT]\n"
          "  --config FILE        controller.yaml (fields: listen, data_dir, auth_token_file,\n"
-         "                       events_keep, bootstraps_per_group, metrics_listen)\n"
+         "                       events_keep, bootstraps_per_group, auto_resync,\n"
+         "                       auto_resync_interval, metrics_listen)\n"
          "  --listen HOST:PORT   gRPC address (default 127.0.0.1:7400; port 0: any free port)\n"
          "  --data-dir DIR       state directory (default /var/lib/tandem-controller)\n"
          "  --metrics-listen HOST:PORT\n"

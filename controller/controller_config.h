@@ -7,6 +7,8 @@
 //   events_keep: 2000                    # events kept in the history
 //   metrics_listen: ""                   # HOST:PORT of /metrics and /healthz; empty: off
 //   bootstraps_per_group: 1              # slaves of one master copying at once (0: no limit)
+//   auto_resync: false                   # resync out-of-sync slaves without an operator
+//   auto_resync_interval: 300            # seconds between two automatic resyncs of a node
 //
 // Errors are InvalidArgument (NotFound / PermissionDenied for an unreadable
 // file) and name the file, the field and the reason:
@@ -30,6 +32,8 @@ struct ControllerConfig {
   std::string auth_token_file;  // empty: every client is accepted
   size_t events_keep = 2000;
   size_t bootstraps_per_group = 1;
+  bool auto_resync = false;
+  int auto_resync_interval_seconds = 300;
   std::string metrics_listen;  // HTTP /metrics and /healthz; empty: not served
 };
 

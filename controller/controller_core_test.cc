@@ -1140,14 +1140,32 @@ TEST_F(PromoteTest, FencesTheMasterFirstThenSwitches) {
   EXPECT_TRUE(registry_->RemoveSlave("db3").ok());
 }
 
-TEST_F(PromoteTest, OnlyPostgresqlGroupsArePromotedSoFar) {
-  MustRegister(*registry_, Node("r1", EngineType::kRedis));
-  MustRegister(*registry_, Node("r2", EngineType::kRedis));
-  MustEnable(*registry_, "r1", "r2");
-  absl::StatusOr<Changes> refused = registry_->Promote("r2", true);
-  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("postgresql only"));
-  EXPECT_EQ(DesiredOf(*registry_, "r1").role, Role::kMaster);
+TEST_F(PromoteTest, FollowersOfAFencedSwitchoverRejoinInPlaceFirst) {
+  registry_->AgentConnected("db1");
+  ASSERT_TRUE(registry_->Promote("db2", false).ok());
+  ReportConverged("db1", /*writable=*/false, "0/5000");
+  for (const char* id : {"db1", "db3"}) {
+    DesiredState d = DesiredOf(*registry_, id);
+    EXPECT_EQ(d.upstream.id, "db2") << id;
+    EXPECT_TRUE(d.rejoin_first) << id << ": fenced before db2 took over, nothing to lose";
+  }
+  EXPECT_FALSE(DesiredOf(*registry_, "db2").rejoin_first);
+}
+
+TEST_F(PromoteTest, RedisAndMysqlGroupsArePromotedToo) {
+  for (EngineType engine : {EngineType::kRedis, EngineType::kMysql}) {
+    const std::string a = absl::StrCat(std::string(EngineName(engine)), "1");
+    const std::string b = absl::StrCat(std::string(EngineName(engine)), "2");
+    MustRegister(*registry_, Node(a, engine));
+    MustRegister(*registry_, Node(b, engine));
+    MustEnable(*registry_, a, b);
+    ReportConverged(a);
+    ReportConverged(b);
+    absl::StatusOr<Changes> forced = registry_->Promote(b, true);
+    ASSERT_TRUE(forced.ok()) << forced.status();
+    EXPECT_EQ(DesiredOf(*registry_, b).role, Role::kMaster);
+    EXPECT_EQ(DesiredOf(*registry_, a).upstream.id, b);
+  }
 }
 
 TEST_F(PromoteTest, ForceSkipsTheFenceAndRebuildsTheOldMaster) {
@@ -1158,6 +1176,75 @@ TEST_F(PromoteTest, ForceSkipsTheFenceAndRebuildsTheOldMaster) {
   EXPECT_EQ(DesiredOf(*registry_, "db1").role, Role::kSlave);
   EXPECT_EQ(DesiredOf(*registry_, "db1").upstream.id, "db2");
   EXPECT_FALSE(registry_->Snapshot().nodes.at("db1").seeded);
+  // The old master, and the slaves that got more of its writes than db2,
+  // may hold writes db2 lacks: full copies keep them aside.
+  EXPECT_FALSE(DesiredOf(*registry_, "db1").rejoin_first);
+  EXPECT_FALSE(DesiredOf(*registry_, "db3").rejoin_first);
+}
+
+// ------------------------------------------------------------ auto resync
+
+class AutoResyncTest : public ::testing::Test {
+ protected:
+  void Open(bool auto_resync) {
+    RegistryOptions options = FixedClock();
+    options.auto_resync = auto_resync;
+    options.auto_resync_interval = absl::Minutes(5);
+    options.now = [this] { return now_; };
+    registry_ = OpenOrDie(std::make_unique<MemoryStore>(), options);
+    for (const char* id : {"db1", "db2"}) MustRegister(*registry_, Node(id));
+    MustEnable(*registry_, "db1", "db2");
+    for (const char* id : {"db1", "db2"}) Report(id, "");
+  }
+  void Report(const std::string& id, const std::string& out_of_sync) {
+    ObservedState observed = ConvergedOn(Gen(*registry_, id));
+    observed.out_of_sync = out_of_sync;
+    ASSERT_TRUE(registry_->Report(id, observed, {}).ok());
+  }
+  absl::Time now_ = absl::FromUnixSeconds(1700000000);
+  std::unique_ptr<Registry> registry_;
+};
+
+TEST_F(AutoResyncTest, AnOutOfSyncSlaveIsResyncedCheapPathFirst) {
+  Open(true);
+  const std::string token = DesiredOf(*registry_, "db2").resync_token;
+  Report("db2", "timeline fork: new timeline 2 forked off");
+  DesiredState d = DesiredOf(*registry_, "db2");
+  EXPECT_NE(d.resync_token, token);
+  EXPECT_TRUE(d.rejoin_first);
+  std::vector<Event> events = registry_->Events(0, "db2");
+  ASSERT_FALSE(events.empty());
+  EXPECT_THAT(events.back().message, HasSubstr("auto-resync db2: timeline fork"));
+
+  // Not again while that copy runs, nor within the interval once it is done.
+  const std::string second = d.resync_token;
+  Report("db2", "timeline fork: new timeline 2 forked off");
+  EXPECT_EQ(DesiredOf(*registry_, "db2").resync_token, second);
+  Report("db2", "");  // converged on the new copy: seeded again
+  now_ += absl::Minutes(1);
+  Report("db2", "link down");
+  EXPECT_EQ(DesiredOf(*registry_, "db2").resync_token, second);
+  now_ += absl::Minutes(5);
+  Report("db2", "link down");
+  EXPECT_NE(DesiredOf(*registry_, "db2").resync_token, second);
+}
+
+TEST_F(AutoResyncTest, OffByDefaultTheOperatorDecides) {
+  Open(false);
+  const std::string token = DesiredOf(*registry_, "db2").resync_token;
+  Report("db2", "timeline fork");
+  EXPECT_EQ(DesiredOf(*registry_, "db2").resync_token, token);
+  // An operator's resync makes a full copy.
+  ASSERT_TRUE(registry_->Resync("db2").ok());
+  EXPECT_FALSE(DesiredOf(*registry_, "db2").rejoin_first);
+}
+
+TEST_F(AutoResyncTest, AMasterIsNeverResynced) {
+  Open(true);
+  const uint64_t gen = Gen(*registry_, "db1");
+  Report("db1", "whatever");
+  EXPECT_EQ(Gen(*registry_, "db1"), gen);
+  EXPECT_EQ(DesiredOf(*registry_, "db1").role, Role::kMaster);
 }
 
 TEST_F(PromoteTest, SwitchoverSurvivesTheStore) {

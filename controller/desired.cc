@@ -90,6 +90,7 @@ DesiredState DesiredFor(const ControllerState& state, const NodeRecord& node,
   }
   if (node.role == Role::kSlave) {
     desired.resync_token = node.resync_token;
+    desired.rejoin_first = node.rejoin_first;
     auto it = state.nodes.find(node.upstream_id);
     if (it != state.nodes.end()) {
       const NodeInfo& m = it->second.info;

@@ -90,6 +90,8 @@ int Main(int argc, char** argv) {
   RegistryOptions registry_options;
   registry_options.events_keep = config->events_keep;
   registry_options.policy.bootstraps_per_group = config->bootstraps_per_group;
+  registry_options.auto_resync = config->auto_resync;
+  registry_options.auto_resync_interval = absl::Seconds(config->auto_resync_interval_seconds);
   absl::StatusOr<std::unique_ptr<Registry>> registry =
       Registry::Open(*std::move(store), registry_options);
   if (!registry.ok()) return Fail(kExitStartup, std::string(registry.status().message()));

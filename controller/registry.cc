@@ -233,7 +233,8 @@ absl::StatusOr<const NodeRecord*> Registry::FindLocked(const std::string& node_i
   return &it->second;
 }
 
-void Registry::RequestCopyLocked(ControllerState* next, const std::string& node_id) const {
+void Registry::RequestCopyLocked(ControllerState* next, const std::string& node_id,
+                                 bool rejoin_first) const {
   // The token: the node's next generation (its target changes with it) and
   // a counter saved with the state, so a token is never reused. The counter
   // also orders the bootstrap queue.
@@ -242,6 +243,7 @@ void Registry::RequestCopyLocked(ControllerState* next, const std::string& node_
       absl::StrCat("r", record.desired.generation + 1, "-", ++next->resync_counter);
   record.queue_seq = next->resync_counter;
   record.seeded = false;
+  record.rejoin_first = rejoin_first;
 }
 
 absl::StatusOr<Changes> Registry::Register(const NodeInfo& info) {
@@ -408,12 +410,9 @@ absl::StatusOr<Changes> Registry::Promote(const std::string& node, bool force) {
   absl::StatusOr<const NodeRecord*> n = FindLocked(node);
   if (!n.ok()) return n.status();
   const NodeRecord& promoted = **n;
-  // The switchover is verified end to end (fence, catch-up, no acknowledged
-  // write lost) for PostgreSQL only so far.
-  if (promoted.info.engine != EngineType::kPostgresql) {
+  if (promoted.info.engine == EngineType::kMongodb) {
     return absl::FailedPreconditionError(
-        absl::StrCat("promote is supported for postgresql only so far (", node, " is ",
-                     AV(EngineName(promoted.info.engine)), ")"));
+        absl::StrCat("promote is not supported for mongodb (", node, ")"));
   }
   if (promoted.role != Role::kSlave) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -430,7 +429,10 @@ absl::StatusOr<Changes> Registry::Promote(const std::string& node, bool force) {
     // No fence: the old master may be unreachable. It becomes a slave of
     // the new master with a fresh token, so when its agent comes back it is
     // fenced and rebuilt and can never be writable by itself again.
-    SwitchMasterLocked(&next, node, "");
+    // No rejoin in place either: the old master (and a slave that got more
+    // of its writes than `node`) may hold writes `node` lacks, which only a
+    // full copy keeps (the old data is moved aside).
+    SwitchMasterLocked(&next, node, "", /*rejoin_first=*/false);
     return CommitLocked(std::move(next), absl::StrCat("promote --force ", node, " (", old_master,
                                                       " not fenced: rebuilt when it returns)"));
   }
@@ -449,7 +451,7 @@ absl::StatusOr<Changes> Registry::Promote(const std::string& node, bool force) {
 }
 
 void Registry::SwitchMasterLocked(ControllerState* next, const std::string& node,
-                                  const std::string& position) const {
+                                  const std::string& position, bool rejoin_first) const {
   const std::string old_master = next->nodes.at(node).upstream_id;
   NodeRecord& promoted = next->nodes.at(node);
   promoted.role = Role::kMaster;
@@ -457,19 +459,22 @@ void Registry::SwitchMasterLocked(ControllerState* next, const std::string& node
   promoted.resync_token.clear();
   promoted.catch_up_position = position;
   promoted.fenced = false;
-  // The old master first, then its other slaves: each is rebuilt from the
-  // new master, one at a time (the bootstrap queue).
-  std::vector<std::string> followers = {old_master};
+  // The other slaves first, then the old master, one at a time (the
+  // bootstrap queue): the slaves leave the old master before it stops, so
+  // they never replay anything of its past the point where `node` took
+  // over (which would make them diverge too).
+  std::vector<std::string> followers;
   for (const std::string& id : SlaveIds(*next, old_master)) {
     if (id != node) followers.push_back(id);
   }
+  followers.push_back(old_master);
   for (const std::string& id : followers) {
     NodeRecord& record = next->nodes.at(id);
     record.role = Role::kSlave;
     record.upstream_id = node;
     record.fenced = false;
     record.catch_up_position.clear();
-    RequestCopyLocked(next, id);
+    RequestCopyLocked(next, id, rejoin_first);
   }
   next->promoting.clear();
 }
@@ -494,9 +499,19 @@ absl::Status Registry::Report(const std::string& node_id, const ObservedState& o
                           record.desired.fenced && !observed.writable &&
                           !observed.position.empty() &&
                           observed.converged_generation == record.desired.generation;
-  if (!events.empty() || seeded_now || fenced_now) {
+  // A slave whose agent says it can no longer follow its master: with the
+  // auto_resync policy the controller asks for a copy itself (cheap path
+  // first), once per interval, never in the middle of a copy or a
+  // switchover.
+  const double now = UnixSeconds(options_.now());
+  const bool resync_now =
+      options_.auto_resync && !observed.out_of_sync.empty() && record.role == Role::kSlave &&
+      record.seeded && state_.promoting.empty() && PublishedInGroup(record) &&
+      record.desired.resync_token == record.resync_token &&
+      (record.auto_resync_time == 0 ||
+       now - record.auto_resync_time >= absl::ToDoubleSeconds(options_.auto_resync_interval));
+  if (!events.empty() || seeded_now || fenced_now || resync_now) {
     ControllerState next = state_;
-    const double now = UnixSeconds(options_.now());
     for (const StepEvent& step : events) {
       Event event;
       event.unix_time = now;
@@ -517,11 +532,20 @@ absl::Status Registry::Report(const std::string& node_id, const ObservedState& o
     }
     if (fenced_now) {
       const std::string promoted = state_.promoting;
-      SwitchMasterLocked(&next, promoted, observed.position);
+      // The old master was fenced before the promoted slave caught up, so
+      // every follower may rejoin in place: none holds a write the new
+      // master lacks.
+      SwitchMasterLocked(&next, promoted, observed.position, /*rejoin_first=*/true);
       absl::StatusOr<Changes> switched = CommitLocked(
           std::move(next), absl::StrCat("promote ", promoted, ": ", node_id, " fenced at ",
                                         observed.position, "; ", promoted, " takes over"));
       if (!switched.ok()) return switched.status();
+    } else if (resync_now) {
+      RequestCopyLocked(&next, node_id, /*rejoin_first=*/true);
+      next.nodes.at(node_id).auto_resync_time = now;
+      absl::StatusOr<Changes> resynced = CommitLocked(
+          std::move(next), absl::StrCat("auto-resync ", node_id, ": ", observed.out_of_sync));
+      if (!resynced.ok()) return resynced.status();
     } else if (seeded_now) {
       next.nodes.at(node_id).seeded = true;
       absl::StatusOr<Changes> released = CommitLocked(

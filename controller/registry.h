@@ -49,6 +49,10 @@ struct RegistryOptions {
   size_t events_keep = 2000;
   // How group members are released (bootstraps per group at a time).
   DesiredPolicy policy;
+  // Resync a slave whose agent reports it out of sync without waiting for
+  // an operator (cheap path first), at most once per interval per node.
+  bool auto_resync = false;
+  absl::Duration auto_resync_interval = absl::Minutes(5);
   // The clock for event times and report ages.
   std::function<absl::Time()> now = [] { return absl::Now(); };
 };
@@ -201,13 +205,16 @@ class Registry {
   // Asks for a fresh copy of its master's data on slave `node_id` in `next`:
   // a new, never used resync token, a place at the end of the bootstrap
   // queue, not seeded.
-  void RequestCopyLocked(ControllerState* next, const std::string& node_id) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // `rejoin_first`: the engine may try its cheap path before a full copy.
+  void RequestCopyLocked(ControllerState* next, const std::string& node_id,
+                         bool rejoin_first = false) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Makes slave `node` the master of its group in `next`: the old master
-  // and the other slaves become its slaves (rebuilt, one at a time); it
+  // and the other slaves become its slaves (one at a time; with
+  // `rejoin_first` they try the engine's cheap path before a full copy); it
   // replays `position` before becoming writable ("" : no wait).
   void SwitchMasterLocked(ControllerState* next, const std::string& node,
-                          const std::string& position) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+                          const std::string& position, bool rejoin_first) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const RegistryOptions options_;
   mutable absl::Mutex mu_;

@@ -47,6 +47,12 @@ struct NodeRecord {
   // the position a promoted master replays before it becomes writable.
   bool fenced = false;
   std::string catch_up_position;
+  // The copy asked for with resync_token may first try the engine's cheap
+  // path (a follower of a fenced switchover, an automatic resync).
+  bool rejoin_first = false;
+  // When the controller last resynced this node by itself (Unix seconds; 0:
+  // never), to space automatic resyncs out.
+  double auto_resync_time = 0;
   // The desired state last published for the node, with its generation. It
   // is a function of every record's intent and info (see desired.h); it is
   // kept so that a generation is bumped only when the target really changes,
@@ -58,6 +64,7 @@ struct NodeRecord {
            resync_token == other.resync_token && queue_seq == other.queue_seq &&
            seeded == other.seeded && fenced == other.fenced &&
            catch_up_position == other.catch_up_position &&
+           rejoin_first == other.rejoin_first && auto_resync_time == other.auto_resync_time &&
            desired.generation == other.desired.generation &&
            desired.SameTarget(other.desired);
   }

@@ -44,7 +44,8 @@ json DesiredToJson(const DesiredState& d) {
               {"env", d.env},
               {"resync_token", d.resync_token},
               {"fenced", d.fenced},
-              {"catch_up_position", d.catch_up_position}};
+              {"catch_up_position", d.catch_up_position},
+              {"rejoin_first", d.rejoin_first}};
 }
 
 // Throws std::invalid_argument for values json cannot catch by type alone.
@@ -64,6 +65,7 @@ DesiredState DesiredFromJson(const json& j) {
   d.resync_token = j.at("resync_token").get<std::string>();
   d.fenced = j.value("fenced", false);
   d.catch_up_position = j.value("catch_up_position", std::string());
+  d.rejoin_first = j.value("rejoin_first", false);
   return d;
 }
 
@@ -82,6 +84,8 @@ json NodeToJson(const NodeRecord& n) {
               {"seeded", n.seeded},
               {"fenced", n.fenced},
               {"catch_up_position", n.catch_up_position},
+              {"rejoin_first", n.rejoin_first},
+              {"auto_resync_time", n.auto_resync_time},
               {"desired", DesiredToJson(n.desired)}};
 }
 
@@ -107,6 +111,8 @@ NodeRecord NodeFromJson(const json& j) {
   n.seeded = j.value("seeded", false);
   n.fenced = j.value("fenced", false);
   n.catch_up_position = j.value("catch_up_position", std::string());
+  n.rejoin_first = j.value("rejoin_first", false);
+  n.auto_resync_time = j.value("auto_resync_time", 0.0);
   n.desired = DesiredFromJson(j.at("desired"));
   return n;
 }

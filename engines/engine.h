@@ -51,6 +51,12 @@ struct EngineFacts {
   std::string position;        // engine-specific replication position (LSN, GTID, offset)
   std::string link_error;      // slave: why replication stopped, in the engine's
                                // words (MySQL Last_IO_Error / Last_SQL_Error); "" if none
+  // Slave: why this copy can no longer follow its upstream by itself and
+  // needs a rejoin or a rebuild (PostgreSQL timeline fork, WAL removed on
+  // the master, another system identifier; MySQL replication error or
+  // errant GTIDs; Redis link down for longer than the configured bound).
+  // "" when in sync or when the engine cannot tell. One line, no secret.
+  std::string out_of_sync;
 
   bool operator==(const EngineFacts&) const = default;
 };
@@ -141,6 +147,22 @@ class Engine {
     (void)slave_id;
     (void)write;
     return absl::UnimplementedError("this engine does not stream backups to its slaves");
+  }
+
+  // Slave side, the cheap path before a full copy (a follower after a
+  // switchover, an automatic resync): makes the existing local data follow
+  // `upstream` without copying the whole data set (PostgreSQL pg_rewind;
+  // MySQL re-point by GTID; ...) and returns the identity of the data set
+  // (EngineFacts::data_id) once the server streams from `upstream`.
+  // Never touches a writable server (the caller fences first). Returns
+  // FailedPrecondition (saying why) when the data cannot rejoin (diverged
+  // beyond what the engine can repair, WAL gone, errant transactions, ...)
+  // and Unimplemented where the engine has no cheap path: the caller then
+  // makes a full copy with Bootstrap. Idempotent like every step.
+  virtual absl::StatusOr<std::string> Rejoin(const Peer& self, const Peer& upstream) {
+    (void)self;
+    (void)upstream;
+    return absl::UnimplementedError("this engine has no cheap rejoin path; a full copy is made");
   }
 
   // Slave side of a switchover: whether this server has applied everything

@@ -46,7 +46,28 @@ struct EngineConfig {
   // engine's default). MySQL: "backup" (mariadb-backup, physical) or "dump"
   // (mariadb-dump, logical; for servers without mariadb-backup).
   std::string seed_method;
+  // TLS on a slave's replication connection to its master:
+  //   "off" (default), "between-stacks" (when the master is in another
+  //   stack), "always".
+  // The slave verifies the master's certificate, and that it names the
+  // address it connects to, against tls_ca_file. tls_cert_file/tls_key_file
+  // are an optional client certificate for masters that ask for one. The
+  // master's server must have TLS on (PostgreSQL ssl=on, MariaDB ssl_cert
+  // and ssl_key, Redis tls-port); the files must be readable by os_user.
+  std::string tls_mode = "off";
+  std::string tls_ca_file;
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  // This node's stack (agent.yaml `stack`): a master compares it with its
+  // slaves' stacks for ReplicationTls (which slaves must come over TLS).
+  std::string stack;
+  // Seconds a slave's link may stay down before it is reported out of sync
+  // (engines that cannot tell otherwise, e.g. Redis).
+  int out_of_sync_after_seconds = 60;
 };
+
+// Whether slave `self` replicates from `upstream` over TLS under `config`.
+bool ReplicationTls(const EngineConfig& config, const Peer& self, const Peer& upstream);
 
 // "engine.<field>: <why>" as InvalidArgument.
 absl::Status InvalidEngineField(std::string_view field, std::string_view why);
@@ -55,7 +76,8 @@ absl::Status InvalidEngineField(std::string_view field, std::string_view why);
 // `expected` (or unset, then set), host, port 1..65535, data_dir absolute
 // (normalised, not "/", its parent exists), user, timeout, log_file
 // absolute, os_user known and usable by this process, secret files absolute
-// and private (read once, never kept). Returns os_user's ids when the agent
+// and private (read once, never kept), tls_mode known and its files
+// absolute and readable (the key private). Returns os_user's ids when the agent
 // runs as root and will switch to them (nullopt otherwise). Errors are
 // InvalidEngineField's.
 absl::StatusOr<std::optional<UserIds>> ValidateEngineConfig(EngineConfig* config,

@@ -88,6 +88,7 @@ void ToProto(const DesiredState& in, v1::DesiredState* out) {
   out->set_upstream_data_bytes(in.upstream_data_bytes);
   out->set_fenced(in.fenced);
   out->set_catch_up_position(in.catch_up_position);
+  out->set_rejoin_first(in.rejoin_first);
 }
 
 DesiredState FromProto(const v1::DesiredState& in) {
@@ -101,6 +102,7 @@ DesiredState FromProto(const v1::DesiredState& in) {
   out.upstream_data_bytes = in.upstream_data_bytes();
   out.fenced = in.fenced();
   out.catch_up_position = in.catch_up_position();
+  out.rejoin_first = in.rejoin_first();
   return out;
 }
 
@@ -121,6 +123,7 @@ void ToProto(const ObservedState& in, v1::ObservedState* out) {
   out->set_last_error(in.last_error);
   out->set_error_blocks(in.error_blocks);
   out->set_position(in.position);
+  out->set_out_of_sync(in.out_of_sync);
 }
 
 ObservedState FromProto(const v1::ObservedState& in) {
@@ -140,6 +143,7 @@ ObservedState FromProto(const v1::ObservedState& in) {
   out.last_error = in.last_error();
   out.error_blocks = in.error_blocks();
   out.position = in.position();
+  out.out_of_sync = in.out_of_sync();
   return out;
 }
 

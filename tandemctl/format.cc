@@ -105,6 +105,7 @@ Json NodeJson(const v1::NodeStatus& node) {
       {"current_step", observed.current_step()},
       {"last_error", observed.last_error()},
       {"error_blocks", observed.error_blocks()},
+      {"out_of_sync", observed.out_of_sync()},
   };
   return out;
 }
@@ -315,6 +316,7 @@ std::string StatusText(const v1::NodeStatus& node) {
     add("  upstream", OrDash(observed.upstream()));
     add("  streaming", YesNo(observed.streaming()));
     add("  lag", LagText(observed));
+    if (!observed.out_of_sync().empty()) add("  out of sync", OneLine(observed.out_of_sync()));
     add("  data size", HumanBytes(observed.data_bytes()));
     if (observed.bootstrap().total_bytes() > 0) {
       uint64_t done = observed.bootstrap().done_bytes();

@@ -672,6 +672,8 @@ TEST(DecideWaitTest, Table) {
   blocked_old.mutable_observed()->set_seen_generation(3);
   v1::NodeStatus transient = pending;
   transient.mutable_observed()->set_last_error("connection refused");
+  v1::NodeStatus blocked_but_queued = blocked;  // its old target, waiting its turn
+  blocked_but_queued.set_queued(true);
   v1::NodeStatus blocked_but_converged = converged_slave;
   blocked_but_converged.mutable_observed()->set_last_error("stale");
   blocked_but_converged.mutable_observed()->set_error_blocks(true);
@@ -702,6 +704,11 @@ TEST(DecideWaitTest, Table) {
        {},
        WaitOutcome::kKeepWaiting,
        "db2 (observed slave, gen 4/3, last error: not enough free disk)"},
+      {"blocking error of a queued node",
+       {master, blocked_but_queued},
+       {},
+       WaitOutcome::kKeepWaiting,
+       "db2 (observed slave, gen 4/3, queued for bootstrap, last error: not enough free disk)"},
       {"transient error",
        {transient},
        {"db2"},

@@ -14,8 +14,10 @@ namespace {
 
 constexpr size_t kErrorChars = 200;
 
+// A queued node still shows its old target: its error (e.g. its old
+// upstream went away in a switchover) says nothing of the one it waits for.
 bool BlockedOnCurrentTarget(const v1::NodeStatus& node) {
-  return node.observed().error_blocks() &&
+  return node.observed().error_blocks() && !node.queued() &&
          node.observed().seen_generation() == node.desired().generation();
 }
 

@@ -2,6 +2,8 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
+
 #include <cctype>
 #include <cinttypes>
 #include <cstdio>
@@ -11,6 +13,8 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/numbers.h"
 
 namespace tandem::pg {
 namespace {
@@ -200,12 +204,28 @@ std::string UpstreamFromConninfo(std::string_view conninfo) {
   return absl::StrCat(host->second, ":", p);
 }
 
+std::vector<std::pair<std::string, std::string>> TlsParams(const std::optional<ConninfoTls>& tls) {
+  std::vector<std::pair<std::string, std::string>> out;
+  if (!tls.has_value()) return out;
+  out.emplace_back("sslmode", "verify-full");
+  out.emplace_back("sslrootcert", tls->ca_file);
+  if (!tls->cert_file.empty()) {
+    out.emplace_back("sslcert", tls->cert_file);
+    out.emplace_back("sslkey", tls->key_file);
+  }
+  return out;
+}
+
 std::string PrimaryConninfo(const Peer& upstream, std::string_view user, std::string_view passfile,
-                            std::string_view application_name) {
+                            std::string_view application_name,
+                            const std::optional<ConninfoTls>& tls) {
   std::string out = absl::StrCat("host=", QuoteConninfoValue(upstream.host),
                                  " port=", upstream.port, " user=", QuoteConninfoValue(user));
   if (!passfile.empty()) absl::StrAppend(&out, " passfile=", QuoteConninfoValue(passfile));
   absl::StrAppend(&out, " application_name=", QuoteConninfoValue(application_name));
+  for (const auto& [key, value] : TlsParams(tls)) {
+    absl::StrAppend(&out, " ", key, "=", QuoteConninfoValue(value));
+  }
   return out;
 }
 
@@ -286,8 +306,12 @@ absl::StatusOr<std::string> HbaBlock(const std::vector<Peer>& slaves, std::strin
     for (char& c : id) {
       if (!std::isprint(static_cast<unsigned char>(c))) c = '_';
     }
-    absl::StrAppend(&out, "host replication ", AbslView(repl_user), " ", *addr, " ",
-                    AbslView(method), "  # tandem slave ", id, "\n");
+    // Streaming, and pg_rewind's plain connection when the slave rejoins
+    // after a switchover.
+    for (std::string_view database : {"replication", "postgres"}) {
+      absl::StrAppend(&out, "host ", AbslView(database), " ", AbslView(repl_user), " ", *addr, " ",
+                      AbslView(method), "  # tandem slave ", id, "\n");
+    }
   }
   absl::StrAppend(&out, AbslView(kHbaEnd), "\n");
   return out;
@@ -338,7 +362,7 @@ std::vector<std::string> HbaBlockSlaveIds(std::string_view hba) {
     size_t pos = t.find(kMarker);
     if (pos == std::string_view::npos) continue;
     std::string_view id = Trim(t.substr(pos + kMarker.size()));
-    if (!id.empty()) ids.emplace_back(id);
+    if (!id.empty() && std::find(ids.begin(), ids.end(), id) == ids.end()) ids.emplace_back(id);
   }
   return ids;
 }
@@ -382,6 +406,72 @@ std::optional<std::string> ControldataField(std::string_view output, std::string
     }
   }
   return std::nullopt;
+}
+
+std::string OutOfSyncFromLog(std::string_view log) {
+  // The message after the severity ("FATAL:  could not ..."), for the reason.
+  auto message = [](std::string_view line) {
+    for (std::string_view severity : {"FATAL:  ", "ERROR:  ", "LOG:  "}) {
+      size_t pos = line.find(severity);
+      if (pos != std::string_view::npos) return std::string(Trim(line.substr(pos + severity.size())));
+    }
+    return std::string(Trim(line));
+  };
+  std::string reason;
+  for (std::string_view line : Lines(log)) {
+    if (line.find("entering standby mode") != std::string_view::npos ||
+        line.find("started streaming WAL") != std::string_view::npos) {
+      reason.clear();
+    } else if (line.find("has already been removed") != std::string_view::npos &&
+               line.find("requested WAL segment") != std::string_view::npos) {
+      reason = absl::StrCat("WAL it needs was already removed on the master: ", message(line));
+    } else if (line.find("forked off current database system timeline") !=
+                   std::string_view::npos ||
+               line.find("is not in this server's history") != std::string_view::npos ||
+               line.find("is not a child of this server's history") != std::string_view::npos ||
+               (line.find("highest timeline") != std::string_view::npos &&
+                line.find("is behind recovery timeline") != std::string_view::npos)) {
+      reason = absl::StrCat("timeline fork: ", message(line));
+    } else if (line.find("database system identifier differs") != std::string_view::npos) {
+      reason = absl::StrCat("another database system: ", message(line));
+    } else if (line.find("is ahead of the WAL flush position") != std::string_view::npos) {
+      reason = absl::StrCat("ahead of its master: ", message(line));
+    }
+  }
+  return reason;
+}
+
+std::optional<Divergence> RewindDivergence(std::string_view output) {
+  constexpr std::string_view kMarker = "servers diverged at WAL location ";
+  for (std::string_view line : Lines(output)) {
+    size_t pos = line.find(kMarker);
+    if (pos == std::string_view::npos) continue;
+    const std::string_view rest = line.substr(pos + kMarker.size());
+    std::vector<absl::string_view> words =
+        absl::StrSplit(absl::string_view(rest.data(), rest.size()), ' ', absl::SkipEmpty());
+    // "0/3000060 on timeline 1"
+    uint32_t timeline = 0;
+    if (words.size() >= 4 && words[1] == "on" && words[2] == "timeline" &&
+        absl::SimpleAtoi(words[3], &timeline)) {
+      return Divergence{std::string(words[0]), timeline};
+    }
+  }
+  return std::nullopt;
+}
+
+bool RewindNotRequired(std::string_view output) {
+  return output.find("no rewind required") != std::string_view::npos;
+}
+
+int CountCommits(std::string_view waldump_output) {
+  int commits = 0;
+  for (std::string_view line : Lines(waldump_output)) {
+    if (line.find("rmgr: Transaction") != std::string_view::npos &&
+        line.find("desc: COMMIT") != std::string_view::npos) {
+      ++commits;
+    }
+  }
+  return commits;
 }
 
 std::string ShellQuote(std::string_view arg) {

@@ -38,10 +38,25 @@ std::optional<std::map<std::string, std::string>> ParseConninfo(std::string_view
 // "host:port" of a conninfo (port 5432 when absent); "" when it has no host.
 std::string UpstreamFromConninfo(std::string_view conninfo);
 
+// TLS settings of a replication connection (engine.tls_*): a slave with
+// these verifies its master's certificate and that it names the host it
+// connects to (sslmode=verify-full).
+struct ConninfoTls {
+  std::string ca_file;
+  std::string cert_file;  // optional client certificate
+  std::string key_file;
+};
+
+// libpq's TLS keywords for `tls` (sslmode, sslrootcert, sslcert, sslkey), in
+// that order; empty for nullopt (libpq's defaults).
+std::vector<std::pair<std::string, std::string>> TlsParams(const std::optional<ConninfoTls>& tls);
+
 // primary_conninfo of a slave of `upstream`: host, port, user, passfile (only
-// when `passfile` is not empty) and application_name = `application_name`.
+// when `passfile` is not empty), application_name = `application_name`,
+// then TlsParams(tls).
 std::string PrimaryConninfo(const Peer& upstream, std::string_view user, std::string_view passfile,
-                            std::string_view application_name);
+                            std::string_view application_name,
+                            const std::optional<ConninfoTls>& tls = std::nullopt);
 
 // ---- postgresql.auto.conf / postgresql.conf syntax
 
@@ -68,14 +83,15 @@ inline constexpr std::string_view kHbaEnd = "# END tandem";
 // host or one with whitespace, quotes, '#' or ','.
 absl::StatusOr<std::string> HbaAddress(std::string_view host);
 // The managed block (with its BEGIN/END lines, ending in '\n') that lets
-// `repl_user` replicate from each slave's address with `method`, one line per
-// slave ending with "# tandem slave <id>". "" for no slaves.
+// `repl_user` replicate from each slave's address with `method`, and connect
+// to database postgres (pg_rewind), two lines per slave ending with
+// "# tandem slave <id>". "" for no slaves.
 absl::StatusOr<std::string> HbaBlock(const std::vector<Peer>& slaves, std::string_view repl_user,
                                      std::string_view method);
 // `hba` with every managed block removed and `block` put at the top (first
 // match wins in pg_hba.conf, so the managed rules come before any reject).
 std::string ReplaceHbaBlock(std::string_view hba, std::string_view block);
-// Slave ids listed in the managed block(s) of `hba`, in file order.
+// Slave ids listed in the managed block(s) of `hba`, in file order, once each.
 std::vector<std::string> HbaBlockSlaveIds(std::string_view hba);
 
 // ---- other files and outputs
@@ -88,6 +104,27 @@ std::optional<std::pair<uint64_t, uint64_t>> LastBasebackupProgress(std::string_
 // A field of pg_controldata output (run with LC_ALL=C), e.g.
 // "Database system identifier"; nullopt when absent.
 std::optional<std::string> ControldataField(std::string_view output, std::string_view field);
+// Why a standby can no longer follow its master, from the tail of its
+// server log (C locale messages): "" unless the last replication event is
+// one of: a WAL segment the master already removed, a timeline fork (the
+// master's timeline forked off before this server's recovery point, or is
+// not in its history), another database system identifier, a standby ahead
+// of its master. A server start ("entering standby mode") or a successful
+// connection ("started streaming WAL") afterwards clears it.
+std::string OutOfSyncFromLog(std::string_view log);
+
+// pg_rewind --dry-run output: where the servers diverged ("0/3000060" and its
+// timeline), or nullopt when it says no rewind is required (or says neither).
+struct Divergence {
+  std::string lsn;
+  uint32_t timeline = 0;
+};
+std::optional<Divergence> RewindDivergence(std::string_view output);
+// True when the output says the servers did not diverge.
+bool RewindNotRequired(std::string_view output);
+// How many transaction commits pg_waldump's output lists.
+int CountCommits(std::string_view waldump_output);
+
 // `arg` single-quoted for /bin/sh (pg_ctl -o runs the server through a shell).
 std::string ShellQuote(std::string_view arg);
 

@@ -144,7 +144,9 @@ TEST(HbaTest, BlockReplaceAndParse) {
   EXPECT_EQ(*block,
             "# BEGIN tandem (managed by tandem-agent; do not edit)\n"
             "host replication tandem_repl 10.0.0.6/32 scram-sha-256  # tandem slave db2\n"
+            "host postgres tandem_repl 10.0.0.6/32 scram-sha-256  # tandem slave db2\n"
             "host replication tandem_repl ::1/128 scram-sha-256  # tandem slave db3\n"
+            "host postgres tandem_repl ::1/128 scram-sha-256  # tandem slave db3\n"
             "# END tandem\n");
   std::string with = ReplaceHbaBlock(original, *block);
   EXPECT_EQ(with, *block + original);
@@ -228,6 +230,90 @@ TEST(ScramTest, MatchesOnlyTheRightPassword) {
   EXPECT_FALSE(ScramVerifierMatches("md5abcdef", "secret-pw"));
   EXPECT_FALSE(ScramVerifierMatches("", "secret-pw"));
   EXPECT_FALSE(ScramVerifierMatches("SCRAM-SHA-256$x:y$z:w", "secret-pw"));
+}
+
+}  // namespace
+}  // namespace tandem::pg
+
+namespace tandem::pg {
+namespace {
+
+TEST(ConninfoTest, TlsVerifiesTheMastersCertificateAndName) {
+  Peer up{.id = "db1", .stack = "b", .host = "203.0.113.5", .port = 5432};
+  EXPECT_EQ(PrimaryConninfo(up, "r", "", "db2", ConninfoTls{"/etc/tandem/ca.pem", "", ""}),
+            "host=203.0.113.5 port=5432 user=r application_name=db2 sslmode=verify-full "
+            "sslrootcert=/etc/tandem/ca.pem");
+  EXPECT_EQ(PrimaryConninfo(up, "r", "", "db2", ConninfoTls{"/ca", "/c.pem", "/k.pem"}),
+            "host=203.0.113.5 port=5432 user=r application_name=db2 sslmode=verify-full "
+            "sslrootcert=/ca sslcert=/c.pem sslkey=/k.pem");
+  EXPECT_TRUE(TlsParams(std::nullopt).empty());
+  EXPECT_EQ(PrimaryConninfo(up, "r", "", "db2"), PrimaryConninfo(up, "r", "", "db2", std::nullopt));
+}
+
+TEST(OutOfSyncTest, ReasonsFromTheServerLog) {
+  struct Case {
+    const char* log;
+    const char* starts_with;  // "" : in sync
+  };
+  const Case cases[] = {
+      {"", ""},
+      {"2026-11-26 LOG:  entering standby mode\n"
+       "2026-11-26 LOG:  started streaming WAL from primary at 0/3000000 on timeline 1\n",
+       ""},
+      {"LOG:  entering standby mode\n"
+       "FATAL:  could not receive data from WAL stream: ERROR:  requested WAL segment "
+       "000000010000000000000003 has already been removed\n",
+       "WAL it needs was already removed on the master: could not receive data"},
+      {"LOG:  new timeline 2 forked off current database system timeline 1 before current "
+       "recovery point 0/30000D8\n",
+       "timeline fork: new timeline 2 forked off"},
+      {"FATAL:  could not start WAL streaming: ERROR:  requested starting point 0/5000000 on "
+       "timeline 1 is not in this server's history\n",
+       "timeline fork: could not start WAL streaming"},
+      {"FATAL:  highest timeline 1 of the primary is behind recovery timeline 2\n",
+       "timeline fork: highest timeline 1"},
+      {"FATAL:  database system identifier differs between the primary and standby\n",
+       "another database system: database system identifier differs"},
+      {"FATAL:  could not start WAL streaming: ERROR:  requested starting point 0/9000000 is "
+       "ahead of the WAL flush position of this server 0/5000000\n",
+       "ahead of its master: "},
+      // A restart or a good connection afterwards clears an old error.
+      {"FATAL:  database system identifier differs between the primary and standby\n"
+       "LOG:  entering standby mode\n",
+       ""},
+      {"FATAL:  requested WAL segment 0001 has already been removed\n"
+       "LOG:  started streaming WAL from primary at 0/3000000 on timeline 1\n",
+       ""},
+  };
+  for (const Case& c : cases) {
+    const std::string reason = OutOfSyncFromLog(c.log);
+    if (std::string(c.starts_with).empty()) {
+      EXPECT_EQ(reason, "") << c.log;
+    } else {
+      EXPECT_EQ(reason.rfind(c.starts_with, 0), 0u) << reason << " from " << c.log;
+    }
+  }
+}
+
+TEST(RewindTest, ParsesDryRunAndWaldump) {
+  std::optional<Divergence> d = RewindDivergence(
+      "pg_rewind: servers diverged at WAL location 0/3000060 on timeline 1\n"
+      "pg_rewind: rewinding from last common checkpoint at 0/2000060 on timeline 1\n");
+  ASSERT_TRUE(d.has_value());
+  EXPECT_EQ(d->lsn, "0/3000060");
+  EXPECT_EQ(d->timeline, 1u);
+  EXPECT_FALSE(RewindNotRequired("pg_rewind: servers diverged at WAL location 0/3 on timeline 1"));
+  EXPECT_TRUE(RewindNotRequired("pg_rewind: no rewind required\n"));
+  EXPECT_FALSE(RewindDivergence("pg_rewind: no rewind required\n").has_value());
+  EXPECT_EQ(CountCommits(
+                "rmgr: Heap        len (rec/tot):     54/   294, tx:        735, lsn: 0/03000098, "
+                "prev 0/03000060, desc: INSERT off 2\n"
+                "rmgr: Transaction len (rec/tot):     34/    34, tx:        735, lsn: 0/030001C0, "
+                "prev 0/03000098, desc: COMMIT 2026-11-26 19:00:00.000 UTC\n"
+                "rmgr: XLOG        len (rec/tot):    114/   114, tx:          0, lsn: 0/03000200, "
+                "prev 0/030001C0, desc: CHECKPOINT_SHUTDOWN redo 0/3000200\n"),
+            1);
+  EXPECT_EQ(CountCommits("rmgr: XLOG desc: CHECKPOINT_SHUTDOWN\n"), 0);
 }
 
 }  // namespace

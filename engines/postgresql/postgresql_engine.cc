@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -158,6 +159,7 @@ class PostgresqlEngine final : public Engine {
                                         const ProgressFn& progress) override;
   absl::Status Follow(const Peer& self, const Peer& upstream) override;
   absl::Status MakeWritable() override;
+  absl::StatusOr<std::string> Rejoin(const Peer& self, const Peer& upstream) override;
   std::string DataParentDir() const override { return parent_; }
   absl::StatusOr<bool> HasReplayed(const std::string& position) override;
 
@@ -170,6 +172,11 @@ class PostgresqlEngine final : public Engine {
     return absl::StrCat(bin_dir_, "/", AbslView(name));
   }
   RunOptions ToolOptions() const;
+  // TLS for the replication connection from `self` to `upstream` (engine.tls_*).
+  std::optional<pg::ConninfoTls> Tls(const Peer& self, const Peer& upstream) const {
+    if (!ReplicationTls(config_, self, upstream)) return std::nullopt;
+    return pg::ConninfoTls{config_.tls_ca_file, config_.tls_cert_file, config_.tls_key_file};
+  }
 
   // ---- connection
   Liveness Ping() const;
@@ -219,6 +226,12 @@ class PostgresqlEngine final : public Engine {
   absl::StatusOr<std::string> CheckUpstreamServes(const Peer& self, const Peer& upstream,
                                                   const std::optional<std::string>& password,
                                                   const std::string& slot) const;
+  // pg_rewind from `upstream` (a dry run first when `dry_run`); its output.
+  absl::StatusOr<std::string> RunRewind(const Peer& self, const Peer& upstream,
+                                        const std::optional<std::string>& password, bool dry_run);
+  // FailedPrecondition when the local WAL after `fork` holds committed
+  // transactions (a rewind would throw them away).
+  absl::Status CheckNothingCommittedAfter(const pg::Divergence& fork, const Peer& upstream);
   absl::Status CopyFromUpstream(const Peer& self, const Peer& upstream,
                                 const std::optional<std::string>& password, const std::string& slot,
                                 const ProgressFn& progress);
@@ -640,6 +653,10 @@ absl::StatusOr<EngineFacts> PostgresqlEngine::ObserveRunning(EngineFacts facts) 
   } else {
     facts.lag_seconds = 0;
   }
+  // Why the walreceiver cannot connect, when it is a reason that waiting
+  // does not cure (the server log of the default start command, or
+  // engine.log_file).
+  if (!facts.streaming) facts.out_of_sync = pg::OutOfSyncFromLog(ReadTail(log_file_, 64 * 1024));
   return facts;
 }
 
@@ -782,9 +799,14 @@ absl::Status PostgresqlEngine::Fence() {
     TANDEM_RETURN_IF_ERROR(ReloadAndWait({{"default_transaction_read_only", "on"}}));
   }
   // Sessions opened before the fence keep their read-write default: end them.
-  return TerminateAndWait("ending the sessions opened before the fence", R"sql(
+  TANDEM_RETURN_IF_ERROR(TerminateAndWait("ending the sessions opened before the fence", R"sql(
       SELECT pid FROM pg_stat_activity
-       WHERE backend_type = 'client backend' AND pid <> pg_backend_pid())sql");
+       WHERE backend_type = 'client backend' AND pid <> pg_backend_pid())sql"));
+  // A checkpoint now, before the position is reported: the slave taking
+  // over replays it, so it is the last checkpoint the two share and
+  // pg_rewind finds the WAL it starts from on this server (a later stop
+  // is quicker too).
+  return Exec("checkpointing the fenced server", "CHECKPOINT");
 }
 
 // ------------------------------------------------------------------ ServeSlaves
@@ -872,7 +894,19 @@ absl::Status PostgresqlEngine::EnsureReplicationRole(const std::optional<std::st
   }
   const std::string sql = absl::StrCat(exists ? "ALTER ROLE " : "CREATE ROLE ", QuoteIdent(user),
                                        " WITH LOGIN REPLICATION", password_clause);
-  return Exec(exists ? "updating the replication role" : "creating the replication role", sql);
+  TANDEM_RETURN_IF_ERROR(
+      Exec(exists ? "updating the replication role" : "creating the replication role", sql));
+  // What pg_rewind reads from the master when a slave rejoins after a
+  // switchover, granted as PostgreSQL's documentation lists it for a
+  // non-superuser (no superuser for the replication account).
+  std::vector<std::string> grants;
+  for (const char* function :
+       {"pg_ls_dir(text, boolean, boolean)", "pg_stat_file(text, boolean)",
+        "pg_read_binary_file(text)", "pg_read_binary_file(text, bigint, bigint, boolean)"}) {
+    grants.push_back(absl::StrCat("GRANT EXECUTE ON FUNCTION pg_catalog.", function, " TO ",
+                                  QuoteIdent(user)));
+  }
+  return ExecEach("granting pg_rewind's functions to the replication role", grants);
 }
 
 absl::Status PostgresqlEngine::EnsureHba(const std::vector<Peer>& slaves,
@@ -991,6 +1025,11 @@ absl::StatusOr<std::string> PostgresqlEngine::CheckUpstreamServes(
   std::vector<const char*> values = {
       upstream.host.c_str(), port.c_str(), config_.replication_user.c_str(), "replication", "true",
       timeout.c_str(),       app.c_str()};
+  const std::vector<std::pair<std::string, std::string>> tls = pg::TlsParams(Tls(self, upstream));
+  for (const auto& [key, value] : tls) {
+    keys.push_back(key.c_str());
+    values.push_back(value.c_str());
+  }
   if (password.has_value()) {
     keys.push_back("password");
     values.push_back(password->c_str());
@@ -1039,6 +1078,9 @@ absl::Status PostgresqlEngine::CopyFromUpstream(const Peer& self, const Peer& up
   options.timeout = kCopyTimeout;
   options.env = {{"LC_ALL", "C"}, {"PGAPPNAME", self.id}, {"PGCONNECT_TIMEOUT", "10"}};
   if (password.has_value()) options.env.emplace_back("PGPASSFILE", pgpass_file_);
+  for (const auto& [key, value] : pg::TlsParams(Tls(self, upstream))) {
+    options.env.emplace_back(absl::StrCat("PG", absl::AsciiStrToUpper(key)), value);
+  }
   const std::vector<std::string> argv = {Tool("pg_basebackup"),
                                          "-D",
                                          new_dir_,
@@ -1186,7 +1228,8 @@ absl::StatusOr<std::string> PostgresqlEngine::Bootstrap(const Peer& self, const 
     return absl::InternalError(absl::StrCat("pg_basebackup left no PG_VERSION in ", new_dir_));
   }
   const std::string conninfo =
-      pg::PrimaryConninfo(upstream, config_.replication_user, Passfile(*password), self.id);
+      pg::PrimaryConninfo(upstream, config_.replication_user, Passfile(*password), self.id,
+                          Tls(self, upstream));
   TANDEM_RETURN_IF_ERROR(
       Context("configuring the copy as a standby", ConfigureStandby(new_dir_, conninfo, slot)));
   if (::chmod(new_dir_.c_str(), 0700) != 0) {
@@ -1219,7 +1262,8 @@ absl::Status PostgresqlEngine::Follow(const Peer& self, const Peer& upstream) {
   if (!password.ok()) return password.status();
   TANDEM_RETURN_IF_ERROR(Context("writing the replication password file", EnsurePgpass(*password)));
   const std::string conninfo =
-      pg::PrimaryConninfo(upstream, config_.replication_user, Passfile(*password), self.id);
+      pg::PrimaryConninfo(upstream, config_.replication_user, Passfile(*password), self.id,
+                          Tls(self, upstream));
   const std::string slot = pg::SlotName(self.id);
 
   switch (Ping()) {
@@ -1303,6 +1347,148 @@ absl::Status PostgresqlEngine::MakeWritable() {
   if (resets.empty()) return absl::OkStatus();
   TANDEM_RETURN_IF_ERROR(ExecEach("making the server writable", resets));
   return ReloadAndWait(wanted);
+}
+
+// ------------------------------------------------------------------ Rejoin
+
+absl::StatusOr<std::string> PostgresqlEngine::RunRewind(const Peer& self, const Peer& upstream,
+                                                        const std::optional<std::string>& password,
+                                                        bool dry_run) {
+  RunOptions options = ToolOptions();
+  options.timeout = kCopyTimeout;
+  options.env = {{"LC_ALL", "C"}, {"PGCONNECT_TIMEOUT", "10"}};
+  const std::string source =
+      absl::StrCat(pg::PrimaryConninfo(upstream, config_.replication_user, Passfile(*password),
+                                       self.id, Tls(self, upstream)),
+                   " dbname=postgres");
+  std::vector<std::string> argv = {Tool("pg_rewind"), "-D", config_.data_dir,
+                                   absl::StrCat("--source-server=", source)};
+  if (dry_run) argv.push_back("--dry-run");
+  absl::StatusOr<RunResult> result = Run(argv, options);
+  if (!result.ok()) return result.status();
+  if (result->exit_code != 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "pg_rewind", dry_run ? " --dry-run" : "", " from ", upstream.id, " exited with ",
+        result->exit_code, ": ", OutputTail(result->output, 600)));
+  }
+  return result->output;
+}
+
+absl::Status PostgresqlEngine::CheckNothingCommittedAfter(const pg::Divergence& fork,
+                                                          const Peer& upstream) {
+  // The records this server wrote after the fork, on its own timeline.
+  RunOptions options = ToolOptions();
+  options.timeout = std::chrono::seconds(120);
+  options.env = {{"LC_ALL", "C"}};
+  absl::StatusOr<RunResult> control = Run({Tool("pg_controldata"), config_.data_dir}, options);
+  if (!control.ok()) return control.status();
+  const std::string timeline =
+      pg::ControldataField(control->output, "Latest checkpoint's TimeLineID").value_or("");
+  if (timeline.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("pg_controldata of ", config_.data_dir, " shows no timeline"));
+  }
+  // pg_waldump ends with an error at the end of the WAL; what it printed
+  // until then is the answer.
+  absl::StatusOr<RunResult> dump = Run({Tool("pg_waldump"), "-p", DataFile("pg_wal"), "-t",
+                                        timeline, "-s", fork.lsn},
+                                       options);
+  if (!dump.ok()) return dump.status();
+  if (dump->output.find("rmgr: ") == std::string::npos) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot read this server's WAL after the fork at ", fork.lsn, ": ",
+                     OutputTail(dump->output, 300)));
+  }
+  const int commits = pg::CountCommits(dump->output);
+  if (commits > 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        commits, " transaction(s) committed here after the fork at ", fork.lsn, " are not on ",
+        upstream.id, "; a rewind would discard them (a full copy keeps them aside)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> PostgresqlEngine::Rejoin(const Peer& self, const Peer& upstream) {
+  if (upstream.host.empty() || upstream.port == 0 || upstream.port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("upstream ", upstream.id, " has no usable host:port"));
+  }
+  for (const char* tool : {"pg_rewind", "pg_waldump"}) {
+    if (!IsExecutable(Tool(tool))) {
+      return absl::UnimplementedError(absl::StrCat(bin_dir_, " has no ", tool));
+    }
+  }
+  if (!PathExists(DataFile("PG_VERSION"))) {
+    return absl::FailedPreconditionError("no database to rejoin with");
+  }
+  absl::StatusOr<std::optional<std::string>> password = ReplicationPassword();
+  if (!password.ok()) return password.status();
+  const std::string slot = pg::SlotName(self.id);
+
+  // 1. The master serves this node and holds the same database system.
+  absl::StatusOr<std::string> upstream_id = CheckUpstreamServes(self, upstream, *password, slot);
+  if (!upstream_id.ok()) return upstream_id.status();
+  absl::StatusOr<std::string> local_id = ControldataSystemId(config_.data_dir);
+  if (!local_id.ok()) return local_id.status();
+  if (*local_id != *upstream_id) {
+    return absl::FailedPreconditionError(absl::StrCat("this data is database system ", *local_id,
+                                                      ", ", upstream.id, " is ", *upstream_id));
+  }
+  TANDEM_RETURN_IF_ERROR(Context("writing the replication password file", EnsurePgpass(*password)));
+
+  // 2. Never a writable server (the caller fenced it; look again), and
+  // pg_rewind needs it stopped.
+  switch (Ping()) {
+    case Liveness::kStarting: return RequireUp();
+    case Liveness::kUp: {
+      absl::StatusOr<Rows> rows = Query("reading the server state", R"sql(
+          SELECT pg_is_in_recovery()::text,
+                 (SELECT reset_val FROM pg_settings WHERE name = 'default_transaction_read_only'))sql");
+      if (!rows.ok()) return rows.status();
+      if ((*rows)[0][0] != "true" && (*rows)[0][1] != "on") {
+        return absl::FailedPreconditionError("refusing to rejoin a writable server");
+      }
+      TANDEM_RETURN_IF_ERROR(Context("stopping PostgreSQL before the rewind", Stop()));
+      break;
+    }
+    case Liveness::kDown: break;
+  }
+
+  // 3. Rewind only what the master lacks, and only when none of it was
+  // committed here.
+  absl::StatusOr<std::string> dry = RunRewind(self, upstream, *password, /*dry_run=*/true);
+  if (!dry.ok()) return dry.status();
+  if (!pg::RewindNotRequired(*dry)) {
+    std::optional<pg::Divergence> fork = pg::RewindDivergence(*dry);
+    if (!fork.has_value()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "pg_rewind --dry-run did not say where the servers diverged: ", OutputTail(*dry, 300)));
+    }
+    TANDEM_RETURN_IF_ERROR(CheckNothingCommittedAfter(*fork, upstream));
+    absl::StatusOr<std::string> rewound = RunRewind(self, upstream, *password, /*dry_run=*/false);
+    if (!rewound.ok()) return rewound.status();
+  }
+
+  // 4. A standby of the new master, streaming.
+  const std::string conninfo = pg::PrimaryConninfo(upstream, config_.replication_user,
+                                                   Passfile(*password), self.id, Tls(self, upstream));
+  TANDEM_RETURN_IF_ERROR(Context("configuring the standby",
+                                 ConfigureStandby(config_.data_dir, conninfo, slot)));
+  TANDEM_RETURN_IF_ERROR(Start());
+  absl::StatusOr<EngineFacts> facts = absl::UnavailableError("not observed");
+  const bool streaming = PollFor(
+      [&] {
+        facts = Observe();
+        return facts.ok() && (facts->streaming || !facts->out_of_sync.empty());
+      },
+      std::chrono::seconds(config_.timeout_seconds), std::chrono::milliseconds(200));
+  if (streaming && facts->streaming) return *upstream_id;
+  if (facts.ok() && !facts->out_of_sync.empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("after the rejoin: out of sync: ", facts->out_of_sync));
+  }
+  return absl::UnavailableError(absl::StrCat("not streaming from ", upstream.id, " ",
+                                             config_.timeout_seconds, " s after the rejoin"));
 }
 
 }  // namespace

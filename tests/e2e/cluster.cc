@@ -37,12 +37,19 @@ Cluster::~Cluster() {
 
 std::string Cluster::controller_address() const { return absl::StrCat("127.0.0.1:", controller_port_); }
 
-void Cluster::StartController() {
+void Cluster::StartController(const std::string& controller_yaml) {
+  if (!controller_yaml.empty()) controller_yaml_ = controller_yaml;
   ChildOptions options;
   options.log_file = dir_.Sub("controller.log");
-  absl::StatusOr<std::unique_ptr<ChildProcess>> child = ChildProcess::Start(
-      {TANDEM_CONTROLLER_BIN, "--listen", controller_address(), "--data-dir", dir_.Sub("controller")},
-      options);
+  std::vector<std::string> argv = {TANDEM_CONTROLLER_BIN, "--listen", controller_address(),
+                                   "--data-dir", dir_.Sub("controller")};
+  if (!controller_yaml_.empty()) {
+    const std::string path = dir_.Sub("controller.yaml");
+    ASSERT_TRUE(WriteFileAtomic(path, controller_yaml_, 0600).ok());
+    argv.push_back("--config");
+    argv.push_back(path);
+  }
+  absl::StatusOr<std::unique_ptr<ChildProcess>> child = ChildProcess::Start(argv, options);
   ASSERT_TRUE(child.ok()) << child.status();
   controller_ = *std::move(child);
   ASSERT_TRUE(PollUntil([&] { return Ctl({"nodes"}).exit_code == 0; }, std::chrono::seconds(20)))

@@ -39,7 +39,9 @@ class Cluster {
 
   // Starts (or restarts) the controller on its data dir and waits until
   // tandemctl reaches it.
-  void StartController();
+  // `controller_yaml`: extra controller.yaml fields (e.g. "auto_resync: true\n"),
+  // kept for later restarts.
+  void StartController(const std::string& controller_yaml = "");
   // kill -9.
   void KillController();
 
@@ -65,6 +67,7 @@ class Cluster {
  private:
   TempDir dir_;
   uint16_t controller_port_;
+  std::string controller_yaml_;
   std::unique_ptr<ChildProcess> controller_;
   std::map<std::string, E2eNode> nodes_;
 };

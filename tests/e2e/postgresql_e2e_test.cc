@@ -45,8 +45,11 @@ class PostgresqlE2eTest : public ::testing::Test {
 
   // Creates a PostgreSQL data dir (initdb; the agent starts the server) and
   // the node's agent.
+  // `engine_yaml`: more lines of the agent's engine section; `server_args`:
+  // more server settings.
   PgServer& AddPgNode(const std::string& id, const std::string& stack = "main",
-                      const std::string& external = "") {
+                      const std::string& external = "", const std::string& engine_yaml = "",
+                      const std::vector<std::string>& server_args = {}) {
     PgServerOptions options;
     options.name = id;
     options.start = false;
@@ -54,6 +57,7 @@ class PostgresqlE2eTest : public ::testing::Test {
       // The later -c wins over the harness's listen_addresses.
       options.extra_args = {"-c", absl::StrCat("listen_addresses=127.0.0.1,", external)};
     }
+    options.extra_args.insert(options.extra_args.end(), server_args.begin(), server_args.end());
     absl::StatusOr<std::unique_ptr<PgServer>> pg = PgServer::Create(options);
     EXPECT_TRUE(pg.ok()) << pg.status();
     PgServer& server = *servers_.emplace_back(*std::move(pg));
@@ -73,7 +77,7 @@ class PostgresqlE2eTest : public ::testing::Test {
                                   "  bin_dir: ", server.bin_dir(), "\n",
                                   "  server_args: [", absl::StrJoin(quoted, ", "), "]\n",
                                   "  replication_password_file: ", password_file_, "\n",
-                                  "  timeout: 60\n"));
+                                  "  timeout: 60\n", engine_yaml));
     return server;
   }
 
@@ -85,6 +89,32 @@ class PostgresqlE2eTest : public ::testing::Test {
   // Polls until `pg` has `rows` rows in `table`; returns how long it took.
   static bool HasRows(const PgServer& pg, const std::string& table, int64_t rows, milliseconds within) {
     return PollUntil([&] { return Count(pg, table) == rows; }, within, milliseconds(10));
+  }
+
+  // Data directories moved aside next to `pg`'s (one per full copy).
+  static size_t MovedAside(const PgServer& pg) {
+    return Glob(pg.data_dir() + ".tandem-old-*").size();
+  }
+
+  // As the server's OS user (pg_ctl, file changes the server must own).
+  static void AsPostgres(const PgServer& pg, const std::vector<std::string>& argv) {
+    RunOptions options;
+    options.run_as = pg.os_user();
+    options.timeout = std::chrono::seconds(60);
+    absl::StatusOr<RunResult> r = ::tandem::Run(argv, options);
+    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_EQ(r->exit_code, 0) << absl::StrJoin(argv, " ") << ": " << r->output;
+  }
+
+  // The controller's events (tandemctl events -o json) about `node`.
+  std::vector<std::string> EventMessages(const std::string& node) const {
+    std::vector<std::string> out;
+    CtlResult events = cluster_.Ctl({"events", "-o", "json"});
+    for (absl::string_view line : absl::StrSplit(events.out, '\n')) {
+      nlohmann::json e = nlohmann::json::parse(line, nullptr, false);
+      if (e.is_object() && e.value("node", "") == node) out.push_back(e.value("message", ""));
+    }
+    return out;
   }
 
   static bool InRecovery(const PgServer& pg) {
@@ -385,6 +415,8 @@ TEST_F(PostgresqlE2eTest, PromoteIsAFencedSwitchover) {
   });
   EXPECT_TRUE(PollUntil([&] { return samples.load() >= 5; }, seconds(30)));
 
+  const size_t db1_aside = MovedAside(db1);
+  const size_t db3_aside = MovedAside(db3);
   CtlResult promote = cluster_.Ctl({"promote", "db2"});
   EXPECT_EQ(promote.exit_code, 0) << promote.out;
   EXPECT_NE(promote.out.find("fenced"), std::string::npos) << promote.out;
@@ -420,13 +452,27 @@ TEST_F(PostgresqlE2eTest, PromoteIsAFencedSwitchover) {
   }
   EXPECT_EQ(cluster_.Env("db2")["TANDEM_ROLE"], "master");
   EXPECT_EQ(cluster_.Env("db1")["TANDEM_ROLE"], "slave");
+  // The old master and the other slave rejoined in place (pg_rewind), no
+  // full copy: no data directory was moved aside.
+  EXPECT_EQ(MovedAside(db1), db1_aside);
+  EXPECT_EQ(MovedAside(db3), db3_aside);
 }
 
 // A slave in another stack replicates over its master's external address,
-// and each side's env file points at the master as reachable from its stack.
-TEST_F(PostgresqlE2eTest, ReplicationBetweenStacksUsesExternalAddresses) {
-  PgServer& db1 = AddPgNode("db1", "eu", "127.0.0.2");
-  PgServer& db2 = AddPgNode("db2", "us", "127.0.0.3");
+// with TLS (verify-full against the test CA), and each side's env file
+// points at the master as reachable from its stack.
+TEST_F(PostgresqlE2eTest, ReplicationBetweenStacksUsesExternalAddressesAndTls) {
+  TempDir certs_dir("tcert");
+  absl::StatusOr<TestCertificates> certs =
+      MakeTestCertificates(certs_dir.path(), {"127.0.0.2", "127.0.0.3"}, PostgresOsUser());
+  ASSERT_TRUE(certs.ok()) << certs.status();
+  const std::vector<std::string> tls_server = {"-c", "ssl=on", "-c",
+                                               "ssl_cert_file=" + certs->cert_file, "-c",
+                                               "ssl_key_file=" + certs->key_file};
+  const std::string tls_agent = absl::StrCat("  tls_mode: between-stacks\n  tls_ca_file: ",
+                                             certs->ca_file, "\n");
+  PgServer& db1 = AddPgNode("db1", "eu", "127.0.0.2", tls_agent, tls_server);
+  PgServer& db2 = AddPgNode("db2", "us", "127.0.0.3", tls_agent, tls_server);
   ASSERT_TRUE(PollUntil([&] { return cluster_.Nodes().size() == 2; }, seconds(30)));
   cluster_.Wait({"db1", "db2"});
   ASSERT_TRUE(db1.Exec("CREATE TABLE t (v text); INSERT INTO t VALUES ('eu')").ok());
@@ -439,6 +485,15 @@ TEST_F(PostgresqlE2eTest, ReplicationBetweenStacksUsesExternalAddresses) {
   EXPECT_EQ(Count(db2, "t"), 1);
   ASSERT_TRUE(db1.Exec("INSERT INTO t VALUES ('after')").ok());
   EXPECT_TRUE(HasRows(db2, "t", 2, seconds(5)));
+  // The replication connection is encrypted, and the slave checks the
+  // master's certificate and name.
+  absl::StatusOr<std::string> ssl = db1.Value(
+      "SELECT count(*) FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid) WHERE s.ssl");
+  ASSERT_TRUE(ssl.ok()) << ssl.status();
+  EXPECT_EQ(*ssl, "1");
+  absl::StatusOr<std::string> conninfo = db2.Value("SHOW primary_conninfo");
+  ASSERT_TRUE(conninfo.ok()) << conninfo.status();
+  EXPECT_NE(conninfo->find("sslmode=verify-full"), std::string::npos) << *conninfo;
   // The slave's stack reaches the master by its external address; the
   // master's stack by its internal one.
   auto slave_env = cluster_.Env("db2");
@@ -456,6 +511,69 @@ TEST_F(PostgresqlE2eTest, ReplicationBetweenStacksUsesExternalAddresses) {
       "AND 'replication' = ANY(database)");
   ASSERT_TRUE(hba.ok()) << hba.status();
   EXPECT_EQ(*hba, "1");
+}
+
+// A slave broken behind Tandem's back reports why it is out of sync, and
+// with auto_resync the controller rebuilds it without an operator: first a
+// timeline fork with a write of its own (the rewind refuses to discard it, a
+// full copy keeps it aside), then WAL it needs removed on the master.
+TEST_F(PostgresqlE2eTest, OutOfSyncSlavesAreResyncedAutomatically) {
+  cluster_.KillController();
+  cluster_.StartController("auto_resync: true\nauto_resync_interval: 1\n");
+  PgServer& db1 = AddPgNode("db1");
+  PgServer& db2 = AddPgNode("db2");
+  ASSERT_TRUE(PollUntil([&] { return cluster_.Nodes().size() == 2; }, seconds(30)));
+  cluster_.Wait({"db1", "db2"});
+  ASSERT_TRUE(db1.Exec("CREATE TABLE t (v text); INSERT INTO t VALUES ('first')").ok());
+  ASSERT_EQ(cluster_.Ctl({"replication", "enable", "--master", "db1", "--slave", "db2"}).exit_code, 0);
+  cluster_.Wait({"db1", "db2"});
+  const std::string pg_ctl = db2.bin_dir() + "/pg_ctl";
+  auto resynced_because = [&](const std::string& reason) {
+    return PollUntil(
+        [&] {
+          for (const std::string& m : EventMessages("db2")) {
+            if (m.find("auto-resync db2: " + reason) != std::string::npos) return true;
+          }
+          return false;
+        },
+        seconds(60), milliseconds(200));
+  };
+
+  // 1. Promoted and written to behind Tandem's back, then a standby again.
+  size_t aside = MovedAside(db2);
+  cluster_.KillAgent("db2");
+  AsPostgres(db2, {pg_ctl, "-D", db2.data_dir(), "promote", "-w"});
+  ASSERT_TRUE(PollUntil([&] { return !InRecovery(db2); }, seconds(30)));
+  ASSERT_TRUE(db2.Exec("INSERT INTO t VALUES ('forked')").ok());
+  AsPostgres(db2, {pg_ctl, "-D", db2.data_dir(), "stop", "-m", "fast", "-w"});
+  AsPostgres(db2, {"touch", db2.data_dir() + "/standby.signal"});
+  cluster_.StartAgent("db2");
+  EXPECT_TRUE(resynced_because("timeline fork")) << absl::StrJoin(EventMessages("db2"), "\n");
+  cluster_.Wait({"db1", "db2"}, "180s");
+  ASSERT_TRUE(db1.Exec("INSERT INTO t VALUES ('second')").ok());
+  EXPECT_TRUE(HasRows(db2, "t", 2, seconds(10)));
+  EXPECT_EQ(Count(db2, "t WHERE v = 'forked'"), 0);
+  EXPECT_EQ(MovedAside(db2), aside + 1) << "the forked data is kept aside";
+
+  // 2. The master no longer has WAL the stopped slave needs.
+  aside = MovedAside(db2);
+  cluster_.KillAgent("db2");
+  AsPostgres(db2, {pg_ctl, "-D", db2.data_dir(), "stop", "-m", "fast", "-w"});
+  ASSERT_TRUE(db1.Exec("SELECT pg_drop_replication_slot('tandem_db2')").ok());
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_TRUE(db1.Exec("INSERT INTO t SELECT 'filler' FROM generate_series(1, 20000);"
+                         "SELECT pg_switch_wal(); CHECKPOINT")
+                    .ok());
+  }
+  cluster_.StartAgent("db2");
+  EXPECT_TRUE(resynced_because("WAL it needs was already removed"))
+      << absl::StrJoin(EventMessages("db2"), "\n");
+  cluster_.Wait({"db1", "db2"}, "180s");
+  ASSERT_TRUE(db1.Exec("INSERT INTO t VALUES ('third')").ok());
+  EXPECT_TRUE(HasRows(db2, "t", 80003, seconds(10)));
+  EXPECT_EQ(MovedAside(db2), aside + 1);
+  auto nodes = cluster_.Nodes();
+  EXPECT_EQ(nodes["db2"]["observed"]["out_of_sync"], "");
 }
 
 }  // namespace

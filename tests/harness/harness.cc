@@ -311,3 +311,52 @@ std::string FileTail(const std::string& path, size_t max_bytes) {
 }
 
 }  // namespace tandem::testing
+
+namespace tandem::testing {
+
+absl::StatusOr<TestCertificates> MakeTestCertificates(const std::string& dir,
+                                                      const std::vector<std::string>& ip_addresses,
+                                                      const std::string& owner) {
+  TestCertificates out{dir + "/ca.pem", dir + "/server.pem", dir + "/server.key"};
+  std::string san = "subjectAltName=";
+  for (size_t i = 0; i < ip_addresses.size(); ++i) {
+    absl::StrAppend(&san, i == 0 ? "" : ",", "IP:", ip_addresses[i]);
+  }
+  TANDEM_RETURN_IF_ERROR(WriteFileAtomic(dir + "/san.ext", san + "\n", 0644));
+  const std::vector<std::vector<std::string>> steps = {
+      {"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+       "-nodes", "-keyout", dir + "/ca.key", "-out", out.ca_file, "-days", "2", "-subj",
+       "/CN=tandem test CA"},
+      {"openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+       "-keyout", out.key_file, "-out", dir + "/server.csr", "-subj", "/CN=tandem test server"},
+      {"openssl", "x509", "-req", "-in", dir + "/server.csr", "-CA", out.ca_file, "-CAkey",
+       dir + "/ca.key", "-CAcreateserial", "-out", out.cert_file, "-days", "2", "-extfile",
+       dir + "/san.ext"},
+  };
+  RunOptions options;
+  options.timeout = std::chrono::seconds(60);
+  for (const auto& argv : steps) {
+    absl::StatusOr<RunResult> r = Run(argv, options);
+    if (!r.ok()) return r.status();
+    if (r->exit_code != 0) {
+      return absl::InternalError(absl::StrCat("openssl ", argv[1], " exited with ", r->exit_code,
+                                              ": ", OutputTail(r->output, 600)));
+    }
+  }
+  if (::chmod(out.key_file.c_str(), 0600) != 0 || ::chmod(out.ca_file.c_str(), 0644) != 0 ||
+      ::chmod(out.cert_file.c_str(), 0644) != 0) {
+    return absl::InternalError(absl::StrCat("chmod in ", dir, ": ", std::strerror(errno)));
+  }
+  if (!owner.empty()) {
+    absl::StatusOr<UserIds> ids = LookupUser(owner);
+    if (!ids.ok()) return ids.status();
+    for (const std::string& path : {dir, out.ca_file, out.cert_file, out.key_file}) {
+      if (::chown(path.c_str(), ids->uid, ids->gid) != 0) {
+        return absl::InternalError(absl::StrCat("chown ", path, ": ", std::strerror(errno)));
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace tandem::testing

@@ -128,6 +128,20 @@ std::string CurrentUserName();
 // The last `max_bytes` of a file ("" when unreadable), for failure messages.
 std::string FileTail(const std::string& path, size_t max_bytes = 2000);
 
+// A throwaway certificate authority and one server certificate it signed,
+// made with openssl in `dir`: ca.pem, server.pem and server.key (0600).
+// The server certificate names `ip_addresses` (subjectAltName IP entries).
+// With `owner` set, the three files are chowned to that OS user (servers
+// refuse keys they do not own). Valid for two days.
+struct TestCertificates {
+  std::string ca_file;
+  std::string cert_file;
+  std::string key_file;
+};
+absl::StatusOr<TestCertificates> MakeTestCertificates(const std::string& dir,
+                                                      const std::vector<std::string>& ip_addresses,
+                                                      const std::string& owner = "");
+
 }  // namespace tandem::testing
 
 #endif  // TANDEM_TESTS_HARNESS_HARNESS_H_

@@ -215,7 +215,9 @@ std::vector<std::string> PgServer::server_args() const {
                                    "-c", "unix_socket_directories=" + dir_.path(),
                                    "-c", "fsync=off",
                                    "-c", "shared_buffers=16MB",
-                                   "-c", "max_connections=30"};
+                                   "-c", "max_connections=30",
+                                   // pg_rewind (a slave's cheap rejoin) needs it.
+                                   "-c", "wal_log_hints=on"};
   args.insert(args.end(), extra_args_.begin(), extra_args_.end());
   return args;
 }
