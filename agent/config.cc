@@ -1,5 +1,7 @@
 #include "agent/config.h"
 
+#include "engines/engine_config.h"
+
 #include <regex>
 #include <set>
 
@@ -212,6 +214,9 @@ absl::StatusOr<AgentConfig> ParseAgentConfig(const std::string& yaml, const std:
   }
 
   // Cross-field validation.
+  if (absl::Status st = ValidateReplicationTls(&c.engine); !st.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": ", st.message()));
+  }
   if (c.node.empty()) return r.Error("node", "missing (a unique id for this node)");
   if (!ValidId(c.node)) {
     return r.Error("node", "must be 1-63 characters of letters, digits, '.', '_' or '-', "

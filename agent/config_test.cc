@@ -67,6 +67,16 @@ TEST(ConfigTest, ErrorsNameTheFileAndField) {
       {"server_args: [\"-c\", \"shared_buffers=16MB\"]", "server_args: -c",
        "agent.yaml: engine.server_args: must be a list"},
       {"node: db1", "node: [db1", "agent.yaml: not valid YAML"},
+      {"user: postgres\n", "user: postgres\n  tls_mode: sometimes\n",
+       "agent.yaml: engine.tls_mode: unknown mode \"sometimes\""},
+      {"user: postgres\n", "user: postgres\n  tls_mode: between-stacks\n",
+       "agent.yaml: engine.tls_ca_file: required with tls_mode between-stacks"},
+      {"user: postgres\n", "user: postgres\n  tls_mode: always\n  tls_ca_file: ca.pem\n",
+       "agent.yaml: engine.tls_ca_file: must be an absolute path"},
+      {"user: postgres\n", "user: postgres\n  tls_cert_file: /c.pem\n",
+       "agent.yaml: engine.tls_key_file: tls_cert_file and tls_key_file go together"},
+      {"user: postgres\n", "user: postgres\n  out_of_sync_after: 0\n",
+       "agent.yaml: engine.out_of_sync_after: must be 1..86400"},
   };
   for (const BadCase& c : cases) {
     std::string text = kValid;

@@ -919,9 +919,11 @@ TEST(WaitTest, WaitForEventsWakesOnNewEvent) {
 TEST(ConfigTest, ParsesEveryField) {
   absl::StatusOr<ControllerConfig> config = ParseControllerConfig(
       "listen: 0.0.0.0:7500\ndata_dir: /srv/tc\nauth_token_file: /etc/tandem/token\n"
-      "events_keep: 50\n",
+      "events_keep: 50\nauto_resync: true\nauto_resync_interval: 60\n",
       "c.yaml");
   ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_TRUE(config->auto_resync);
+  EXPECT_EQ(config->auto_resync_interval_seconds, 60);
   EXPECT_EQ(config->listen, "0.0.0.0:7500");
   EXPECT_EQ(config->data_dir, "/srv/tc");
   EXPECT_EQ(config->auth_token_file, "/etc/tandem/token");
@@ -930,6 +932,8 @@ TEST(ConfigTest, ParsesEveryField) {
   ASSERT_TRUE(empty.ok());
   EXPECT_EQ(empty->listen, "127.0.0.1:7400");
   EXPECT_EQ(empty->data_dir, "/var/lib/tandem-controller");
+  EXPECT_FALSE(empty->auto_resync);
+  EXPECT_EQ(empty->auto_resync_interval_seconds, 300);
 }
 
 TEST(ConfigTest, ErrorsNameFileFieldAndReason) {
@@ -938,6 +942,9 @@ TEST(ConfigTest, ErrorsNameFileFieldAndReason) {
       {"listen: 127.0.0.1:99999", "c.yaml: field 'listen': port \"99999\" is not in 0..65535"},
       {"listen: ::1:7400", "c.yaml: field 'listen': \"::1:7400\": write an IPv6 host in brackets"},
       {"data_dir: ''", "c.yaml: field 'data_dir': must not be empty"},
+      {"auto_resync: sometimes", "c.yaml: field 'auto_resync': \"sometimes\" is not true or false"},
+      {"auto_resync_interval: 0",
+       "c.yaml: field 'auto_resync_interval': \"0\" is not a number of seconds in 1..604800"},
       {"events_keep: 0", "c.yaml: field 'events_keep': \"0\" is not a number in 1..1000000"},
       {"events_keep: lots", "c.yaml: field 'events_keep'"},
       {"listne: 1.2.3.4:5", "c.yaml: field 'listne': unknown field"},

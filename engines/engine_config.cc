@@ -14,6 +14,37 @@ absl::Status InvalidEngineField(std::string_view field, std::string_view why) {
   return absl::InvalidArgumentError(absl::StrCat("engine.", AbslView(field), ": ", AbslView(why)));
 }
 
+absl::Status ValidateReplicationTls(EngineConfig* config) {
+  if (config->tls_mode.empty()) config->tls_mode = "off";
+  if (config->tls_mode != "off" && config->tls_mode != "between-stacks" &&
+      config->tls_mode != "always") {
+    return InvalidEngineField("tls_mode", absl::StrCat("unknown mode \"", config->tls_mode,
+                                                       "\" (off | between-stacks | always)"));
+  }
+  if (config->tls_mode != "off" && config->tls_ca_file.empty()) {
+    return InvalidEngineField("tls_ca_file", absl::StrCat("required with tls_mode ",
+                                                          config->tls_mode));
+  }
+  if (config->tls_cert_file.empty() != config->tls_key_file.empty()) {
+    return InvalidEngineField(config->tls_cert_file.empty() ? "tls_cert_file" : "tls_key_file",
+                              "tls_cert_file and tls_key_file go together");
+  }
+  for (const auto& [field, path] :
+       {std::pair<const char*, const std::string&>{"tls_ca_file", config->tls_ca_file},
+        {"tls_cert_file", config->tls_cert_file},
+        {"tls_key_file", config->tls_key_file}}) {
+    if (path.empty()) continue;
+    if (path[0] != '/') {
+      return InvalidEngineField(field, absl::StrCat("must be an absolute path, got \"", path, "\""));
+    }
+    absl::StatusOr<std::string> content = std::string(field) == "tls_key_file"
+                                              ? ReadSecretFile(path)
+                                              : ReadFile(path);
+    if (!content.ok()) return InvalidEngineField(field, std::string(content.status().message()));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::optional<UserIds>> ValidateEngineConfig(EngineConfig* config,
                                                             EngineType expected) {
   namespace fs = std::filesystem;
@@ -73,33 +104,7 @@ absl::StatusOr<std::optional<UserIds>> ValidateEngineConfig(EngineConfig* config
     return InvalidEngineField("out_of_sync_after", absl::StrCat("must be at least 1, got ",
                                                                 config->out_of_sync_after_seconds));
   }
-  if (config->tls_mode.empty()) config->tls_mode = "off";
-  if (config->tls_mode != "off" && config->tls_mode != "between-stacks" &&
-      config->tls_mode != "always") {
-    return InvalidEngineField("tls_mode", absl::StrCat("unknown mode \"", config->tls_mode,
-                                                       "\" (off | between-stacks | always)"));
-  }
-  if (config->tls_mode != "off" && config->tls_ca_file.empty()) {
-    return InvalidEngineField("tls_ca_file", absl::StrCat("required with tls_mode ",
-                                                          config->tls_mode));
-  }
-  if (config->tls_cert_file.empty() != config->tls_key_file.empty()) {
-    return InvalidEngineField(config->tls_cert_file.empty() ? "tls_cert_file" : "tls_key_file",
-                              "tls_cert_file and tls_key_file go together");
-  }
-  for (const auto& [field, path] :
-       {std::pair<const char*, const std::string&>{"tls_ca_file", config->tls_ca_file},
-        {"tls_cert_file", config->tls_cert_file},
-        {"tls_key_file", config->tls_key_file}}) {
-    if (path.empty()) continue;
-    if (path[0] != '/') {
-      return InvalidEngineField(field, absl::StrCat("must be an absolute path, got \"", path, "\""));
-    }
-    absl::StatusOr<std::string> content = std::string(field) == "tls_key_file"
-                                              ? ReadSecretFile(path)
-                                              : ReadFile(path);
-    if (!content.ok()) return InvalidEngineField(field, std::string(content.status().message()));
-  }
+  TANDEM_RETURN_IF_ERROR(ValidateReplicationTls(config));
   return os_ids;
 }
 

@@ -66,6 +66,11 @@ struct EngineConfig {
   int out_of_sync_after_seconds = 60;
 };
 
+// The TLS part of ValidateEngineConfig: tls_mode known ("" becomes "off"),
+// tls_ca_file set unless off, cert and key together, the files absolute and
+// readable (the key private).
+absl::Status ValidateReplicationTls(EngineConfig* config);
+
 // Whether slave `self` replicates from `upstream` over TLS under `config`.
 bool ReplicationTls(const EngineConfig& config, const Peer& self, const Peer& upstream);
 

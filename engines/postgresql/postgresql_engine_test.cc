@@ -595,6 +595,69 @@ TEST_F(PostgresqlEngineTest, BootstrapFollowResyncPromote) {
   EXPECT_TRUE(b.engine->MakeWritable().ok()) << "MakeWritable is idempotent";
 }
 
+// The cheap path after a switchover: the fenced old master rewinds onto the
+// new one and streams from it; a server holding a commit the new master
+// lacks is refused (a full copy keeps it aside instead).
+TEST_F(PostgresqlEngineTest, RejoinRewindsUnlessItWouldDiscardACommit) {
+  Node a = MakeNode("a");
+  Node b = MakeNode("b");
+  ASSERT_TRUE(a.engine && b.engine);
+  ASSERT_TRUE(a.pg->Exec("CREATE TABLE t (i int PRIMARY KEY); INSERT INTO t VALUES (1)").ok());
+  ASSERT_TRUE(a.engine->ServeSlaves({b.peer}).ok());
+  ASSERT_TRUE(b.engine->Bootstrap(b.peer, a.peer, nullptr).ok());
+  ASSERT_TRUE(b.engine->Start().ok());
+  auto streams = [](Node& n) {
+    return th::PollUntil(
+        [&] {
+          absl::StatusOr<EngineFacts> f = n.engine->Observe();
+          return f.ok() && f->streaming;
+        },
+        seconds(30));
+  };
+  ASSERT_TRUE(streams(b));
+  const size_t a_aside = OldDirs(a.pg->data_dir()).size();
+
+  // The switchover, by hand: fence A, B replays A's last position, B takes over.
+  ASSERT_TRUE(a.engine->Fence().ok());
+  const std::string position = ObserveOrDie(*a.engine).position;
+  ASSERT_TRUE(th::PollUntil([&] { return b.engine->HasReplayed(position).value_or(false); },
+                            seconds(30)));
+  ASSERT_TRUE(b.engine->MakeWritable().ok());
+  ASSERT_TRUE(b.engine->ServeSlaves({a.peer}).ok());
+  absl::StatusOr<std::string> rejoined = a.engine->Rejoin(a.peer, b.peer);
+  ASSERT_TRUE(rejoined.ok()) << rejoined.status() << "\n" << th::FileTail(a.pg->dir() + "/a.log");
+  EXPECT_EQ(*rejoined, SystemId(*b.pg));
+  EXPECT_EQ(OldDirs(a.pg->data_dir()).size(), a_aside) << "rejoined in place";
+  EngineFacts follower = ObserveOrDie(*a.engine);
+  EXPECT_TRUE(follower.is_slave);
+  EXPECT_EQ(follower.upstream, absl::StrCat("127.0.0.1:", b.pg->port()));
+  ASSERT_TRUE(b.pg->Exec("INSERT INTO t VALUES (2)").ok());
+  EXPECT_TRUE(th::PollUntil([&] { return ValueOrEmpty(*a.pg, "SELECT count(*) FROM t") == "2"; },
+                            seconds(30)));
+  // Idempotent: again, nothing to rewind.
+  absl::StatusOr<std::string> again = a.engine->Rejoin(a.peer, b.peer);
+  ASSERT_TRUE(again.ok()) << again.status();
+
+  // A promoted behind our back and written to: a rewind would discard it.
+  ASSERT_TRUE(b.pg->Exec("CHECKPOINT").ok());
+  ASSERT_TRUE(th::PollUntil(
+      [&] { return b.engine->HasReplayed(ObserveOrDie(*b.engine).position).value_or(false) &&
+                   a.engine->HasReplayed(ObserveOrDie(*b.engine).position).value_or(false); },
+      seconds(30)));
+  ASSERT_TRUE(a.engine->MakeWritable().ok());
+  ASSERT_TRUE(a.pg->Exec("INSERT INTO t VALUES (3)").ok());
+  absl::StatusOr<std::string> refused = a.engine->Rejoin(a.peer, b.peer);
+  EXPECT_TRUE(absl::IsFailedPrecondition(refused.status())) << refused.status();
+  EXPECT_NE(refused.status().message().find("writable"), std::string::npos) << refused.status();
+  ASSERT_TRUE(a.engine->Fence().ok());
+  refused = a.engine->Rejoin(a.peer, b.peer);
+  EXPECT_TRUE(absl::IsFailedPrecondition(refused.status())) << refused.status();
+  EXPECT_NE(refused.status().message().find("committed here after the fork"), std::string::npos)
+      << refused.status();
+  ASSERT_TRUE(a.engine->Start().ok());
+  EXPECT_EQ(ValueOrEmpty(*a.pg, "SELECT count(*) FROM t WHERE i = 3"), "1") << "nothing discarded";
+}
+
 TEST_F(PostgresqlEngineTest, BootstrapRefusedLeavesDataUntouched) {
   Node a = MakeNode("a");
   Node b = MakeNode("b");
