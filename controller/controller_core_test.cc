@@ -1246,6 +1246,49 @@ TEST_F(AutoResyncTest, OffByDefaultTheOperatorDecides) {
   EXPECT_FALSE(DesiredOf(*registry_, "db2").rejoin_first);
 }
 
+TEST_F(AutoResyncTest, TheGroupPolicyOverridesTheDefault) {
+  Open(false);
+  EXPECT_FALSE(registry_->GetNode("db2")->auto_resync);
+  // On an existing pair, only the policy changes (no new generation).
+  const uint64_t gen = Gen(*registry_, "db2");
+  absl::StatusOr<Changes> on = registry_->EnableReplication("db1", "db2", true);
+  ASSERT_TRUE(on.ok()) << on.status();
+  EXPECT_THAT(*on, ElementsAre("db1: group policy auto_resync on"));
+  EXPECT_EQ(Gen(*registry_, "db2"), gen);
+  EXPECT_TRUE(registry_->GetNode("db1")->auto_resync);
+  EXPECT_TRUE(registry_->GetNode("db2")->auto_resync);
+  EXPECT_TRUE(registry_->EnableReplication("db1", "db2", true)->empty()) << "already on";
+  const std::string token = DesiredOf(*registry_, "db2").resync_token;
+  Report("db2", "timeline fork");
+  EXPECT_NE(DesiredOf(*registry_, "db2").resync_token, token);
+  // The policy is the group's: it follows a switchover, and goes with the
+  // group when replication is disabled.
+  Report("db2", "");
+  ASSERT_TRUE(registry_->Promote("db2", true).ok());
+  EXPECT_TRUE(registry_->GetNode("db2")->auto_resync);
+  EXPECT_TRUE(registry_->GetNode("db1")->auto_resync);
+  ASSERT_TRUE(registry_->DisableReplication("db2").ok());
+  EXPECT_FALSE(registry_->GetNode("db2")->auto_resync);
+  // Off for one group while the default is on.
+  ASSERT_TRUE(registry_->EnableReplication("db1", "db2", false).ok());
+  EXPECT_FALSE(registry_->GetNode("db2")->auto_resync);
+}
+
+TEST_F(AutoResyncTest, TheGroupPolicySurvivesARestart) {
+  TempDir dir;
+  {
+    absl::StatusOr<std::unique_ptr<FileStore>> store = FileStore::Open(dir.path());
+    ASSERT_TRUE(store.ok());
+    std::unique_ptr<Registry> registry = OpenOrDie(*std::move(store));
+    for (const char* id : {"db1", "db2"}) MustRegister(*registry, Node(id));
+    ASSERT_TRUE(registry->EnableReplication("db1", "db2", true).ok());
+  }
+  absl::StatusOr<std::unique_ptr<FileStore>> store = FileStore::Open(dir.path());
+  ASSERT_TRUE(store.ok());
+  std::unique_ptr<Registry> registry = OpenOrDie(*std::move(store));
+  EXPECT_TRUE(registry->GetNode("db2")->auto_resync);
+}
+
 TEST_F(AutoResyncTest, AMasterIsNeverResynced) {
   Open(true);
   const uint64_t gen = Gen(*registry_, "db1");

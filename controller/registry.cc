@@ -142,6 +142,7 @@ std::vector<std::string> GroupMembers(const ControllerState& state, const NodeRe
 
 // A node that leaves its group: standalone, with nothing of its group role.
 void LeaveGroup(NodeRecord* record) {
+  record->auto_resync.reset();  // the group's policy goes with the group
   record->role = Role::kStandalone;
   record->upstream_id.clear();
   record->resync_token.clear();
@@ -298,8 +299,19 @@ absl::StatusOr<Changes> Registry::Register(const NodeInfo& info) {
   return CommitLocked(std::move(next), cause);
 }
 
+bool Registry::AutoResyncLocked(const ControllerState& state, const NodeRecord& record) const {
+  const NodeRecord* master = &record;
+  if (record.role == Role::kSlave) {
+    auto it = state.nodes.find(record.upstream_id);
+    if (it == state.nodes.end()) return options_.auto_resync;
+    master = &it->second;
+  }
+  return master->auto_resync.value_or(options_.auto_resync);
+}
+
 absl::StatusOr<Changes> Registry::EnableReplication(const std::string& master,
-                                                    const std::string& slave) {
+                                                    const std::string& slave,
+                                                    std::optional<bool> auto_resync) {
   if (absl::Status st = CheckRequestId("master node", master); !st.ok()) return st;
   if (absl::Status st = CheckRequestId("slave node", slave); !st.ok()) return st;
   if (master == slave) {
@@ -328,8 +340,33 @@ absl::StatusOr<Changes> Registry::EnableReplication(const std::string& master,
     return absl::FailedPreconditionError(absl::StrCat(master, " is a slave of ", (*m)->upstream_id,
                                                       "; a slave cannot serve slaves"));
   }
+  const std::string cause = absl::StrCat(
+      "replication enable --master ", master, " --slave ", slave,
+      auto_resync.has_value() ? (*auto_resync ? " --auto-resync on" : " --auto-resync off") : "");
+  // The group policy, when asked for: a line of its own when it changes.
+  auto set_policy = [&](ControllerState* next, Changes* lines) {
+    if (!auto_resync.has_value() || next->nodes.at(master).auto_resync == auto_resync) return;
+    next->nodes.at(master).auto_resync = *auto_resync;
+    lines->push_back(absl::StrCat(master, ": group policy auto_resync ",
+                                  *auto_resync ? "on" : "off"));
+    Event event;
+    event.unix_time = UnixSeconds(options_.now());
+    event.node = master;
+    event.kind = kEventDesired;
+    event.message = absl::StrCat("group policy auto_resync ", *auto_resync ? "on" : "off", ": ",
+                                 cause);
+    AppendEventLocked(next, std::move(event));
+  };
   if ((*s)->role == Role::kSlave) {
-    if ((*s)->upstream_id == master) return Changes{};  // nothing to change
+    if ((*s)->upstream_id == master) {
+      ControllerState next = state_;
+      Changes policy;
+      set_policy(&next, &policy);
+      if (policy.empty()) return Changes{};  // nothing to change
+      absl::StatusOr<Changes> saved = CommitLocked(std::move(next), cause);
+      if (!saved.ok()) return saved.status();
+      return policy;
+    }
     return absl::FailedPreconditionError(
         absl::StrCat(slave, " is already a slave of ", (*s)->upstream_id,
                      "; remove it first (slave remove ", slave, ")"));
@@ -348,8 +385,12 @@ absl::StatusOr<Changes> Registry::EnableReplication(const std::string& master,
   new_slave.catch_up_position.clear();
   new_slave.upstream_id = master;
   RequestCopyLocked(&next, slave);
-  return CommitLocked(std::move(next),
-                      absl::StrCat("replication enable --master ", master, " --slave ", slave));
+  Changes policy;
+  set_policy(&next, &policy);
+  absl::StatusOr<Changes> changes = CommitLocked(std::move(next), cause);
+  if (!changes.ok()) return changes.status();
+  changes->insert(changes->end(), policy.begin(), policy.end());
+  return changes;
 }
 
 absl::StatusOr<Changes> Registry::DisableReplication(const std::string& master) {
@@ -454,6 +495,9 @@ void Registry::SwitchMasterLocked(ControllerState* next, const std::string& node
                                   const std::string& position, bool rejoin_first) const {
   const std::string old_master = next->nodes.at(node).upstream_id;
   NodeRecord& promoted = next->nodes.at(node);
+  // The group keeps its policy under its new master.
+  promoted.auto_resync = next->nodes.at(old_master).auto_resync;
+  next->nodes.at(old_master).auto_resync.reset();
   promoted.role = Role::kMaster;
   promoted.upstream_id.clear();
   promoted.resync_token.clear();
@@ -505,7 +549,8 @@ absl::Status Registry::Report(const std::string& node_id, const ObservedState& o
   // switchover.
   const double now = UnixSeconds(options_.now());
   const bool resync_now =
-      options_.auto_resync && !observed.out_of_sync.empty() && record.role == Role::kSlave &&
+      !observed.out_of_sync.empty() && record.role == Role::kSlave &&
+      AutoResyncLocked(state_, record) &&
       record.seeded && state_.promoting.empty() && PublishedInGroup(record) &&
       record.desired.resync_token == record.resync_token &&
       (record.auto_resync_time == 0 ||
@@ -608,6 +653,7 @@ NodeView Registry::ViewLocked(const NodeRecord& record,
   }
   // A queued slave is not converged: its new target is not published yet.
   view.queued = queued.count(record.info.id) != 0;
+  view.auto_resync = AutoResyncLocked(state_, record);
   const bool live_agent = it != live_.end() && it->second.watchers > 0 &&
                           it->second.reported_since_connect;
   view.converged = !view.queued && live_agent && view.observed.has_value() &&

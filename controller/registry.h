@@ -67,6 +67,7 @@ struct NodeView {
   bool agent_connected = false;           // a Watch stream is open
   double seconds_since_report = -1;       // -1: never reported
   bool queued = false;                    // a slave waiting for its turn to bootstrap
+  bool auto_resync = false;  // the policy of the node's group (its own as a master)
 };
 
 // One line per node whose desired state changed, in node id order:
@@ -107,7 +108,10 @@ class Registry {
   // engines that differ; MongoDB across stacks; M a slave; S a master that
   // has slaves; S a slave of another master. S already a slave of M: OK,
   // nothing to change.
-  absl::StatusOr<Changes> EnableReplication(const std::string& master, const std::string& slave);
+  // `auto_resync` sets the group's policy (nullopt keeps it); for S already
+  // a slave of M it is the only change.
+  absl::StatusOr<Changes> EnableReplication(const std::string& master, const std::string& slave,
+                                            std::optional<bool> auto_resync = std::nullopt);
 
   // `replication disable --master M`: M and all its slaves become
   // standalone. Refused unless M is a master.
@@ -200,6 +204,8 @@ class Registry {
   DesiredState DesiredLocked(const NodeRecord& record) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   NodeView ViewLocked(const NodeRecord& record, const std::set<std::string>& queued) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // The auto_resync policy of `record`'s group in `state`.
+  bool AutoResyncLocked(const ControllerState& state, const NodeRecord& record) const;
   std::vector<Event> EventsLocked(uint64_t after_seq, const std::string& node) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   // Asks for a fresh copy of its master's data on slave `node_id` in `next`:

@@ -113,6 +113,7 @@ void NodeStatusToProto(const NodeView& view, v1::NodeStatus* out) {
   out->set_agent_connected(view.agent_connected);
   out->set_seconds_since_report(view.seconds_since_report);
   out->set_queued(view.queued);
+  out->set_auto_resync(view.auto_resync);
 }
 
 void EventToProto(const Event& in, v1::Event* out) {
@@ -295,7 +296,13 @@ grpc::Status OperatorService::EnableReplication(grpc::ServerContext* context,
   return Change(
       context,
       absl::StrCat("EnableReplication master=", request->master(), " slave=", request->slave()),
-      [&] { return registry_->EnableReplication(request->master(), request->slave()); }, response);
+      [&] {
+        return registry_->EnableReplication(
+            request->master(), request->slave(),
+            request->has_auto_resync() ? std::optional<bool>(request->auto_resync())
+                                       : std::nullopt);
+      },
+      response);
 }
 
 grpc::Status OperatorService::DisableReplication(grpc::ServerContext* context,

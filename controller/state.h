@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <optional>
 #include <string>
 
 #include "common/types.h"
@@ -50,6 +51,10 @@ struct NodeRecord {
   // The copy asked for with resync_token may first try the engine's cheap
   // path (a follower of a fenced switchover, an automatic resync).
   bool rejoin_first = false;
+  // A master's group policy: resync out-of-sync slaves without an
+  // operator (nullopt: the controller's default, controller.yaml
+  // auto_resync).
+  std::optional<bool> auto_resync;
   // When the controller last resynced this node by itself (Unix seconds; 0:
   // never), to space automatic resyncs out.
   double auto_resync_time = 0;
@@ -65,6 +70,7 @@ struct NodeRecord {
            seeded == other.seeded && fenced == other.fenced &&
            catch_up_position == other.catch_up_position &&
            rejoin_first == other.rejoin_first && auto_resync_time == other.auto_resync_time &&
+           auto_resync == other.auto_resync &&
            desired.generation == other.desired.generation &&
            desired.SameTarget(other.desired);
   }

@@ -86,6 +86,7 @@ json NodeToJson(const NodeRecord& n) {
               {"catch_up_position", n.catch_up_position},
               {"rejoin_first", n.rejoin_first},
               {"auto_resync_time", n.auto_resync_time},
+              {"auto_resync", n.auto_resync.has_value() ? json(*n.auto_resync) : json(nullptr)},
               {"desired", DesiredToJson(n.desired)}};
 }
 
@@ -113,6 +114,9 @@ NodeRecord NodeFromJson(const json& j) {
   n.catch_up_position = j.value("catch_up_position", std::string());
   n.rejoin_first = j.value("rejoin_first", false);
   n.auto_resync_time = j.value("auto_resync_time", 0.0);
+  if (auto it = j.find("auto_resync"); it != j.end() && it->is_boolean()) {
+    n.auto_resync = it->get<bool>();
+  }
   n.desired = DesiredFromJson(j.at("desired"));
   return n;
 }

@@ -27,6 +27,7 @@ constexpr OptionSpec kOptions[] = {
     {"--help", 'h', false},    {"--master", 0, true},   {"--slave", 0, true},
     {"--force", 0, false},     {"--timeout", 0, true},  {"--follow", 'f', false},
     {"--node", 0, true},       {"--watch", 'w', false}, {"--interval", 0, true},
+    {"--auto-resync", 0, true},
 };
 
 const OptionSpec* FindLong(std::string_view name) {
@@ -121,9 +122,9 @@ const std::set<std::string, std::less<>> kGlobalOptions = {"--controller", "--ou
 const VerbSpec kVerbs[] = {
     {Verb::kNodes, "nodes", {}},
     {Verb::kStatus, "status", {"--watch", "--interval"}},
-    {Verb::kReplicationEnable, "replication enable", {"--master", "--slave"}},
+    {Verb::kReplicationEnable, "replication enable", {"--master", "--slave", "--auto-resync"}},
     {Verb::kReplicationDisable, "replication disable", {"--master"}},
-    {Verb::kSlaveAdd, "slave add", {"--master"}},
+    {Verb::kSlaveAdd, "slave add", {"--master", "--auto-resync"}},
     {Verb::kSlaveRemove, "slave remove", {}},
     {Verb::kResync, "resync", {}},
     {Verb::kPromote, "promote", {"--force"}},
@@ -204,6 +205,16 @@ absl::StatusOr<std::string> RequiredNodeOption(const Tokens& tokens, const std::
     return Usage(absl::StrCat("option '", it->second.spelling, "' needs a node id"));
   }
   return it->second.value;
+}
+
+// --auto-resync on|off (also true/false, yes/no); nullopt when absent.
+absl::StatusOr<std::optional<bool>> AutoResyncOption(const Tokens& tokens) {
+  auto it = tokens.options.find("--auto-resync");
+  if (it == tokens.options.end()) return std::optional<bool>();
+  const std::string& v = it->second.value;
+  if (v == "on" || v == "true" || v == "yes") return std::optional<bool>(true);
+  if (v == "off" || v == "false" || v == "no") return std::optional<bool>(false);
+  return Usage(absl::StrCat("option '", it->second.spelling, "' takes on or off, not '", v, "'"));
 }
 
 }  // namespace
@@ -378,6 +389,9 @@ absl::StatusOr<Command> ParseArgs(const std::vector<std::string>& args, const En
       absl::StatusOr<std::string> master = RequiredNodeOption(tokens, "--master", spec.name);
       if (!master.ok()) return master.status();
       command.master = *master;
+      absl::StatusOr<std::optional<bool>> auto_resync = AutoResyncOption(tokens);
+      if (!auto_resync.ok()) return auto_resync.status();
+      command.auto_resync = *auto_resync;
       break;
     }
     case Verb::kReplicationEnable: {
@@ -388,6 +402,9 @@ absl::StatusOr<Command> ParseArgs(const std::vector<std::string>& args, const En
       if (!slave.ok()) return slave.status();
       command.master = *master;
       command.slave = *slave;
+      absl::StatusOr<std::optional<bool>> auto_resync = AutoResyncOption(tokens);
+      if (!auto_resync.ok()) return auto_resync.status();
+      command.auto_resync = *auto_resync;
       break;
     }
     case Verb::kReplicationDisable: {
@@ -615,22 +632,29 @@ Examples:
   tandemctl status db2 -o json | jq .observed.bootstrap
 )"},
       {"replication",
-       R"(Usage: tandemctl replication enable --master A --slave B
+       R"(Usage: tandemctl replication enable --master A --slave B [--auto-resync on|off]
        tandemctl replication disable --master A
 
 enable:  A becomes (or stays) the master of a group and B its slave. B's data
          is replaced by a copy of A's. A and B may be in the same stack or in
          different stacks (not for MongoDB).
+         --auto-resync on: the group's policy: a slave out of sync (timeline
+         fork, WAL gone, replication error, link down too long) is resynced
+         without an operator, the cheap way first (pg_rewind, GTID
+         re-point). Without the option the group keeps its policy (a new
+         group follows controller.yaml's auto_resync). Run again on an
+         existing pair to change only the policy.
 disable: every member of A's group becomes standalone.
 
 Prints one line per node whose desired state changed, or "nothing to change".
 
 Examples:
   tandemctl replication enable --master db1 --slave db2
+  tandemctl replication enable --master db1 --slave db2 --auto-resync on
   tandemctl replication disable --master db1
 )"},
       {"slave",
-       R"(Usage: tandemctl slave add B [C ...] --master A
+       R"(Usage: tandemctl slave add B [C ...] --master A [--auto-resync on|off]
        tandemctl slave remove B
 
 add:    B becomes one more slave of A (same request as 'replication enable').

@@ -54,6 +54,7 @@ struct Command {
   std::string master;              // replication enable/disable, slave add
   std::string slave;               // replication enable, slave add/remove, resync
   bool force = false;              // promote
+  std::optional<bool> auto_resync; // replication enable, slave add: --auto-resync on|off
   std::vector<std::string> nodes;  // wait (empty: all nodes)
   std::chrono::milliseconds timeout = kDefaultWaitTimeout;  // wait
   bool follow = false;                                      // events

@@ -170,11 +170,12 @@ absl::StatusOr<v1::NodeStatus> OperatorClient::GetNode(const std::string& node) 
                                                           request);
 }
 
-absl::StatusOr<v1::ChangeResponse> OperatorClient::EnableReplication(const std::string& master,
-                                                                     const std::string& slave) {
+absl::StatusOr<v1::ChangeResponse> OperatorClient::EnableReplication(
+    const std::string& master, const std::string& slave, std::optional<bool> auto_resync) {
   v1::EnableReplicationRequest request;
   request.set_master(master);
   request.set_slave(slave);
+  if (auto_resync.has_value()) request.set_auto_resync(*auto_resync);
   return impl_->Unary<v1::EnableReplicationRequest, v1::ChangeResponse>(
       "EnableReplication", &v1::Operator::Stub::EnableReplication, request);
 }

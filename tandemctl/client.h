@@ -16,6 +16,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -52,8 +53,10 @@ class OperatorClient {
   // Unary calls, each with options.rpc_timeout as deadline.
   absl::StatusOr<v1::ListNodesResponse> ListNodes();
   absl::StatusOr<v1::NodeStatus> GetNode(const std::string& node);
-  absl::StatusOr<v1::ChangeResponse> EnableReplication(const std::string& master,
-                                                       const std::string& slave);
+  // `auto_resync`: the group's policy (nullopt: keep it).
+  absl::StatusOr<v1::ChangeResponse> EnableReplication(
+      const std::string& master, const std::string& slave,
+      std::optional<bool> auto_resync = std::nullopt);
   absl::StatusOr<v1::ChangeResponse> DisableReplication(const std::string& master);
   absl::StatusOr<v1::ChangeResponse> RemoveSlave(const std::string& slave);
   absl::StatusOr<v1::ChangeResponse> Resync(const std::string& slave);

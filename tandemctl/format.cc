@@ -80,6 +80,7 @@ Json NodeJson(const v1::NodeStatus& node) {
   out["seconds_since_report"] =
       NeverReported(node) ? Json(nullptr) : Json(node.seconds_since_report());
   out["queued"] = node.queued();
+  out["auto_resync"] = node.auto_resync();
   out["desired"] = Json{
       {"generation", desired.generation()},
       {"role", RoleText(desired.role())},
@@ -305,6 +306,9 @@ std::string StatusText(const v1::NodeStatus& node) {
   add("  generation", absl::StrCat(desired.generation()));
   add("  resync token", desired.resync_token().empty() ? "none" : "present");
   if (node.queued()) add("  queued", "yes, waiting for its turn to bootstrap");
+  if (desired.role() != v1::ROLE_STANDALONE) {
+    add("  auto resync", node.auto_resync() ? "on (group policy)" : "off (group policy)");
+  }
 
   if (NeverReported(node)) {
     add("observed", "no report from the agent yet");

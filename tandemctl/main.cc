@@ -237,14 +237,16 @@ int Run(const Command& command) {
       return Done(*text);
     }
     case Verb::kReplicationEnable:
-      return Changes(command, client.EnableReplication(command.master, command.slave));
+      return Changes(command,
+                     client.EnableReplication(command.master, command.slave, command.auto_resync));
     case Verb::kSlaveAdd: {
       // One request per slave, in the order given; the first refusal stops
       // and names the slaves already added.
       v1::ChangeResponse all;
       std::vector<std::string> added;
       for (const std::string& slave : command.nodes) {
-        absl::StatusOr<v1::ChangeResponse> one = client.EnableReplication(command.master, slave);
+        absl::StatusOr<v1::ChangeResponse> one =
+            client.EnableReplication(command.master, slave, command.auto_resync);
         if (!one.ok()) {
           if (added.empty()) return Fail(one.status());
           return Fail(absl::Status(one.status().code(),

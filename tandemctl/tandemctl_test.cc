@@ -92,6 +92,15 @@ TEST(ParseArgsTest, VerbOptions) {
   EXPECT_EQ(events->node_filter, "db2");
   EXPECT_TRUE(ParseArgs({"events", "-f"})->follow);
   EXPECT_FALSE(ParseArgs({"events"})->follow);
+
+  EXPECT_EQ(ParseArgs({"replication", "enable", "--master", "a", "--slave", "b", "--auto-resync",
+                       "on"})
+                ->auto_resync,
+            std::optional<bool>(true));
+  EXPECT_EQ(ParseArgs({"slave", "add", "b", "--master", "a", "--auto-resync=off"})->auto_resync,
+            std::optional<bool>(false));
+  EXPECT_EQ(ParseArgs({"replication", "enable", "--master", "a", "--slave", "b"})->auto_resync,
+            std::nullopt);
 }
 
 TEST(ParseArgsTest, GlobalOptionsAnywhere) {
@@ -197,6 +206,10 @@ TEST(ParseArgsTest, UsageErrorsNameTheArgument) {
       {{"nodes", "-x"}, "unknown option '-x'"},
       {{"nodes", "-h=x"}, "unknown option '-h=x'"},
       {{"nodes", "--force"}, "option '--force' does not apply to 'nodes'"},
+      {{"replication", "enable", "--master", "a", "--slave", "b", "--auto-resync", "maybe"},
+       "option '--auto-resync' takes on or off, not 'maybe'"},
+      {{"resync", "b", "--auto-resync", "on"},
+       "option '--auto-resync' does not apply to 'resync'"},
       {{"nodes", "extra"}, "unexpected argument 'extra' for 'nodes'"},
       {{"status"}, "'status' needs a NODE"},
       {{"status", "db1", "db2"}, "unexpected argument 'db2' for 'status'"},
