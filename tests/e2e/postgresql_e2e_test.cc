@@ -519,14 +519,18 @@ TEST_F(PostgresqlE2eTest, ReplicationBetweenStacksUsesExternalAddressesAndTls) {
 // full copy keeps it aside), then WAL it needs removed on the master.
 TEST_F(PostgresqlE2eTest, OutOfSyncSlavesAreResyncedAutomatically) {
   cluster_.KillController();
-  cluster_.StartController("auto_resync: true\nauto_resync_interval: 1\n");
+  cluster_.StartController("auto_resync_interval: 1\n");
   PgServer& db1 = AddPgNode("db1");
   PgServer& db2 = AddPgNode("db2");
   ASSERT_TRUE(PollUntil([&] { return cluster_.Nodes().size() == 2; }, seconds(30)));
   cluster_.Wait({"db1", "db2"});
   ASSERT_TRUE(db1.Exec("CREATE TABLE t (v text); INSERT INTO t VALUES ('first')").ok());
-  ASSERT_EQ(cluster_.Ctl({"replication", "enable", "--master", "db1", "--slave", "db2"}).exit_code, 0);
+  // The group's policy (controller.yaml leaves it off by default).
+  CtlResult enable = cluster_.Ctl(
+      {"replication", "enable", "--master", "db1", "--slave", "db2", "--auto-resync", "on"});
+  ASSERT_EQ(enable.exit_code, 0) << enable.out;
   cluster_.Wait({"db1", "db2"});
+  EXPECT_NE(cluster_.Ctl({"status", "db2"}).out.find("on (group policy)"), std::string::npos);
   const std::string pg_ctl = db2.bin_dir() + "/pg_ctl";
   auto resynced_because = [&](const std::string& reason) {
     return PollUntil(
