@@ -111,6 +111,10 @@ absl::Status Reconciler::Pass() {
           status = absl::UnavailableError(absl::StrCat(
               "not converged after the plan ran; still to do: ", StepList(again)));
         }
+      } else {
+        // The report of a failed pass shows the state the failure left (an
+        // out-of-sync reason found by a step, say), not the one before it.
+        (void)Observe();
       }
       LogInfo(absl::StrCat("transition end: node=", self_.id, " ", std::string(RoleName(plan.from)), " -> ",
                            std::string(RoleName(plan.to)), " generation=", desired.generation,

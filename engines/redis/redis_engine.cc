@@ -38,6 +38,14 @@ using Info = std::map<std::string, std::string>;
 // CLIENT PAUSE takes milliseconds; about 24.8 days, re-issued by every
 // Observe and Start while the fence marker exists.
 constexpr int64_t kFencePauseMs = 2147483647;
+// repl-ping-replica-period while fenced: a paused master still sends its
+// replicas a PING every period, which moves its replication offset past the
+// one its promoted slave stopped at and rules out a partial resync of the
+// old master and its other slaves with the new one. The marker records the
+// period to put back.
+constexpr char kPingPeriodSetting[] = "repl-ping-replica-period";
+constexpr char kFencePingPeriod[] = "2147483647";
+constexpr char kDefaultPingPeriod[] = "10";
 // Bound on one connection attempt or one quick command.
 constexpr std::chrono::milliseconds kQuickTimeout{5000};
 constexpr char kDefaultReplicationUser[] = "tandem_repl";
@@ -206,6 +214,7 @@ class RedisEngine final : public Engine {
                                         const ProgressFn& progress) override;
   absl::Status Follow(const Peer& self, const Peer& upstream) override;
   absl::Status MakeWritable() override;
+  absl::StatusOr<std::string> Rejoin(const Peer& self, const Peer& upstream) override;
   absl::StatusOr<bool> HasReplayed(const std::string& position) override;
   std::string DataParentDir() const override { return data_dir_; }
 
@@ -230,14 +239,34 @@ class RedisEngine final : public Engine {
   absl::StatusOr<EngineFacts> FactsFromFiles() const;
   absl::StatusOr<std::vector<std::string>> ReadServedSlaves() const;
   bool Fenced() const { return PathExists(DataPath(kRedisFenceMarkerFile)); }
+  // The repl-ping-replica-period the fence marker recorded before the fence
+  // raised it; "" when it records none (or there is no marker).
+  std::string RecordedPingPeriod() const;
+  // The fence on a running master: the marker (recording the current ping
+  // period when it has none yet), the ping period raised, CLIENT PAUSE WRITE.
+  absl::Status ApplyFence(RedisClient& client) const;
   absl::Status ReassertFence(RedisClient& client, const Info& info) const;
+  // Ends the fence once the node is a replica (or is to be writable): puts
+  // back the recorded ping period, persists the role with CONFIG REWRITE,
+  // then CLIENT UNPAUSE and the marker removed. Writes still blocked by the
+  // pause run after it: on a replica they fail with READONLY. `lift` false:
+  // only the first two.
+  absl::Status PersistAndLiftFence(RedisClient& client, const std::string& config_file,
+                                   bool lift = true) const;
   absl::Status LiftFence(RedisClient& client) const;
 
   absl::Status LaunchServer();
   absl::Status PrepareDataDir() const;
 
+  // Connects to `upstream` with the replication login, checks that it is a
+  // master (and not this server), and returns the login that worked.
+  // `upstream_info` (optional) receives its INFO server and replication,
+  // left empty when that login may not run INFO; `not_master` (optional)
+  // is set when the upstream answered but is not a master (Unavailable).
   absl::StatusOr<ReplicationLogin> ProbeUpstream(const Peer& upstream,
-                                                 std::string* upstream_run_id) const;
+                                                 std::string* upstream_run_id,
+                                                 Info* upstream_info = nullptr,
+                                                 bool* not_master = nullptr) const;
   bool LoginMatches(RedisClient& client, const std::string& masterauth) const;
   absl::Status ApplyReplicationSettings(RedisClient& client, const ReplicationLogin& login) const;
   absl::Status SaveAside(RedisClient& client) const;
@@ -247,10 +276,19 @@ class RedisEngine final : public Engine {
   absl::Status ConfigRewrite(RedisClient& client, const std::string& config_file) const;
   absl::Status WaitForSync(const Peer& upstream, const ProgressFn& progress) const;
 
+  // Slave: the reason it is out of sync ("" when it is not), from INFO
+  // replication; tracks how long the link has been seen down.
+  std::string OutOfSync(const Info& info);
+
   EngineConfig config_;
   std::string address_;
   std::string data_dir_;
   std::string log_file_;
+  // Since when Observe has seen the link to `link_down_upstream_` down (""
+  // while it is up): Redis reports no down time for a link that never came
+  // up since the server started or was pointed at its master.
+  std::string link_down_upstream_;
+  Clock::time_point link_down_seen_;
 };
 
 absl::StatusOr<std::string> RedisEngine::ReadSecret(const std::string& field,
@@ -353,11 +391,51 @@ absl::StatusOr<EngineFacts> RedisEngine::FactsFromFiles() const {
   return facts;
 }
 
+std::string RedisEngine::RecordedPingPeriod() const {
+  absl::StatusOr<std::string> marker = ReadFile(DataPath(kRedisFenceMarkerFile));
+  if (!marker.ok()) return "";
+  for (absl::string_view line : absl::StrSplit(*marker, '\n')) {
+    std::vector<std::string> words = ConfigWords(line);
+    if (words.size() == 2 && words[0] == kPingPeriodSetting) return words[1];
+  }
+  return "";
+}
+
+absl::Status RedisEngine::ApplyFence(RedisClient& client) const {
+  if (RecordedPingPeriod().empty()) {
+    absl::StatusOr<std::string> period = client.ConfigGet(kPingPeriodSetting);
+    if (!period.ok()) return period.status();
+    // Already raised by a fence whose marker was lost: Redis's default.
+    std::string keep = *period == kFencePingPeriod ? kDefaultPingPeriod : *period;
+    absl::Status marked =
+        WriteFileAtomic(DataPath(kRedisFenceMarkerFile),
+                        absl::StrCat("CLIENT PAUSE WRITE\n", kPingPeriodSetting, " ", keep, "\n"),
+                        0644);
+    if (!marked.ok()) return marked;
+  }
+  // The pings stop before the writes: nothing moves the offset after the pause.
+  absl::Status st = client.ConfigSet(kPingPeriodSetting, kFencePingPeriod);
+  if (st.ok()) {
+    st = client.Command({"CLIENT", "PAUSE", absl::StrCat(kFencePauseMs), "WRITE"}).status();
+  }
+  return st;
+}
+
 absl::Status RedisEngine::ReassertFence(RedisClient& client, const Info& info) const {
   if (!Fenced() || Get(info, "role") != "master") return absl::OkStatus();
-  absl::StatusOr<RedisReply> paused =
-      client.Command({"CLIENT", "PAUSE", absl::StrCat(kFencePauseMs), "WRITE"});
-  return WithContext(paused.status(), "while re-issuing the write fence");
+  return WithContext(ApplyFence(client), "while re-issuing the write fence");
+}
+
+absl::Status RedisEngine::PersistAndLiftFence(RedisClient& client, const std::string& config_file,
+                                              bool lift) const {
+  const std::string period = RecordedPingPeriod();
+  if (!period.empty()) {
+    absl::Status st = client.ConfigSet(kPingPeriodSetting, period);
+    if (!st.ok()) return WithContext(st, "while putting back the replication ping period");
+  }
+  absl::Status st = ConfigRewrite(client, config_file);
+  if (st.ok() && lift) st = LiftFence(client);
+  return st;
 }
 
 absl::Status RedisEngine::LiftFence(RedisClient& client) const {
@@ -398,8 +476,10 @@ absl::StatusOr<EngineFacts> RedisEngine::Observe() {
     }
     // A replica with replica-read-only no does accept writes; say so.
     facts.writable = absl::AsciiStrToLower(*read_only) == "no";
+    facts.out_of_sync = OutOfSync(*info);
   } else {
     facts.writable = !Fenced();
+    link_down_upstream_.clear();
   }
   facts.position = Get(*info, "master_repl_offset");
   // Never 0 on a running server, even without keys: the agent reads a size
@@ -413,6 +493,27 @@ absl::StatusOr<EngineFacts> RedisEngine::Observe() {
   absl::Status fence = ReassertFence(c, *info);
   if (!fence.ok()) return WithContext(fence, "while observing redis");
   return facts;
+}
+
+std::string RedisEngine::OutOfSync(const Info& info) {
+  const std::string upstream =
+      absl::StrCat(Get(info, "master_host"), ":", Get(info, "master_port"));
+  // A full sync in progress is the cure, however long it takes.
+  if (Get(info, "master_link_status") == "up" || GetInt(info, "master_sync_in_progress", 0) != 0) {
+    link_down_upstream_.clear();
+    return "";
+  }
+  const auto now = Clock::now();
+  if (link_down_upstream_ != upstream) {
+    link_down_upstream_ = upstream;
+    link_down_seen_ = now;
+  }
+  const int64_t seen =
+      std::chrono::duration_cast<std::chrono::seconds>(now - link_down_seen_).count();
+  const int64_t down = std::max(seen, GetInt(info, "master_link_down_since_seconds", -1));
+  if (down < config_.out_of_sync_after_seconds) return "";
+  return absl::StrCat("link to ", upstream, " down for ", down, " s (more than ",
+                      config_.out_of_sync_after_seconds, " s)");
 }
 
 // A position is a replication offset (INFO replication master_repl_offset
@@ -641,17 +742,15 @@ absl::Status RedisEngine::Fence() {
       return WithContext((*client)->ConfigSet("replica-read-only", "yes"), "while fencing redis");
     }
   }
-  // The marker first: if the pause below is lost (crash, restart), Observe
-  // and Start re-issue it. A stopped server is fenced as soon as it starts.
-  if (!Fenced()) {
-    absl::Status marked =
-        WriteFileAtomic(DataPath(kRedisFenceMarkerFile), "CLIENT PAUSE WRITE\n", 0644);
-    if (!marked.ok()) return WithContext(marked, "while fencing redis");
+  // The marker first: if the pause is lost (crash, restart), Observe and
+  // Start re-issue it. A stopped server is fenced as soon as it starts.
+  if (!client.ok()) {
+    if (Fenced()) return absl::OkStatus();
+    return WithContext(
+        WriteFileAtomic(DataPath(kRedisFenceMarkerFile), "CLIENT PAUSE WRITE\n", 0644),
+        "while fencing redis");
   }
-  if (!client.ok()) return absl::OkStatus();
-  absl::StatusOr<RedisReply> paused =
-      (*client)->Command({"CLIENT", "PAUSE", absl::StrCat(kFencePauseMs), "WRITE"});
-  return WithContext(paused.status(), "while fencing redis");
+  return WithContext(ApplyFence(**client), "while fencing redis");
 }
 
 absl::Status RedisEngine::ServeSlaves(const std::vector<Peer>& slaves) {
@@ -687,7 +786,9 @@ absl::Status RedisEngine::ServeSlaves(const std::vector<Peer>& slaves) {
 }
 
 absl::StatusOr<ReplicationLogin> RedisEngine::ProbeUpstream(const Peer& upstream,
-                                                            std::string* upstream_run_id) const {
+                                                            std::string* upstream_run_id,
+                                                            Info* upstream_info,
+                                                            bool* not_master) const {
   const std::string who =
       absl::StrCat("upstream ", upstream.id, " (", upstream.host, ":", upstream.port, ")");
   absl::StatusOr<std::string> password =
@@ -739,10 +840,12 @@ absl::StatusOr<ReplicationLogin> RedisEngine::ProbeUpstream(const Peer& upstream
       break;
     }
     if (Get(*info, "role") != "master") {
+      if (not_master != nullptr) *not_master = true;
       return absl::UnavailableError(absl::StrCat(
           "while checking ", who, ": it is not a master (role:", Get(*info, "role"), ")"));
     }
     if (upstream_run_id != nullptr) *upstream_run_id = Get(*info, "run_id");
+    if (upstream_info != nullptr) *upstream_info = *std::move(info);
     return login;
   }
   return absl::Status(last.code(), absl::StrCat("while checking ", who, ": ", last.message()));
@@ -957,9 +1060,9 @@ absl::StatusOr<std::string> RedisEngine::Bootstrap(const Peer& self, const Peer&
     if (st.ok() && streaming) {
       // A resync: force a full copy. REPLICAOF NO ONE gives this node a new
       // replication id, unknown to the master, so the next PSYNC cannot
-      // continue. The pause keeps it from taking writes in between.
-      const std::string pause_ms = absl::StrCat(Timeout().count());
-      st = c.Command({"CLIENT", "PAUSE", pause_ms, "WRITE"}).status();
+      // continue. The fence keeps it from taking writes in between, also
+      // when the agent stops right here.
+      st = ApplyFence(c);
       if (st.ok()) st = c.Command({"REPLICAOF", "NO", "ONE"}).status();
       if (st.ok()) st = c.Command(replicaof).status();
     } else if (st.ok()) {
@@ -967,10 +1070,9 @@ absl::StatusOr<std::string> RedisEngine::Bootstrap(const Peer& self, const Peer&
     }
   }
   // Persist the role now: a restart mid-sync must come back as a replica,
-  // not as a writable master holding the old data.
-  if (st.ok()) st = ConfigRewrite(c, Get(*info, "config_file"));
-  // Now a read-only replica: the write pause is no longer the fence.
-  if (st.ok()) st = LiftFence(c);
+  // not as a writable master holding the old data. Then, a read-only
+  // replica, it needs the write pause no more.
+  if (st.ok()) st = PersistAndLiftFence(c, Get(*info, "config_file"));
   if (!st.ok()) return WithContext(st, context);
 
   st = WaitForSync(upstream, progress);
@@ -1023,9 +1125,121 @@ absl::Status RedisEngine::Follow(const Peer& self, const Peer& upstream) {
   }
   // Always rewritten: a crash between REPLICAOF and CONFIG REWRITE must not
   // leave a config that restarts the node as a master.
-  if (st.ok()) st = ConfigRewrite(c, Get(*info, "config_file"));
-  if (st.ok() && (Fenced() || !configured)) st = LiftFence(c);
+  if (st.ok()) st = PersistAndLiftFence(c, Get(*info, "config_file"), Fenced() || !configured);
   return WithContext(st, context);
+}
+
+// Whether a replica whose replication state is `local` (INFO replication)
+// can continue from `upstream`'s (INFO replication) with a partial resync,
+// as Redis decides it (masterTryPartialResynchronization): the same
+// replication history (the upstream's current id, or its previous one up to
+// the offset where it was promoted) and the missing part still in its
+// backlog. Either way the local data is then a prefix of the upstream's: it
+// holds no write the upstream lacks. FailedPrecondition says why not.
+absl::Status CanContinue(const Info& local, const Info& upstream, const std::string& who) {
+  const std::string replid = Get(local, "master_replid");
+  const int64_t offset = GetInt(local, "master_repl_offset", -1);
+  if (replid.empty() || offset < 0) {
+    return absl::FailedPreconditionError("INFO replication shows no replication id and offset");
+  }
+  const int64_t next = offset + 1;  // what PSYNC asks for
+  if (replid == Get(upstream, "master_replid")) {
+    const int64_t end = GetInt(upstream, "master_repl_offset", -1);
+    if (offset > end) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "its offset ", offset, " is ahead of ", who, "'s ", end, " in the same history"));
+    }
+  } else if (replid == Get(upstream, "master_replid2")) {
+    const int64_t limit = GetInt(upstream, "second_repl_offset", -1);
+    if (next > limit) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "it holds writes ", who, " never received (offset ", offset, ", ", who,
+          " was promoted at ", limit - 1, ")"));
+    }
+  } else {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "its replication history (id ", replid, ") is not ", who, "'s"));
+  }
+  const int64_t first = GetInt(upstream, "repl_backlog_first_byte_offset", -1);
+  const int64_t length = GetInt(upstream, "repl_backlog_histlen", -1);
+  if (GetInt(upstream, "repl_backlog_active", 0) != 1 || next < first || next > first + length) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(who, "'s replication backlog no longer holds offset ", next));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> RedisEngine::Rejoin(const Peer& self, const Peer& upstream) {
+  (void)self;
+  const std::string context = absl::StrCat("while rejoining ", upstream.id);
+  absl::Status valid = ValidatePeer(upstream);
+  if (!valid.ok()) return WithContext(valid, context);
+  std::string upstream_run_id;
+  Info upstream_info;
+  // The followers of a switchover get here at the same time as the promoted
+  // node is told to take over: wait (bounded) until it is a master, rather
+  // than fail and have the caller make a full copy.
+  absl::StatusOr<ReplicationLogin> login;
+  const auto deadline = Clock::now() + Timeout();
+  for (Backoff backoff(std::chrono::milliseconds(200));; backoff.Wait()) {
+    upstream_info.clear();
+    bool not_master = false;
+    login = ProbeUpstream(upstream, &upstream_run_id, &upstream_info, &not_master);
+    if (login.ok() || !not_master || Clock::now() >= deadline) break;
+  }
+  if (!login.ok()) return WithContext(login.status(), context);
+
+  absl::StatusOr<std::unique_ptr<RedisClient>> client = ConnectOrStart();
+  if (!client.ok()) return WithContext(client.status(), context);
+  RedisClient& c = **client;
+  absl::StatusOr<Info> info = c.Info({"server", "replication"});
+  if (!info.ok()) return WithContext(info.status(), context);
+  absl::Status has_config = RequireConfigFile(*info);
+  if (!has_config.ok()) return WithContext(has_config, context);
+  if (!upstream_run_id.empty() && Get(*info, "run_id") == upstream_run_id) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(context, ": ", upstream.host, ":", upstream.port, " is this server"));
+  }
+  const std::string role = Get(*info, "role");
+  absl::StatusOr<std::string> read_only = c.ConfigGet("replica-read-only");
+  if (!read_only.ok()) return WithContext(read_only.status(), context);
+  const bool writable =
+      role == "master" ? !Fenced() : absl::AsciiStrToLower(*read_only) == "no";
+  if (writable) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(context, ": the server accepts writes (a ",
+                     role == "master" ? "master" : "writable replica",
+                     " that is not fenced); it must be fenced first"));
+  }
+  const bool follows_upstream = role == "slave" && Get(*info, "master_host") == upstream.host &&
+                                Get(*info, "master_port") == absl::StrCat(upstream.port);
+  const bool streaming = follows_upstream && Get(*info, "master_link_status") == "up" &&
+                         GetInt(*info, "master_sync_in_progress", 1) == 0;
+  if (!streaming) {
+    // Only where Redis will continue from this data: a full resync would
+    // replace it in place, without keeping it aside as Bootstrap does.
+    if (upstream_info.empty()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          context, ": cannot tell whether its data can continue from ", upstream.id,
+          " (the replication login may not run INFO there)"));
+    }
+    absl::Status can = CanContinue(*info, upstream_info, upstream.id);
+    if (!can.ok()) {
+      return absl::FailedPreconditionError(absl::StrCat(context, ": it cannot continue from ",
+                                                        upstream.id, "'s stream: ", can.message()));
+    }
+  }
+  // Still fenced while it turns into a replica: the writes the pause holds
+  // back then fail with READONLY instead of landing on data that is about
+  // to follow another master.
+  absl::Status st = ApplyReplicationSettings(c, *login);
+  if (st.ok() && !follows_upstream) {
+    st = c.Command({"REPLICAOF", upstream.host, absl::StrCat(upstream.port)}).status();
+  }
+  if (st.ok()) st = PersistAndLiftFence(c, Get(*info, "config_file"));
+  if (st.ok()) st = WaitForSync(upstream, ProgressFn());
+  if (!st.ok()) return WithContext(st, context);
+  return std::string();
 }
 
 absl::Status RedisEngine::MakeWritable() {
@@ -1037,10 +1251,9 @@ absl::Status RedisEngine::MakeWritable() {
   if (!info.ok()) return WithContext(info.status(), context);
   absl::Status st = RequireConfigFile(*info);
   if (st.ok() && Get(*info, "role") == "slave") st = c.Command({"REPLICAOF", "NO", "ONE"}).status();
-  if (st.ok()) st = LiftFence(c);
   // Always rewritten, so that a crash before it cannot leave a replicaof
   // line that would turn the node back into a slave at its next restart.
-  if (st.ok()) st = ConfigRewrite(c, Get(*info, "config_file"));
+  if (st.ok()) st = PersistAndLiftFence(c, Get(*info, "config_file"));
   return WithContext(st, context);
 }
 
@@ -1070,6 +1283,12 @@ absl::Status ValidateConfig(const EngineConfig& config) {
   if (config.timeout_seconds <= 0) {
     return invalid("timeout_seconds", absl::StrCat("must be a positive number of seconds (got ",
                                                    config.timeout_seconds, ")"));
+  }
+  if (!config.tls_mode.empty() && config.tls_mode != "off") {
+    return invalid("tls_mode", absl::StrCat("\"", config.tls_mode,
+                                            "\" is not supported for redis: the agent's Redis "
+                                            "client has no TLS, and the master's TLS port is not "
+                                            "known to its slaves; use off"));
   }
   if (!config.user.empty() && config.user != "default" && config.password_file.empty()) {
     return invalid("password_file", absl::StrCat("must be set when engine.user names an ACL user (",

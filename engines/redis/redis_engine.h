@@ -74,24 +74,43 @@
 //   data_id    = "" (Redis has no stable dataset identity: the replication
 //                id changes at every restart and promotion)
 //   served_slaves = the ids ServeSlaves last recorded, sorted
+//   out_of_sync= on a slave whose link is down (and no full sync in
+//                progress) for engine.out_of_sync_after seconds or more:
+//                "link to HOST:PORT down for N s (more than M s)". N is the
+//                larger of INFO master_link_down_since_seconds and how long
+//                this engine object has seen the link down (Redis reports
+//                no time for a link that never came up since the server
+//                started or was pointed at its master).
 //   has_data   = true when running, else an RDB or AOF file exists in data_dir
 // A stopped server is read from <data_dir>/redis.conf: a `replicaof` line
 // gives is_slave and upstream; dbfilename/appendfilename/appenddirname name
 // the files for has_data; data_bytes is then the RDB file's size.
 // Observe changes nothing, with one exception: on a fenced master it
-// re-issues the write pause (a restart of redis-server drops it).
+// re-issues the fence (a restart of redis-server drops it).
 //
 // Fence. A Redis master cannot be made read-only without becoming a
 // replica, so the fence is CLIENT PAUSE <~24.8 days> WRITE: every client's
-// writes block (they are not refused) until MakeWritable, Follow or Bootstrap
-// issues CLIENT UNPAUSE. The marker file <data_dir>/tandem-fenced records the
-// fence: Observe reports writable=false while it exists and re-issues the
-// pause, and so does Start, so a restarted server is fenced again as soon as
-// the agent sees it. Limits: between a restart of redis-server and the
-// agent's next Observe or Start, the server accepts writes; CLIENT UNPAUSE
-// by anyone else lifts the fence until the next Observe. On a slave, Fence
-// only makes sure replica-read-only is yes. On a stopped server, Fence
-// writes the marker, so the next Start fences it.
+// writes block (they are not refused) until the fence is lifted. It also
+// raises repl-ping-replica-period to 2147483647 s: a paused master still
+// PINGs its replicas, and each PING moves its offset (the position a
+// promoted slave catches up with) past where that slave stopped, which
+// would rule out a partial resync of the old master and its other slaves
+// with the new one (Rejoin). The marker file <data_dir>/tandem-fenced
+// records the fence and the ping period to put back: Observe reports
+// writable=false while it exists and re-issues the fence, and so does
+// Start, so a restarted server is fenced again as soon as the agent sees
+// it. Limits: between a restart of redis-server and the agent's next
+// Observe or Start, the server accepts writes; CLIENT UNPAUSE by anyone
+// else lifts the fence until the next Observe. On a slave, Fence only makes
+// sure replica-read-only is yes. On a stopped server, Fence writes the
+// marker, so the next Start fences it.
+//
+// Lifting the fence (Bootstrap, Follow, Rejoin, MakeWritable), always in
+// this order: the node is made a replica first (REPLICAOF, for all but
+// MakeWritable), the ping period is put back, CONFIG REWRITE persists the
+// role, then CLIENT UNPAUSE and the marker removed. The writes the pause
+// held back then run on a replica and fail with READONLY: none is
+// acknowledged by a node about to follow another master.
 //
 // ServeSlaves. A Redis master needs no per-slave setup. With a non-empty
 // list it refuses (FailedPrecondition) a master whose persistence is off
@@ -112,9 +131,9 @@
 // (Unavailable after it), until master_link_status:up and
 // master_sync_in_progress:0, reporting master_sync_read_bytes /
 // master_sync_total_bytes as progress. A node already streaming from this
-// upstream (a resync) is forced into a full resynchronisation: under a short
-// write pause, REPLICAOF NO ONE gives it a new replication id that the
-// master does not know, then REPLICAOF host port. A node already configured
+// upstream (a resync) is forced into a full resynchronisation: under the
+// fence, REPLICAOF NO ONE gives it a new replication id that the master does
+// not know, then REPLICAOF host port. A node already configured
 // for this upstream but not yet synced (a Bootstrap cut short) just waits.
 // Returns "" (no data id).
 //
@@ -126,10 +145,40 @@
 // masteruser/masterauth, REPLICAOF host port when the master differs; CONFIG
 // REWRITE; lifts the fence.
 //
+// Rejoin (the cheap path of a switchover's followers and of automatic
+// resyncs). Probes the upstream as Bootstrap does, waiting up to
+// timeout_seconds while it answers but is not a master yet (a promoted
+// slave that has not taken over), then refuses (FailedPrecondition) a
+// server that accepts writes (a master not fenced, a replica with
+// replica-read-only no). Unless it already streams from `upstream`, it
+// then checks that Redis will continue from the local data with a partial
+// resync, the way the upstream decides it: the local replication id is the
+// upstream's current one (and the local offset not ahead of it), or its
+// previous one (master_replid2) and the local offset not past the point
+// where the upstream was promoted (second_repl_offset), and the missing
+// part is still in the upstream's backlog. Otherwise FailedPrecondition
+// saying which (the caller then makes a full copy with Bootstrap, which
+// keeps the data aside): "it holds writes db2 never received", "its
+// replication history is not db2's", "the backlog no longer holds ...".
+// That check also guarantees that the local data holds no write the
+// upstream lacks. It needs the replication login to run INFO on the
+// upstream (FailedPrecondition otherwise). Then, still fenced:
+// replica-read-only yes, masteruser/masterauth from the config (which
+// also repairs a masterauth changed by hand), REPLICAOF host port, CONFIG
+// REWRITE, the fence lifted, and waits (timeout_seconds, Unavailable after)
+// until the link is up. Returns "" (no data id).
+//
 // MakeWritable. Starts the server if down; REPLICAOF NO ONE on a replica;
-// CLIENT UNPAUSE and the fence marker removed; CONFIG REWRITE.
+// the fence lifted as above (ping period, CONFIG REWRITE, CLIENT UNPAUSE,
+// marker removed).
 //
 // DataParentDir() is data_dir: the RDB copy and the new RDB land there.
+//
+// TLS. engine.tls_mode must be off (InvalidArgument otherwise): the agent's
+// Redis client (hiredis 0.14) has no TLS, so its probe of an upstream in
+// another stack would send the replication password in clear, and a
+// master's TLS port (tls-port, not engine.port) is not published to its
+// slaves.
 //
 // Status codes (engines/engine.h):
 //   Unavailable         the local server is down where it must run
@@ -140,7 +189,9 @@
 //   FailedPrecondition  a login is refused (WRONGPASS, NOAUTH); a secret file
 //                       is missing or readable by others; the server runs
 //                       without a config file; persistence is off on a master
-//                       asked to serve slaves; BGSAVE or SHUTDOWN failed.
+//                       asked to serve slaves; BGSAVE or SHUTDOWN failed;
+//                       Rejoin: the server is writable, or its data cannot
+//                       continue from the upstream's stream.
 //   InvalidArgument     the server's dir is not engine.data_dir; the upstream
 //                       is this very server or has no address.
 //   Internal            anything else (e.g. a start command that fails).

@@ -7,11 +7,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -197,6 +199,9 @@ TEST(RedisConfigTest, ValidationNamesTheField) {
          c.server_args = {"--port", "1"};
        },
        "engine.server_args: --port is set by the engine"},
+      {"tls_mode", [](EngineConfig& c, const TempDir&) { c.tls_mode = "between-stacks"; },
+       "engine.tls_mode: \"between-stacks\" is not supported for redis"},
+      {"tls_off", [](EngineConfig& c, const TempDir&) { c.tls_mode = "off"; }, ""},
       {"server_args_daemonize",
        [](EngineConfig& c, const TempDir&) {
          c.server_args = {"--daemonize", "no"};
@@ -786,6 +791,207 @@ TEST(RedisEngineTest, FenceOnASlaveMakesItReadOnly) {
   absl::StatusOr<RedisReply> write = slave->Command({"SET", "x", "1"});
   ASSERT_FALSE(write.ok());
   EXPECT_TRUE(absl::StrContains(write.status().message(), "READONLY")) << write.status();
+}
+
+std::string InfoField(const RedisServer& server, const std::string& section,
+                      const std::string& key) {
+  absl::StatusOr<std::map<std::string, std::string>> info = server.Info(section);
+  if (!info.ok() || info->count(key) == 0) return "";
+  return info->at(key);
+}
+
+bool StreamsFrom(Engine& engine, const RedisServer& upstream) {
+  absl::StatusOr<EngineFacts> f = engine.Observe();
+  return f.ok() && f->is_slave && f->streaming && f->upstream == Addr(upstream);
+}
+
+// The fenced switchover, engine by engine, as the agents run it: the old
+// master is fenced (writes block, its offset stops), the promoted slave
+// catches up with that offset and becomes writable, then the old master and
+// the other slave rejoin it in place, with a partial resync, no full copy.
+// A write blocked by the fence is refused once the old master is a replica.
+TEST(RedisEngineTest, SwitchoverRejoinsInPlaceAndRefusesTheBlockedWrites) {
+  auto a = MustCreate(Options("a", true));
+  auto b = MustCreate(Options("b", true));
+  auto c = MustCreate(Options("c", true));
+  ASSERT_TRUE(a && b && c);
+  auto ea = MustEngine(ConfigFor(*a));
+  auto eb = MustEngine(ConfigFor(*b));
+  auto ec = MustEngine(ConfigFor(*c));
+  ASSERT_TRUE(ea && eb && ec);
+  ASSERT_OK(eb->Follow(PeerOf("b", *b), PeerOf("a", *a)));
+  ASSERT_OK(ec->Follow(PeerOf("c", *c), PeerOf("a", *a)));
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_TRUE(a->Command({"SET", absl::StrCat("k", i), absl::StrCat(i)}).ok());
+  }
+  WaitReplicated(*a, 2);
+  // Pings every second: without the fence's pause of them, the old master's
+  // offset would soon move past the one the promoted slave stopped at.
+  ASSERT_TRUE(a->Command({"CONFIG", "SET", "repl-ping-replica-period", "1"}).ok());
+
+  ASSERT_OK(ea->Fence());
+  absl::StatusOr<EngineFacts> fenced = ea->Observe();
+  ASSERT_TRUE(fenced.ok()) << fenced.status();
+  EXPECT_FALSE(fenced->writable);
+  EXPECT_FALSE(fenced->is_slave);
+  EXPECT_EQ(fenced->position, InfoField(*a, "replication", "master_repl_offset"));
+  EXPECT_EQ(*GetConfig(*a, "repl-ping-replica-period"), "2147483647");
+
+  // An application's write, blocked by the fence.
+  std::atomic<bool> write_done{false};
+  absl::Status blocked_write;
+  std::thread writer([&] {
+    absl::StatusOr<std::unique_ptr<RedisClient>> client = RedisClient::Connect(
+        "127.0.0.1", a->port(), RedisLogin{"", kPassword}, std::chrono::seconds(60));
+    blocked_write = client.ok() ? (*client)->Command({"SET", "blocked", "1"}).status()
+                                : client.status();
+    write_done = true;
+  });
+  EXPECT_TRUE(PollUntil([&] { return InfoField(*a, "clients", "blocked_clients") == "1"; }, kPoll));
+  EXPECT_FALSE(write_done.load());
+
+  // A is told to follow B at the same time as B is told to take over: its
+  // Rejoin waits until B is a master.
+  absl::StatusOr<std::string> rejoined;
+  std::thread rejoin([&] { rejoined = ea->Rejoin(PeerOf("a", *a), PeerOf("b", *b)); });
+  // B catches up with the fenced position and takes over.
+  EXPECT_TRUE(PollUntil(
+      [&] {
+        absl::StatusOr<bool> replayed = eb->HasReplayed(fenced->position);
+        return replayed.ok() && *replayed;
+      },
+      kPoll));
+  ASSERT_OK(eb->MakeWritable());
+  ASSERT_TRUE(b->Command({"SET", "on_b", "1"}).ok());
+
+  // A and C rejoin B in place.
+  rejoin.join();
+  ASSERT_TRUE(rejoined.ok()) << rejoined.status();
+  EXPECT_EQ(*rejoined, "");
+  writer.join();
+  EXPECT_FALSE(blocked_write.ok());
+  EXPECT_TRUE(absl::StrContains(blocked_write.message(), "READONLY")) << blocked_write;
+  rejoined = ec->Rejoin(PeerOf("c", *c), PeerOf("b", *b));
+  ASSERT_TRUE(rejoined.ok()) << rejoined.status();
+  EXPECT_EQ(InfoInt(*b, "stats", "sync_full"), 0);
+  EXPECT_EQ(InfoInt(*b, "stats", "sync_partial_ok"), 2);
+  EXPECT_TRUE(OldDataFiles(a->data_dir()).empty()) << "nothing to keep aside";
+  EXPECT_FALSE(PathExists(a->data_dir() + "/" + kRedisFenceMarkerFile));
+  EXPECT_EQ(*GetConfig(*a, "repl-ping-replica-period"), "1") << "put back";
+  EXPECT_TRUE(StreamsFrom(*ea, *b));
+  EXPECT_TRUE(StreamsFrom(*ec, *b));
+  // Idempotent: a second call finds it streaming.
+  ASSERT_OK(StatusOf(ea->Rejoin(PeerOf("a", *a), PeerOf("b", *b))));
+  EXPECT_EQ(InfoInt(*b, "stats", "sync_partial_ok"), 2);
+
+  ASSERT_TRUE(b->Command({"SET", "after", "2"}).ok());
+  WaitReplicated(*b, 2);
+  for (const RedisServer* s : {a.get(), c.get()}) {
+    EXPECT_EQ(GetKey(*s, "k99"), "99");
+    EXPECT_EQ(GetKey(*s, "on_b"), "1");
+    EXPECT_EQ(GetKey(*s, "after"), "2");
+    EXPECT_EQ(GetKey(*s, "blocked"), "<nil>");
+  }
+  EXPECT_EQ(GetKey(*b, "blocked"), "<nil>");
+  absl::StatusOr<std::string> conf = ReadFile(a->data_dir() + "/redis.conf");
+  ASSERT_TRUE(conf.ok());
+  EXPECT_TRUE(absl::StrContains(*conf, absl::StrCat("replicaof 127.0.0.1 ", b->port())));
+  EXPECT_FALSE(absl::StrContains(*conf, "2147483647")) << *conf;
+}
+
+// Rejoin never touches a writable server, nor data the upstream lacks.
+TEST(RedisEngineTest, RejoinRefusesWritableOrDivergedData) {
+  auto x = MustCreate(Options("x", true));
+  auto y = MustCreate(Options("y", true));
+  ASSERT_TRUE(x && y);
+  auto ex = MustEngine(ConfigFor(*x));
+  auto ey = MustEngine(ConfigFor(*y));
+  ASSERT_TRUE(ex && ey);
+  ASSERT_TRUE(x->Command({"SET", "own", "x"}).ok());
+
+  absl::StatusOr<std::string> r = ex->Rejoin(PeerOf("x", *x), PeerOf("y", *y));
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition) << r.status();
+  EXPECT_TRUE(absl::StrContains(r.status().message(), "fenced first")) << r.status();
+  ExpectNoSecret(r);
+
+  // Fenced, but another history: Bootstrap's full copy is the way.
+  ASSERT_OK(ex->Fence());
+  r = ex->Rejoin(PeerOf("x", *x), PeerOf("y", *y));
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition) << r.status();
+  EXPECT_TRUE(absl::StrContains(r.status().message(), "replication history")) << r.status();
+  EXPECT_EQ(InfoField(*x, "replication", "role"), "master");
+  EXPECT_TRUE(PathExists(x->data_dir() + "/" + kRedisFenceMarkerFile)) << "still fenced";
+  ASSERT_OK(ex->MakeWritable());
+
+  // Y follows X, is promoted too early, and X takes one more write: X now
+  // holds a write Y never received.
+  ASSERT_OK(ey->Follow(PeerOf("y", *y), PeerOf("x", *x)));
+  WaitReplicated(*x, 1);
+  ASSERT_OK(ey->MakeWritable());
+  ASSERT_TRUE(x->Command({"SET", "only_on_x", "1"}).ok());
+  ASSERT_OK(ex->Fence());
+  r = ex->Rejoin(PeerOf("x", *x), PeerOf("y", *y));
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition) << r.status();
+  EXPECT_TRUE(absl::StrContains(r.status().message(), "never received")) << r.status();
+  EXPECT_EQ(InfoField(*x, "replication", "role"), "master");
+  EXPECT_EQ(GetKey(*x, "only_on_x"), "1");
+}
+
+// A slave whose link stays down longer than out_of_sync_after reports it;
+// Rejoin repairs what the agent's Follow does not look at (here a
+// masterauth changed by hand) and the slave continues where it stopped.
+TEST(RedisEngineTest, LinkDownTooLongIsOutOfSyncAndRejoinRepairsIt) {
+  auto m = MustCreate(Options("m", true));
+  auto s = MustCreate(Options("s"));
+  ASSERT_TRUE(m && s);
+  EngineConfig config = ConfigFor(*s);
+  config.out_of_sync_after_seconds = 1;
+  auto es = MustEngine(config);
+  ASSERT_TRUE(es);
+  ASSERT_OK(es->Follow(PeerOf("s", *s), PeerOf("m", *m)));
+  ASSERT_TRUE(m->Command({"SET", "k", "1"}).ok());
+  WaitReplicated(*m, 1);
+  absl::StatusOr<EngineFacts> facts = es->Observe();
+  ASSERT_TRUE(facts.ok()) << facts.status();
+  EXPECT_EQ(facts->out_of_sync, "");
+
+  ASSERT_TRUE(s->Command({"CONFIG", "SET", "masterauth", "not-the-password"}).ok());
+  ASSERT_TRUE(s->Command({"CLIENT", "KILL", "TYPE", "master"}).ok());
+  const std::string want = absl::StrCat("link to ", Addr(*m), " down for ");
+  EXPECT_TRUE(PollUntil(
+      [&] {
+        absl::StatusOr<EngineFacts> f = es->Observe();
+        if (f.ok()) facts = *f;
+        return f.ok() && !f->out_of_sync.empty();
+      },
+      kPoll, std::chrono::milliseconds(100)));
+  EXPECT_TRUE(absl::StartsWith(facts->out_of_sync, want)) << facts->out_of_sync;
+  EXPECT_FALSE(facts->streaming);
+  EXPECT_TRUE(facts->is_slave);
+  ASSERT_TRUE(m->Command({"SET", "while_down", "1"}).ok());
+
+  const int64_t partial = InfoInt(*m, "stats", "sync_partial_ok");
+  const int64_t full = InfoInt(*m, "stats", "sync_full");
+  absl::StatusOr<std::string> r = es->Rejoin(PeerOf("s", *s), PeerOf("m", *m));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(*GetConfig(*s, "masterauth"), kPassword);
+  EXPECT_EQ(InfoInt(*m, "stats", "sync_partial_ok"), partial + 1);
+  EXPECT_EQ(InfoInt(*m, "stats", "sync_full"), full);
+  WaitReplicated(*m, 1);
+  EXPECT_EQ(GetKey(*s, "while_down"), "1");
+  facts = es->Observe();
+  ASSERT_TRUE(facts.ok()) << facts.status();
+  EXPECT_TRUE(facts->streaming);
+  EXPECT_EQ(facts->out_of_sync, "");
+
+  // A link that never came up (pointed at a port nobody listens on) counts too.
+  ASSERT_TRUE(s->Command({"REPLICAOF", "127.0.0.1", absl::StrCat(FreePort())}).ok());
+  EXPECT_TRUE(PollUntil(
+      [&] {
+        absl::StatusOr<EngineFacts> f = es->Observe();
+        return f.ok() && absl::StrContains(f->out_of_sync, "down for");
+      },
+      kPoll, std::chrono::milliseconds(100)));
 }
 
 // The default start command: the engine creates the data dir, runs

@@ -400,8 +400,10 @@ TEST_F(PostgresqlE2eTest, PromoteIsAFencedSwitchover) {
   std::thread sampler([&] {
     PollUntil(
         [&] {
+          // The new master first: once it is writable it stays so, so a
+          // writable old master seen after it is a real overlap.
           int writable = 0;
-          for (const PgServer* pg : {&db1, &db2, &db3}) {
+          for (const PgServer* pg : {&db2, &db1, &db3}) {
             absl::StatusOr<std::string> v = pg->Value(
                 "SELECT (NOT pg_is_in_recovery() AND "
                 "current_setting('default_transaction_read_only') = 'off')::text");

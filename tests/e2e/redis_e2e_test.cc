@@ -1,17 +1,26 @@
 // The Redis user story, end to end: real tandem-controller, one real
 // tandem-agent per node, real redis-server processes (started by the agents'
-// engine from each node's data_dir/redis.conf), driven by tandemctl.
+// engine from each node's data_dir/redis.conf), driven by tandemctl. Beyond
+// the user story: the fenced switchover under a writer, an out-of-sync
+// slave and its automatic resync, replication between stacks, and slaves
+// added together bootstrapping one at a time.
 #include <dirent.h>
 
 #include <algorithm>
+#include <atomic>
+#include <iostream>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "common/files.h"
 #include "gtest/gtest.h"
 #include "tests/e2e/cluster.h"
@@ -55,19 +64,29 @@ class RedisE2eTest : public ::testing::Test {
   // default start, with the same arguments (persistence on: AOF and a save
   // rule, which a master needs). Every node has the same requirepass, which
   // is also the replication password.
-  RedisServer& AddRedisNode(const std::string& id) {
+  //
+  // `external`: the node's external address (its server listens there too);
+  // `engine_yaml`: more fields of the engine section ("  key: value\n").
+  RedisServer& AddRedisNode(const std::string& id, const std::string& stack = "main",
+                            const std::string& external = "",
+                            const std::string& engine_yaml = "") {
     RedisServerOptions options;
     options.name = id;
     options.persistence = true;
     options.password = kPassword;
+    // The later --bind wins over the harness's.
+    if (!external.empty()) options.extra_args = {"--bind", "127.0.0.1", external};
     absl::StatusOr<std::unique_ptr<RedisServer>> created = RedisServer::Create(options);
     EXPECT_TRUE(created.ok()) << created.status();
     RedisServer& server = *servers_.emplace_back(*std::move(created));
     EXPECT_TRUE(server.Stop().ok());
     std::vector<std::string> quoted;
     for (const std::string& arg : server.server_args()) quoted.push_back(absl::StrCat("\"", arg, "\""));
-    cluster_.AddNode(id, "main",
-                     absl::StrCat("addresses: {internal: 127.0.0.1}\n"
+    const std::string addresses =
+        external.empty() ? "{internal: 127.0.0.1}"
+                         : absl::StrCat("{internal: 127.0.0.1, external: ", external, "}");
+    cluster_.AddNode(id, stack,
+                     absl::StrCat("addresses: ", addresses, "\n"
                                   "engine:\n"
                                   "  type: redis\n"
                                   "  port: ", server.port(), "\n",
@@ -76,7 +95,7 @@ class RedisE2eTest : public ::testing::Test {
                                   "  replication_password_file: ", server.password_file(), "\n",
                                   "  log_file: ", server.log_file(), "\n",
                                   "  server_args: [", absl::StrJoin(quoted, ", "), "]\n",
-                                  "  timeout: 60\n"));
+                                  "  timeout: 60\n", engine_yaml));
     return server;
   }
 
@@ -140,6 +159,39 @@ class RedisE2eTest : public ::testing::Test {
     std::vector<std::string> out;
     for (const RedisServer* s : slaves) out.push_back(absl::StrCat("127.0.0.1:", s->port()));
     return absl::StrJoin(out, ",");
+  }
+
+  // Whether `server` takes writes now: role:master and no write pause, seen
+  // at one instant. The probe writes nothing: a PFCOUNT of a missing key
+  // changes and replicates nothing, yet CLIENT PAUSE WRITE holds it (and a
+  // transaction holding it) like every command that may replicate. So
+  // MULTI, PFCOUNT, INFO replication, EXEC: an answer within `within` means
+  // no pause, and INFO tells the role at that same instant.
+  static bool Writable(const RedisServer& server, milliseconds within = milliseconds(250)) {
+    absl::StatusOr<std::unique_ptr<RedisClient>> client = RedisClient::Connect(
+        "127.0.0.1", server.port(), RedisLogin{"", kPassword}, milliseconds(2000));
+    if (!client.ok()) return false;
+    RedisClient& c = **client;
+    if (!c.Command({"MULTI"}).ok() || !c.Command({"PFCOUNT", "tandem:e2e:absent"}).ok() ||
+        !c.Command({"INFO", "replication"}).ok()) {
+      return false;
+    }
+    c.SetTimeout(within);
+    absl::StatusOr<RedisReply> exec = c.Command({"EXEC"});
+    if (!exec.ok() || exec->elements.size() != 2) return false;
+    return ParseInfo(exec->elements[1].str)["role"] == "master";
+  }
+
+  // The events of the controller's history (tandemctl events -o json).
+  std::vector<nlohmann::json> Events() const {
+    std::vector<nlohmann::json> out;
+    CtlResult events = cluster_.Ctl({"events", "-o", "json"});
+    EXPECT_EQ(events.exit_code, 0) << events.out;
+    for (absl::string_view line : absl::StrSplit(events.out, '\n')) {
+      nlohmann::json e = nlohmann::json::parse(line, nullptr, false);
+      if (e.is_object()) out.push_back(std::move(e));
+    }
+    return out;
   }
 
   // Declared before cluster_: the agents stop first (so none restarts a
@@ -403,6 +455,312 @@ TEST_F(RedisE2eTest, EmptyMasterGetsASlave) {
   EXPECT_EQ(FilesWithPrefix(db2.data_dir(), "tandem-old-").size(), 1u);
   ASSERT_TRUE(db1.Command({"SET", "first", "1"}).ok());
   EXPECT_TRUE(HasValue(db2, "first", "1", seconds(1)));
+}
+
+// Fenced switchover with an application writing the whole time to the node
+// its env file names as master: never two writable nodes (sampled every
+// 50 ms), no acknowledged write lost, the env files switch only once the new
+// master takes writes, and the old master and the other slave continue from
+// their own data (a partial resync, no full copy).
+TEST_F(RedisE2eTest, PromoteIsAFencedSwitchover) {
+  RedisServer& db1 = AddRedisNode("db1");
+  RedisServer& db2 = AddRedisNode("db2");
+  RedisServer& db3 = AddRedisNode("db3");
+  ASSERT_FALSE(HasFailure());
+  ASSERT_TRUE(PollUntil([&] { return cluster_.Nodes().size() == 3; }, seconds(30)));
+  cluster_.Wait({"db1", "db2", "db3"});
+  ASSERT_TRUE(db1.Command({"EVAL", kFillScript, "0", "10000"}).ok());
+  CtlResult enable = cluster_.Ctl({"replication", "enable", "--master", "db1", "--slave", "db2"});
+  ASSERT_EQ(enable.exit_code, 0) << enable.out;
+  CtlResult add = cluster_.Ctl({"slave", "add", "db3", "--master", "db1"});
+  ASSERT_EQ(add.exit_code, 0) << add.out;
+  cluster_.Wait({"db1", "db2", "db3"});
+  const std::string p2 = std::to_string(db2.port());
+
+  // The application: SET w:<n> for n = 1, 2, ... against the master named
+  // by db1's env file, reconnecting (and reading the file again) after any
+  // error, as an application restarted by the env hook would.
+  std::atomic<bool> stop{false};
+  std::vector<int64_t> acknowledged;  // read once the writer stopped
+  std::atomic<int64_t> acknowledged_count{0};
+  std::atomic<int64_t> acknowledged_by_db2{0};
+  std::thread writer([&] {
+    std::unique_ptr<RedisClient> client;
+    std::string port;
+    for (int64_t n = 1; !stop.load(); ++n) {
+      if (client == nullptr) {
+        port = cluster_.Env("db1")["REDIS_PORT"];
+        uint32_t p = 0;
+        if (!absl::SimpleAtoi(port, &p)) continue;
+        absl::StatusOr<std::unique_ptr<RedisClient>> c =
+            RedisClient::Connect(cluster_.Env("db1")["REDIS_ADDRESS"], p,
+                                 RedisLogin{"", kPassword}, milliseconds(1000));
+        if (!c.ok()) continue;
+        client = *std::move(c);
+      }
+      if (client->Command({"SET", absl::StrCat("w:", n), "1"}).ok()) {
+        acknowledged.push_back(n);
+        ++acknowledged_count;
+        if (port == p2) ++acknowledged_by_db2;
+      } else {
+        client.reset();
+      }
+    }
+  });
+  // Every 50 ms: how many nodes take writes, and whether an env file names
+  // db2 before db2 takes writes. The nodes are probed one after the other,
+  // db2 first: once writable it stays so, hence db2 writable and then
+  // another node writable a moment later means both were at that moment.
+  const std::vector<const RedisServer*> probe_order = {&db2, &db3, &db1};
+  std::atomic<int> max_writable{0};
+  std::atomic<int> samples{0};
+  std::atomic<int> env_before_writable{0};
+  std::thread sampler([&] {
+    PollUntil(
+        [&] {
+          bool env_names_db2 = false;
+          for (const char* id : {"db1", "db2", "db3"}) {
+            env_names_db2 = env_names_db2 || cluster_.Env(id)["REDIS_PORT"] == p2;
+          }
+          int writable = 0;
+          for (const RedisServer* server : probe_order) writable += Writable(*server);
+          max_writable = std::max(max_writable.load(), writable);
+          if (env_names_db2 && !Writable(db2, milliseconds(2000))) ++env_before_writable;
+          ++samples;
+          return stop.load();
+        },
+        std::chrono::minutes(10), milliseconds(50));
+  });
+  EXPECT_TRUE(PollUntil([&] { return samples.load() >= 5 && acknowledged_count.load() >= 10; },
+                        seconds(30)));
+
+  const int samples_before = samples.load();
+  CtlResult promote = cluster_.Ctl({"promote", "db2"});
+  EXPECT_EQ(promote.exit_code, 0) << promote.out;
+  EXPECT_NE(promote.out.find("fenced"), std::string::npos) << promote.out;
+  cluster_.Wait({"db1", "db2", "db3"}, "180s");
+  // The application reaches the new master through the switched env file.
+  EXPECT_TRUE(PollUntil(
+      [&] { return acknowledged_by_db2.load() >= 10 && samples.load() >= samples_before + 5; },
+      seconds(30)));
+  stop = true;
+  writer.join();
+  sampler.join();
+
+  std::cout << "[ MEASURED ] " << samples.load() << " samples, " << acknowledged.size()
+            << " acknowledged writes (" << acknowledged_by_db2.load() << " by db2), at most "
+            << max_writable.load() << " writable node(s) at once" << std::endl;
+  EXPECT_LE(max_writable.load(), 1) << "two writable nodes at once";
+  EXPECT_EQ(env_before_writable.load(), 0) << "an env file named db2 before it took writes";
+  ASSERT_FALSE(acknowledged.empty());
+  // Every acknowledged write is on the new master.
+  int64_t missing = 0;
+  for (size_t i = 0; i < acknowledged.size(); i += 500) {
+    std::vector<std::string> exists = {"EXISTS"};
+    for (size_t j = i; j < std::min(acknowledged.size(), i + 500); ++j) {
+      exists.push_back(absl::StrCat("w:", acknowledged[j]));
+    }
+    absl::StatusOr<RedisReply> found = db2.Command(exists);
+    ASSERT_TRUE(found.ok()) << found.status();
+    missing += static_cast<int64_t>(exists.size() - 1) - found->integer;
+  }
+  EXPECT_EQ(missing, 0) << "acknowledged writes lost (of " << acknowledged.size() << ")";
+
+  // db2 is the writable master; db1 and db3 follow it, having continued
+  // from their own data.
+  EXPECT_TRUE(Writable(db2, milliseconds(2000)));
+  EXPECT_TRUE(StreamsFrom(db1, db2));
+  EXPECT_TRUE(StreamsFrom(db3, db2));
+  EXPECT_EQ(InfoField(db2, "stats", "sync_full"), "0") << "a follower was copied in full";
+  EXPECT_EQ(InfoField(db2, "stats", "sync_partial_ok"), "2");
+  EXPECT_EQ(FilesWithPrefix(db1.data_dir(), "tandem-old-").size(), 0u);
+  EXPECT_FALSE(PathExists(db1.data_dir() + "/tandem-fenced"));
+  EXPECT_EQ(ConfigValue(db1, "repl-ping-replica-period"), "10");
+  ASSERT_TRUE(db2.Command({"SET", "after:promote", "1"}).ok());
+  EXPECT_TRUE(HasValue(db1, "after:promote", "1", seconds(5)));
+  EXPECT_TRUE(HasValue(db3, "after:promote", "1", seconds(5)));
+  EXPECT_EQ(DbSize(db1), DbSize(db2));
+  auto nodes = cluster_.Nodes();
+  EXPECT_EQ(nodes["db2"]["desired"]["role"], "master");
+  EXPECT_EQ(nodes["db1"]["upstream_id"], "db2");
+  EXPECT_EQ(nodes["db3"]["upstream_id"], "db2");
+  for (const char* id : {"db1", "db2", "db3"}) {
+    EXPECT_EQ(cluster_.Env(id)["REDIS_PORT"], p2) << id;
+    EXPECT_EQ(cluster_.Env(id)["REDIS_SLAVE_ADDRESSES"], SlaveAddresses({&db1, &db3})) << id;
+  }
+  EXPECT_EQ(cluster_.Env("db2")["TANDEM_ROLE"], "master");
+  EXPECT_EQ(cluster_.Env("db1")["TANDEM_ROLE"], "slave");
+}
+
+// A slave whose link stays down longer than engine.out_of_sync_after (its
+// masterauth changed by hand: the agent's Follow does not look at it) is
+// reported out of sync; with auto_resync the controller resyncs it, and the
+// cheap path (a rejoin that continues from its data) repairs it.
+TEST_F(RedisE2eTest, OutOfSyncSlaveIsReportedThenResyncedAutomatically) {
+  RedisServer& db1 = AddRedisNode("db1");
+  RedisServer& db2 = AddRedisNode("db2", "main", "", "  out_of_sync_after: 2\n");
+  ASSERT_FALSE(HasFailure());
+  ASSERT_TRUE(PollUntil([&] { return cluster_.Nodes().size() == 2; }, seconds(30)));
+  cluster_.Wait({"db1", "db2"});
+  CtlResult enable = cluster_.Ctl({"replication", "enable", "--master", "db1", "--slave", "db2"});
+  ASSERT_EQ(enable.exit_code, 0) << enable.out;
+  cluster_.Wait({"db1", "db2"});
+  ASSERT_TRUE(StreamsFrom(db2, db1));
+  const size_t kept_aside = FilesWithPrefix(db2.data_dir(), "tandem-old-").size();
+
+  ASSERT_TRUE(db2.Command({"CONFIG", "SET", "masterauth", "not-the-password"}).ok());
+  ASSERT_TRUE(db2.Command({"CLIENT", "KILL", "TYPE", "master"}).ok());
+  ASSERT_TRUE(db1.Command({"SET", "while:broken", "1"}).ok());
+  // Reported by the agent (its observation), shown by tandemctl status.
+  EXPECT_TRUE(PollUntil(
+      [&] {
+        auto n = cluster_.Nodes()["db2"];
+        return n.is_object() && n["observed"]["out_of_sync"].is_string() &&
+               n["observed"]["out_of_sync"] != "";
+      },
+      seconds(60), milliseconds(200)))
+      << cluster_.Ctl({"status", "db2"}).out;
+  CtlResult status = cluster_.Ctl({"status", "db2"});
+  EXPECT_EQ(status.exit_code, 0) << status.out;
+  const std::string reason = absl::StrCat("link to 127.0.0.1:", db1.port(), " down for");
+  bool shown = false;
+  for (absl::string_view line : absl::StrSplit(status.out, '\n')) {
+    shown = shown || (absl::StrContains(line, "out of sync") && absl::StrContains(line, reason) &&
+                      !absl::StrContains(line, "wait-streaming"));
+  }
+  EXPECT_TRUE(shown) << status.out;
+  EXPECT_EQ(status.out.find(kPassword), std::string::npos);
+  EXPECT_FALSE(StreamsFrom(db2, db1)) << "nothing repairs it without auto_resync";
+
+  const std::string full_syncs = InfoField(db1, "stats", "sync_full");
+  cluster_.KillController();
+  cluster_.StartController("auto_resync: true\n");
+  EXPECT_TRUE(PollUntil([&] { return StreamsFrom(db2, db1); }, seconds(60)));
+  // Polled first: until db2's agent reports the resync, its last report
+  // still carries the error of the pass before.
+  EXPECT_TRUE(PollUntil(
+      [&] {
+        auto n = cluster_.Nodes()["db2"];
+        return n.is_object() && n["converged"].get<bool>() && n["observed"]["out_of_sync"] == "";
+      },
+      seconds(60), milliseconds(200)));
+  cluster_.Wait({"db1", "db2"});
+  EXPECT_TRUE(HasValue(db2, "while:broken", "1", seconds(5)));
+  EXPECT_EQ(ConfigValue(db2, "masterauth"), kPassword);
+  EXPECT_EQ(cluster_.Nodes()["db2"]["observed"]["out_of_sync"], "");
+  bool auto_resync_event = false;
+  for (const nlohmann::json& e : Events()) {
+    auto_resync_event = auto_resync_event ||
+                        absl::StrContains(e.value("message", ""), "auto-resync db2: link to");
+  }
+  EXPECT_TRUE(auto_resync_event) << cluster_.Ctl({"events"}).out;
+  // The cheap path: no full copy, nothing more kept aside.
+  EXPECT_EQ(InfoField(db1, "stats", "sync_full"), full_syncs);
+  EXPECT_EQ(FilesWithPrefix(db2.data_dir(), "tandem-old-").size(), kept_aside);
+
+  // An operator's resync never takes the cheap path: a full copy, the
+  // slave's data kept aside first.
+  CtlResult resync = cluster_.Ctl({"resync", "db2"});
+  ASSERT_EQ(resync.exit_code, 0) << resync.out;
+  EXPECT_TRUE(PollUntil([&] { return InfoField(db1, "stats", "sync_full") != full_syncs; },
+                        seconds(60)));
+  cluster_.Wait({"db1", "db2"});
+  EXPECT_TRUE(StreamsFrom(db2, db1));
+  EXPECT_EQ(FilesWithPrefix(db2.data_dir(), "tandem-old-").size(), kept_aside + 1);
+  ASSERT_TRUE(db1.Command({"SET", "after:resync", "1"}).ok());
+  EXPECT_TRUE(HasValue(db2, "after:resync", "1", seconds(5)));
+}
+
+// A slave in another stack replicates from its master's external address,
+// and each side's env file points at the master as reachable from its stack.
+TEST_F(RedisE2eTest, ReplicationBetweenStacksUsesExternalAddresses) {
+  RedisServer& db1 = AddRedisNode("db1", "a", "127.0.0.2");
+  RedisServer& db2 = AddRedisNode("db2", "b", "127.0.0.3");
+  ASSERT_FALSE(HasFailure());
+  ASSERT_TRUE(PollUntil([&] { return cluster_.Nodes().size() == 2; }, seconds(30)));
+  cluster_.Wait({"db1", "db2"});
+  ASSERT_TRUE(db1.Command({"SET", "from:a", "1"}).ok());
+  CtlResult enable = cluster_.Ctl({"replication", "enable", "--master", "db1", "--slave", "db2"});
+  ASSERT_EQ(enable.exit_code, 0) << enable.out;
+  cluster_.Wait({"db1", "db2"});
+  auto nodes = cluster_.Nodes();
+  EXPECT_EQ(nodes["db2"]["observed"]["upstream"], absl::StrCat("127.0.0.2:", db1.port()));
+  EXPECT_EQ(nodes["db2"]["desired"]["upstream"]["host"], "127.0.0.2");
+  EXPECT_EQ(InfoField(db2, "replication", "master_host"), "127.0.0.2");
+  EXPECT_EQ(InfoField(db2, "replication", "master_link_status"), "up");
+  EXPECT_EQ(Get(db2, "from:a"), "1");
+  ASSERT_TRUE(db1.Command({"SET", "after", "1"}).ok());
+  EXPECT_TRUE(HasValue(db2, "after", "1", seconds(5)));
+  // The slave's stack reaches the master by its external address; the
+  // master's stack by its internal one.
+  const std::string p1 = std::to_string(db1.port());
+  auto slave_env = cluster_.Env("db2");
+  EXPECT_EQ(slave_env["REDIS_ADDRESS"], "127.0.0.2");
+  EXPECT_EQ(slave_env["REDIS_ADDRESS_INT"], "127.0.0.1");
+  EXPECT_EQ(slave_env["REDIS_ADDRESS_EXT"], "127.0.0.2");
+  EXPECT_EQ(slave_env["REDIS_PORT"], p1);
+  EXPECT_EQ(slave_env["TANDEM_ROLE"], "slave");
+  EXPECT_EQ(slave_env["REDIS_SLAVE_ADDRESSES"], absl::StrCat("127.0.0.1:", db2.port()));
+  auto master_env = cluster_.Env("db1");
+  EXPECT_EQ(master_env["REDIS_ADDRESS"], "127.0.0.1");
+  EXPECT_EQ(master_env["REDIS_ADDRESS_INT"], "127.0.0.1");
+  EXPECT_EQ(master_env["REDIS_ADDRESS_EXT"], "127.0.0.2");
+  EXPECT_EQ(master_env["REDIS_PORT"], p1);
+  EXPECT_EQ(master_env["REDIS_SLAVE_ADDRESSES"], absl::StrCat("127.0.0.3:", db2.port()));
+  EXPECT_EQ(master_env["REDIS_SLAVE_ADDRESSES_INT"], absl::StrCat("127.0.0.1:", db2.port()));
+  EXPECT_EQ(master_env["REDIS_SLAVE_ADDRESSES_EXT"], absl::StrCat("127.0.0.3:", db2.port()));
+}
+
+// Three slaves added in one command are bootstrapped one at a time: the
+// master never serves two full copies at once.
+TEST_F(RedisE2eTest, SlavesAddedTogetherBootstrapOneAtATime) {
+  RedisServer& db1 = AddRedisNode("db1");
+  for (const char* id : {"db2", "db3", "db4"}) AddRedisNode(id);
+  ASSERT_FALSE(HasFailure());
+  ASSERT_TRUE(PollUntil([&] { return cluster_.Nodes().size() == 4; }, seconds(30)));
+  cluster_.Wait({"db1", "db2", "db3", "db4"});
+  ASSERT_TRUE(db1.Command({"EVAL", kFillScript, "0", "20000"}).ok());
+
+  CtlResult add = cluster_.Ctl({"slave", "add", "db2", "db3", "db4", "--master", "db1"});
+  ASSERT_EQ(add.exit_code, 0) << add.out;
+  // Right after the command, at least one waits its turn.
+  {
+    auto nodes = cluster_.Nodes();
+    int queued = 0;
+    for (const char* id : {"db2", "db3", "db4"}) queued += nodes[id]["queued"].get<bool>();
+    EXPECT_GE(queued, 1);
+    EXPECT_NE(cluster_.Ctl({"nodes"}).out.find("queued"), std::string::npos);
+  }
+  cluster_.Wait({"db1", "db2", "db3", "db4"}, "180s");
+
+  // The controller's history: each slave's bootstrap step ended before the
+  // next one started.
+  std::vector<std::pair<double, double>> intervals;  // [start, end]
+  std::set<std::string> bootstrapped;
+  for (const nlohmann::json& e : Events()) {
+    if (e.value("kind", "") != "step" || !e.value("ok", false)) continue;
+    if (!absl::StartsWith(e.value("message", ""), "bootstrap:")) continue;
+    const double end = e.value("unix_time", 0.0);
+    intervals.emplace_back(end - e.value("seconds", 0.0), end);
+    bootstrapped.insert(e.value("node", ""));
+  }
+  EXPECT_EQ(bootstrapped, (std::set<std::string>{"db2", "db3", "db4"}))
+      << cluster_.Ctl({"events"}).out;
+  EXPECT_EQ(intervals.size(), 3u);
+  std::sort(intervals.begin(), intervals.end());
+  for (size_t i = 1; i < intervals.size(); ++i) {
+    EXPECT_GE(intervals[i].first, intervals[i - 1].second)
+        << "bootstraps " << i - 1 << " and " << i << " overlap";
+  }
+  // Each one a full copy of its own, one after the other.
+  EXPECT_EQ(InfoField(db1, "stats", "sync_full"), "3");
+  ASSERT_TRUE(db1.Command({"SET", "last", "1"}).ok());
+  for (const char* id : {"db2", "db3", "db4"}) {
+    const RedisServer& server = *servers_[id[2] - '1'];
+    EXPECT_TRUE(StreamsFrom(server, db1)) << id;
+    EXPECT_TRUE(HasValue(server, "last", "1", seconds(5))) << id;
+    EXPECT_EQ(DbSize(server), 20001) << id;
+  }
 }
 
 }  // namespace
