@@ -94,6 +94,14 @@ absl::StatusOr<std::unique_ptr<MysqlClient>> MysqlClient::Connect(
   unsigned int protocol = use_socket ? MYSQL_PROTOCOL_SOCKET : MYSQL_PROTOCOL_TCP;
   mysql_options(m, MYSQL_OPT_PROTOCOL, &protocol);
   mysql_options(m, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+  if (login.tls && !use_socket) {
+    auto file = [](const std::string& path) { return path.empty() ? nullptr : path.c_str(); };
+    mysql_ssl_set(m, file(login.tls_key_file), file(login.tls_cert_file), file(login.tls_ca_file),
+                  nullptr, nullptr);
+    const my_bool on = 1;
+    mysql_options(m, MYSQL_OPT_SSL_ENFORCE, &on);
+    mysql_options(m, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &on);
+  }
   const std::string address =
       use_socket ? login.unix_socket : absl::StrCat(login.host, ":", login.port);
   MYSQL* ok = mysql_real_connect(

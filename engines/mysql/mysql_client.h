@@ -37,6 +37,14 @@ struct MysqlLogin {
   std::string unix_socket;         // set: connect through it instead of TCP
   std::string user;
   std::string password;            // "" = none
+  // TLS (TCP only): when `tls` is set the connection is encrypted or
+  // refused, and the server's certificate must be signed by tls_ca_file and
+  // name `host`. tls_cert_file/tls_key_file: a client certificate ("" =
+  // none).
+  bool tls = false;
+  std::string tls_ca_file;
+  std::string tls_cert_file;
+  std::string tls_key_file;
 };
 
 // One result set. A NULL value is std::nullopt.

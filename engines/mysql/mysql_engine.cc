@@ -159,13 +159,19 @@ struct ReplicaStatus {
   double seconds_behind = -1;
   int64_t lag_bytes = -1;
   std::string gtid_io_pos;
-  std::string last_error;
+  std::string last_error;  // both threads' errors, for messages
+  int io_errno = 0;
+  std::string io_error;
+  int sql_errno = 0;
+  std::string sql_error;
+  bool ssl = false;  // Master_SSL_Allowed
 };
 
 // The master as the replication login sees it.
 struct UpstreamInfo {
   std::string server_id;
-  std::string gtid_state;
+  std::string gtid_state;  // MariaDB: binary log state merged with gtid_slave_pos
+  bool read_only = false;
 };
 
 // Receives the seed stream (after its header) on the slave and turns it into
@@ -207,6 +213,7 @@ class MysqlEngine final : public Engine {
   std::string DataParentDir() const override { return parent_; }
   absl::Status StreamBackup(const std::string& slave_id, const BackupSink& write) override;
   absl::StatusOr<bool> HasReplayed(const std::string& position) override;
+  absl::StatusOr<std::string> Rejoin(const Peer& self, const Peer& upstream) override;
 
   // For the seed consumers.
   const EngineConfig& config() const { return config_; }
@@ -262,16 +269,40 @@ class MysqlEngine final : public Engine {
 
   // ---- steps
   absl::Status EnsurePrerequisites(size_t slave_count);
-  absl::Status EnsureAccounts(const std::set<std::string>& hosts);
+  // One replication account per host; `hosts` maps each to whether its
+  // slaves must come over TLS (REQUIRE SSL).
+  absl::Status EnsureAccounts(const std::map<std::string, bool>& hosts);
   absl::Status EnsureReadOnly(bool on);
-  absl::StatusOr<UpstreamInfo> CheckUpstream(const Peer& upstream, const std::string& password);
+  // Ends every client session but the agent's own and replication's.
+  absl::Status EndClientSessions();
+  // Whether this node replicates from `upstream` over TLS, and how.
+  bool WantsTls(const Peer& self, const Peer& upstream) const {
+    return ReplicationTls(config_, self, upstream);
+  }
+  mysql::SourceTls SourceTlsSettings(bool tls);
+  // Logs in to `upstream` as the replication account (over TLS when `tls`)
+  // and reads its server_id, GTID state and read_only. Unavailable when the
+  // login does not work (yet).
+  absl::StatusOr<UpstreamInfo> CheckUpstream(const Peer& upstream, const std::string& password,
+                                             bool tls);
+  // FailedPrecondition naming the transactions of this node that `upstream`
+  // (as `info` describes it) does not have.
+  absl::Status CheckNoErrant(const Peer& upstream, const UpstreamInfo& info);
+  // Polls until the slave threads run against `upstream` and this node has
+  // applied `target` (an upstream's GTID state); FailedPrecondition when
+  // replication stops with an error that retrying cannot mend.
+  absl::Status AwaitCaughtUp(const Peer& upstream, const std::string& target);
   absl::Status CheckServerIds(const Peer& upstream, const UpstreamInfo& info);
   absl::Status FetchCopy(const Peer& self, const Peer& upstream, const ProgressFn& progress,
                          std::string* gtid);
   absl::Status SwapIn();
-  absl::Status FinishSeed(const Peer& upstream, const std::string& gtid,
+  absl::Status FinishSeed(const Peer& self, const Peer& upstream, const std::string& gtid,
                           const std::string& password);
-  absl::Status PointAt(const Peer& upstream, const std::string& password);
+  // Re-points replication to `upstream` (described by `info`) by GTID:
+  // refuses errant transactions, then this node replicates from after
+  // everything it has (its binary log and its replicated position).
+  absl::Status PointAt(const Peer& self, const Peer& upstream, const std::string& password,
+                       const UpstreamInfo& info);
   absl::Status WriteKeepingOwner(const std::string& path, const std::string& content,
                                  unsigned mode);
   absl::Status LaunchServer();
@@ -448,9 +479,14 @@ absl::StatusOr<ReplicaStatus> MysqlEngine::ReadReplicaStatus() {
     s.lag_bytes = std::max<int64_t>(0, read_pos - exec_pos);
   }
   s.gtid_io_pos = get("Gtid_IO_Pos");
+  s.io_error = get("Last_IO_Error");
+  s.sql_error = get("Last_SQL_Error");
+  (void)absl::SimpleAtoi(get("Last_IO_Errno"), &s.io_errno);
+  (void)absl::SimpleAtoi(get("Last_SQL_Errno"), &s.sql_errno);
+  s.ssl = get("Master_SSL_Allowed") == "Yes";
   std::vector<std::string> errors;
-  if (!get("Last_IO_Error").empty()) errors.push_back("IO thread: " + get("Last_IO_Error"));
-  if (!get("Last_SQL_Error").empty()) errors.push_back("SQL thread: " + get("Last_SQL_Error"));
+  if (!s.io_error.empty()) errors.push_back("IO thread: " + s.io_error);
+  if (!s.sql_error.empty()) errors.push_back("SQL thread: " + s.sql_error);
   s.last_error = absl::StrJoin(errors, "; ");
   return s;
 }
@@ -546,6 +582,16 @@ absl::StatusOr<EngineFacts> MysqlEngine::ObserveRunning(
   absl::StatusOr<ReplicaStatus> rs = ReadReplicaStatus();
   if (!rs.ok()) return rs.status();
   facts.position = vars->Get(0, "gtid_current_pos");
+  if (dialect().mariadb()) {
+    // Everything this server has: its binary log and, for a copy seeded
+    // from a backup (whose binary log starts empty), what it replicated.
+    // A fenced master reports it; the slave taking over replays up to it.
+    absl::StatusOr<mysql::GtidState> binlog = mysql::ParseGtidState(vars->Get(0, "gtid_binlog_pos"));
+    absl::StatusOr<mysql::GtidState> applied = mysql::ParseGtidState(vars->Get(0, "gtid_slave_pos"));
+    if (binlog.ok() && applied.ok()) {
+      facts.position = mysql::FormatGtidState(mysql::LatestPerDomain(*binlog, *applied));
+    }
+  }
   if (rs->configured) {
     facts.is_slave = true;
     facts.upstream = absl::StrCat(rs->source.host, ":", rs->source.port);
@@ -554,6 +600,20 @@ absl::StatusOr<EngineFacts> MysqlEngine::ObserveRunning(
     facts.lag_bytes = facts.streaming ? rs->lag_bytes : -1;
     facts.link_error = rs->last_error;
     if (!vars->Get(0, "gtid_slave_pos").empty()) facts.position = vars->Get(0, "gtid_slave_pos");
+    mysql::ReplicationHealth health;
+    health.sql_running = rs->sql_running;
+    health.sql_errno = rs->sql_errno;
+    health.sql_error = rs->sql_error;
+    health.io_errno = rs->io_errno;
+    health.io_error = rs->io_error;
+    uint32_t server_id = 0;
+    absl::StatusOr<mysql::GtidState> binlog = mysql::ParseGtidState(vars->Get(0, "gtid_binlog_pos"));
+    absl::StatusOr<mysql::GtidState> applied = mysql::ParseGtidState(vars->Get(0, "gtid_slave_pos"));
+    if (dialect().mariadb() && binlog.ok() && applied.ok() &&
+        absl::SimpleAtoi(vars->Get(0, "server_id"), &server_id)) {
+      health.local_writes = mysql::LocalWrites(*binlog, *applied, server_id);
+    }
+    facts.out_of_sync = mysql::OutOfSyncReason(health);
   } else if (marker.has_value()) {
     // A seeded copy whose replication is not set up yet: a slave-to-be.
     facts.is_slave = true;
@@ -732,7 +792,34 @@ absl::Status MysqlEngine::Fence() {
     return absl::OkStatus();  // it starts read-only
   }
   TANDEM_RETURN_IF_ERROR(RequireUp());
-  return EnsureReadOnly(true);
+  absl::StatusOr<ReplicaStatus> rs = ReadReplicaStatus();
+  if (!rs.ok()) return rs.status();
+  TANDEM_RETURN_IF_ERROR(EnsureReadOnly(true));
+  // A slave's readers may stay; a fenced master's or standalone's sessions
+  // end: an open transaction is rolled back instead of committing later
+  // (read_only refuses that commit anyway), accounts that read_only does not
+  // bind (READ_ONLY ADMIN, SUPER on MySQL 5.7) lose their session, and
+  // applications reconnect, to wherever their env file then points.
+  if (!rs->configured) TANDEM_RETURN_IF_ERROR(EndClientSessions());
+  return absl::OkStatus();
+}
+
+absl::Status MysqlEngine::EndClientSessions() {
+  // Not this session, nor replication (binlog dump threads of the slaves,
+  // this server's own slave threads), nor the server's own threads.
+  absl::StatusOr<MysqlResult> sessions = Query(
+      "listing the client sessions",
+      "SELECT ID FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() "
+      "AND COMMAND NOT IN ('Binlog Dump', 'Binlog Dump GTID', 'Daemon', 'Slave_IO', 'Slave_SQL', "
+      "'Slave_worker') AND USER NOT IN ('system user', 'event_scheduler')");
+  if (!sessions.ok()) return sessions.status();
+  for (size_t i = 0; i < sessions->rows.size(); ++i) {
+    absl::Status killed = Exec("ending a client session",
+                               absl::StrCat("KILL CONNECTION ", sessions->Get(i, "ID")));
+    // 1094: unknown thread (it ended by itself meanwhile).
+    if (!killed.ok() && !absl::StrContains(killed.message(), "error 1094")) return killed;
+  }
+  return absl::OkStatus();
 }
 
 // ------------------------------------------------------------------ ServeSlaves
@@ -786,19 +873,26 @@ absl::Status MysqlEngine::EnsurePrerequisites(size_t slave_count) {
   return absl::OkStatus();
 }
 
-absl::Status MysqlEngine::EnsureAccounts(const std::set<std::string>& hosts) {
+absl::Status MysqlEngine::EnsureAccounts(const std::map<std::string, bool>& hosts) {
   absl::StatusOr<MysqlClient*> c = Connect();
   if (!c.ok()) return c.status();
   const std::string user = Lit(config_.replication_user);
   absl::StatusOr<MysqlResult> rows = Query(
       "reading the replication accounts",
-      absl::StrCat("SELECT Host, authentication_string, Repl_slave_priv FROM mysql.user WHERE User = ",
+      absl::StrCat("SELECT Host, authentication_string, Repl_slave_priv, ssl_type FROM mysql.user "
+                   "WHERE User = ",
                    user));
   if (!rows.ok()) return rows.status();
-  std::map<std::string, std::pair<std::string, bool>> existing;
+  struct Account {
+    std::string hash;
+    bool can_replicate = false;
+    bool requires_ssl = false;
+  };
+  std::map<std::string, Account> existing;
   for (size_t i = 0; i < rows->rows.size(); ++i) {
     existing[rows->Get(i, "Host")] = {rows->Get(i, "authentication_string"),
-                                      rows->Get(i, "Repl_slave_priv") == "Y"};
+                                      rows->Get(i, "Repl_slave_priv") == "Y",
+                                      !rows->Get(i, "ssl_type").empty()};
   }
   absl::StatusOr<std::string> password =
       Secret("replication_password_file", config_.replication_password_file);
@@ -806,19 +900,26 @@ absl::Status MysqlEngine::EnsureAccounts(const std::set<std::string>& hosts) {
   const std::string hash = password->empty() ? "" : mysql::NativePasswordHash(*password);
   std::fill(password->begin(), password->end(), '\0');
   const std::string hash_literal = hash.empty() ? "" : Lit(hash);
-  for (const std::string& host : hosts) {
+  for (const auto& [host, tls] : hosts) {
     const std::string account = absl::StrCat(user, "@", Lit(host));
     auto it = existing.find(host);
     if (it == existing.end()) {
       TANDEM_RETURN_IF_ERROR(Exec("creating the replication account for " + host,
                               dialect().CreateUser(account, hash_literal)));
-    } else if (it->second.first != hash) {
+    } else if (it->second.hash != hash) {
       TANDEM_RETURN_IF_ERROR(Exec("setting the replication password for " + host,
                               dialect().SetPassword(account, hash_literal)));
     }
-    if (it == existing.end() || !it->second.second) {
+    if (it == existing.end() || !it->second.can_replicate) {
       TANDEM_RETURN_IF_ERROR(Exec("granting replication to " + host,
                               absl::StrCat("GRANT REPLICATION SLAVE ON *.* TO ", account)));
+    }
+    const bool requires_ssl = it != existing.end() && it->second.requires_ssl;
+    if (tls != requires_ssl) {
+      TANDEM_RETURN_IF_ERROR(Exec(
+          tls ? "requiring TLS of the replication account for " + host
+              : "dropping the TLS requirement of the replication account for " + host,
+          absl::StrCat("ALTER USER ", account, tls ? " REQUIRE SSL" : " REQUIRE NONE")));
     }
   }
   for (const auto& [host, unused] : existing) {
@@ -845,7 +946,9 @@ absl::Status MysqlEngine::EnsureAccounts(const std::set<std::string>& hosts) {
 
 absl::Status MysqlEngine::ServeSlaves(const std::vector<Peer>& slaves) {
   mysql::ServedSlaves record;
-  std::set<std::string> hosts;
+  std::map<std::string, bool> hosts;  // account host -> REQUIRE SSL
+  Peer self;
+  self.stack = config_.stack;
   for (const Peer& slave : slaves) {
     if (slave.id.empty() || slave.id.find_first_of(" \t\n") != std::string::npos) {
       return absl::InvalidArgumentError(absl::StrCat("invalid slave id \"", slave.id, "\""));
@@ -854,8 +957,19 @@ absl::Status MysqlEngine::ServeSlaves(const std::vector<Peer>& slaves) {
       return absl::InvalidArgumentError(absl::StrCat(
           "slave ", slave.id, ": \"", slave.host, "\" cannot be the host of a MySQL account"));
     }
-    record.emplace_back(slave.id, slave.host);
-    hosts.insert(slave.host);
+    // Without its own stack (engine.stack unset) a master with tls_mode
+    // between-stacks cannot tell which slaves are in another stack.
+    const bool tls = config_.tls_mode == "always" ||
+                     (!config_.stack.empty() && ReplicationTls(config_, slave, self));
+    // Across stacks the address a slave's connections come from (NAT, an
+    // egress gateway) is often not the one this stack reaches it at: a
+    // slave that must come over TLS gets the account for any host, bound by
+    // TLS and its password instead. Within a stack the address is the key.
+    const std::string host = tls && !config_.stack.empty() && slave.stack != config_.stack
+                                 ? std::string("%")
+                                 : slave.host;
+    record.emplace_back(slave.id, host);
+    hosts[host] = hosts[host] || tls;
   }
   TANDEM_RETURN_IF_ERROR(RequireUp());
   if (!slaves.empty()) {
@@ -1174,8 +1288,19 @@ class SqlConsumer : public SeedConsumer {
 
 // ------------------------------------------------------------------ Bootstrap
 
+mysql::SourceTls MysqlEngine::SourceTlsSettings(bool tls) {
+  mysql::SourceTls out;
+  out.enabled = tls;
+  if (!tls) return out;
+  auto literal = [&](const std::string& path) { return path.empty() ? std::string() : Lit(path); };
+  out.ca_literal = literal(config_.tls_ca_file);
+  out.cert_literal = literal(config_.tls_cert_file);
+  out.key_literal = literal(config_.tls_key_file);
+  return out;
+}
+
 absl::StatusOr<UpstreamInfo> MysqlEngine::CheckUpstream(const Peer& upstream,
-                                                        const std::string& password) {
+                                                        const std::string& password, bool tls) {
   const std::string who =
       absl::StrCat("master ", upstream.id, " at ", upstream.host, ":", upstream.port);
   MysqlLogin login;
@@ -1183,10 +1308,18 @@ absl::StatusOr<UpstreamInfo> MysqlEngine::CheckUpstream(const Peer& upstream,
   login.port = upstream.port;
   login.user = config_.replication_user;
   login.password = password;
+  login.tls = tls;
+  if (tls) {
+    login.tls_ca_file = config_.tls_ca_file;
+    login.tls_cert_file = config_.tls_cert_file;
+    login.tls_key_file = config_.tls_key_file;
+  }
   absl::StatusOr<std::unique_ptr<MysqlClient>> c = MysqlClient::Connect(login, kConnectTimeout);
+  std::fill(login.password.begin(), login.password.end(), '\0');
   if (!c.ok()) {
     return absl::UnavailableError(absl::StrCat(
-        who, " does not accept this node's replication login yet: ", c.status().message()));
+        who, " does not accept this node's replication login", tls ? " over TLS" : "", " yet: ",
+        c.status().message()));
   }
   Dialect d(mysql::ParseServerVersion((*c)->server_version()));
   absl::StatusOr<MysqlResult> r = (*c)->Query("reading the master's position", d.GtidStateSql());
@@ -1195,6 +1328,9 @@ absl::StatusOr<UpstreamInfo> MysqlEngine::CheckUpstream(const Peer& upstream,
         who, ": ", r.ok() ? std::string("no position returned") : std::string(r.status().message())));
   }
   UpstreamInfo out{r->rows[0][0].value_or(""), r->rows[0][1].value_or("")};
+  absl::StatusOr<MysqlResult> ro = (*c)->Query("reading the master's read_only", d.ReadOnlySql());
+  if (!ro.ok()) return absl::UnavailableError(absl::StrCat(who, ": ", ro.status().message()));
+  out.read_only = ro->Get(0, "any_read_only") != "0";
   if (d.mariadb()) {
     // What the master has seen: its binary log and, for a master that was
     // seeded itself, the position it was seeded at.
@@ -1300,18 +1436,19 @@ absl::Status MysqlEngine::SwapIn() {
   return SwapInDirectory(new_dir_, config_.data_dir, kMysqlOldDirInfix).status();
 }
 
-absl::Status MysqlEngine::FinishSeed(const Peer& upstream, const std::string& gtid,
-                                     const std::string& password) {
+absl::Status MysqlEngine::FinishSeed(const Peer& self, const Peer& upstream,
+                                     const std::string& gtid, const std::string& password) {
   const std::string what = "setting up replication from " + upstream.id;
+  const bool tls = WantsTls(self, upstream);
   TANDEM_RETURN_IF_ERROR(Context("starting the seeded copy", Start()));
   absl::StatusOr<MysqlClient*> c = Connect();
   if (!c.ok()) return Context(what, c.status());
   absl::StatusOr<ReplicaStatus> rs = ReadReplicaStatus();
   if (!rs.ok()) return rs.status();
   const bool configured = rs->configured && rs->source.host == upstream.host &&
-                          rs->source.port == upstream.port;
+                          rs->source.port == upstream.port && rs->ssl == tls;
   if (!configured) {
-    absl::StatusOr<UpstreamInfo> info = CheckUpstream(upstream, password);
+    absl::StatusOr<UpstreamInfo> info = CheckUpstream(upstream, password, tls);
     if (!info.ok()) return info.status();
     TANDEM_RETURN_IF_ERROR(CheckServerIds(upstream, *info));
     if (rs->configured) {
@@ -1326,7 +1463,7 @@ absl::Status MysqlEngine::FinishSeed(const Peer& upstream, const std::string& gt
     TANDEM_RETURN_IF_ERROR(Exec(what,
                             dialect().ChangeSource(Lit(upstream.host), upstream.port,
                                                    Lit(config_.replication_user),
-                                                   Lit(password)),
+                                                   Lit(password), SourceTlsSettings(tls)),
                             password));
   }
   TANDEM_RETURN_IF_ERROR(EnsureReadOnly(true));
@@ -1355,7 +1492,7 @@ absl::StatusOr<std::string> MysqlEngine::Bootstrap(const Peer& self, const Peer&
   absl::StatusOr<std::optional<mysql::SeedMarker>> marker = ReadSeedMarker(config_.data_dir);
   if (!marker.ok()) return marker.status();
   if (marker->has_value() && (*marker)->upstream_id == upstream.id) {
-    TANDEM_RETURN_IF_ERROR(FinishSeed(upstream, (*marker)->gtid, *password));
+    TANDEM_RETURN_IF_ERROR(FinishSeed(self, upstream, (*marker)->gtid, *password));
     return std::string();
   }
 
@@ -1369,7 +1506,7 @@ absl::StatusOr<std::string> MysqlEngine::Bootstrap(const Peer& self, const Peer&
         "in its agent.yaml (waiting for it)"));
   }
   // 1. Nothing local changes until the master is known to serve us.
-  absl::StatusOr<UpstreamInfo> info = CheckUpstream(upstream, *password);
+  absl::StatusOr<UpstreamInfo> info = CheckUpstream(upstream, *password, WantsTls(self, upstream));
   if (!info.ok()) return info.status();
   if (Answers()) TANDEM_RETURN_IF_ERROR(CheckServerIds(upstream, *info));
 
@@ -1386,17 +1523,13 @@ absl::StatusOr<std::string> MysqlEngine::Bootstrap(const Peer& self, const Peer&
   TANDEM_RETURN_IF_ERROR(SwapIn());
 
   // 4. Replication from the copy's position.
-  TANDEM_RETURN_IF_ERROR(FinishSeed(upstream, gtid, *password));
+  TANDEM_RETURN_IF_ERROR(FinishSeed(self, upstream, gtid, *password));
   return std::string();
 }
 
 // ------------------------------------------------------------------ Follow
 
-absl::Status MysqlEngine::PointAt(const Peer& upstream, const std::string& password) {
-  const std::string what = "re-pointing replication to " + upstream.id;
-  absl::StatusOr<UpstreamInfo> info = CheckUpstream(upstream, password);
-  if (!info.ok()) return info.status();
-  TANDEM_RETURN_IF_ERROR(CheckServerIds(upstream, *info));
+absl::Status MysqlEngine::CheckNoErrant(const Peer& upstream, const UpstreamInfo& info) {
   // Errant transactions: what this node wrote itself (or got elsewhere)
   // and the new master lacks would make the two diverge silently.
   absl::StatusOr<MysqlResult> local = Query("reading this node's position", dialect().GtidStateSql());
@@ -1405,14 +1538,14 @@ absl::Status MysqlEngine::PointAt(const Peer& upstream, const std::string& passw
   std::vector<std::string> errant;
   if (dialect().mariadb()) {
     absl::StatusOr<mysql::GtidState> mine = mysql::ParseGtidState(local_state);
-    absl::StatusOr<mysql::GtidState> theirs = mysql::ParseGtidState(info->gtid_state);
+    absl::StatusOr<mysql::GtidState> theirs = mysql::ParseGtidState(info.gtid_state);
     if (!mine.ok()) return Context("reading this node's position", mine.status());
     if (!theirs.ok()) return Context("reading the master's position", theirs.status());
     errant = mysql::ErrantGtids(*mine, *theirs);
   } else {
     absl::StatusOr<std::string> missing =
         Value("computing errant transactions",
-              absl::StrCat("SELECT GTID_SUBTRACT(", Lit(local_state), ", ", Lit(info->gtid_state),
+              absl::StrCat("SELECT GTID_SUBTRACT(", Lit(local_state), ", ", Lit(info.gtid_state),
                            ")"));
     if (!missing.ok()) return missing.status();
     if (!missing->empty()) errant.push_back(*missing);
@@ -1421,21 +1554,46 @@ absl::Status MysqlEngine::PointAt(const Peer& upstream, const std::string& passw
     return absl::FailedPreconditionError(absl::StrCat(
         "refusing to replicate from ", upstream.id, ": this node has transactions that ",
         upstream.id, " does not have (errant GTIDs ", absl::StrJoin(errant, ", "),
-        "; the master is at ", info->gtid_state.empty() ? "nothing" : info->gtid_state,
+        "; the master is at ", info.gtid_state.empty() ? "nothing" : info.gtid_state,
         "): they would diverge; rebuild this node from its master (tandemctl resync)"));
   }
+  return absl::OkStatus();
+}
+
+absl::Status MysqlEngine::PointAt(const Peer& self, const Peer& upstream,
+                                  const std::string& password, const UpstreamInfo& info) {
+  const std::string what = "re-pointing replication to " + upstream.id;
+  TANDEM_RETURN_IF_ERROR(CheckServerIds(upstream, info));
+  TANDEM_RETURN_IF_ERROR(CheckNoErrant(upstream, info));
   TANDEM_RETURN_IF_ERROR(EnsureReadOnly(true));
   TANDEM_RETURN_IF_ERROR(Exec(what, dialect().StopReplica()));
+  if (dialect().mariadb()) {
+    // Replicate from after everything this node has: a demoted master's
+    // own transactions are in its binary log only, a slave's in both (or in
+    // gtid_slave_pos only, for a copy whose binary log starts empty).
+    absl::StatusOr<MysqlResult> vars = Query("reading this node's position", dialect().ObserveSql());
+    if (!vars.ok()) return vars.status();
+    absl::StatusOr<mysql::GtidState> binlog = mysql::ParseGtidState(vars->Get(0, "gtid_binlog_pos"));
+    absl::StatusOr<mysql::GtidState> applied = mysql::ParseGtidState(vars->Get(0, "gtid_slave_pos"));
+    if (!binlog.ok()) return Context("reading this node's position", binlog.status());
+    if (!applied.ok()) return Context("reading this node's position", applied.status());
+    const std::string start = mysql::FormatGtidState(mysql::LatestPerDomain(*binlog, *applied));
+    if (start != vars->Get(0, "gtid_slave_pos")) {
+      for (const std::string& sql : dialect().SeedPosition(Lit(start))) {
+        TANDEM_RETURN_IF_ERROR(Exec(what, sql));
+      }
+    }
+  }
+  const bool tls = WantsTls(self, upstream);
   TANDEM_RETURN_IF_ERROR(Exec(what,
-                          dialect().ChangeSource(Lit(upstream.host), upstream.port,
-                                                 Lit(config_.replication_user),
-                                                 Lit(password)),
-                          password));
+                              dialect().ChangeSource(Lit(upstream.host), upstream.port,
+                                                     Lit(config_.replication_user), Lit(password),
+                                                     SourceTlsSettings(tls)),
+                              password));
   return Exec(what, dialect().StartReplica());
 }
 
 absl::Status MysqlEngine::Follow(const Peer& self, const Peer& upstream) {
-  (void)self;
   if (upstream.host.empty() || upstream.port == 0 || upstream.port > 65535) {
     return absl::InvalidArgumentError(
         absl::StrCat("upstream ", upstream.id, " has no usable host:port"));
@@ -1446,7 +1604,7 @@ absl::Status MysqlEngine::Follow(const Peer& self, const Peer& upstream) {
   TANDEM_RETURN_IF_ERROR(Start());  // read-only when it was down
   absl::StatusOr<std::optional<mysql::SeedMarker>> marker = ReadSeedMarker(config_.data_dir);
   if (!marker.ok()) return marker.status();
-  if (marker->has_value()) return FinishSeed(upstream, (*marker)->gtid, *password);
+  if (marker->has_value()) return FinishSeed(self, upstream, (*marker)->gtid, *password);
   absl::StatusOr<ReplicaStatus> rs = ReadReplicaStatus();
   if (!rs.ok()) return rs.status();
   if (!rs->configured) {
@@ -1454,15 +1612,123 @@ absl::Status MysqlEngine::Follow(const Peer& self, const Peer& upstream) {
         absl::StrCat("the server is not a slave (no replication configured): it becomes a slave of ",
                      upstream.id, " only through a bootstrap"));
   }
+  const bool tls = WantsTls(self, upstream);
   if (rs->source.host != upstream.host || rs->source.port != upstream.port ||
-      rs->user != config_.replication_user) {
-    return PointAt(upstream, *password);
+      rs->user != config_.replication_user || rs->ssl != tls) {
+    absl::StatusOr<UpstreamInfo> info = CheckUpstream(upstream, *password, tls);
+    if (!info.ok()) return info.status();
+    return PointAt(self, upstream, *password, *info);
   }
   TANDEM_RETURN_IF_ERROR(EnsureReadOnly(true));
   if (!rs->io_running || !rs->sql_running) {
     TANDEM_RETURN_IF_ERROR(Exec("starting replication from " + upstream.id, dialect().StartReplica()));
   }
   return absl::OkStatus();
+}
+
+// ------------------------------------------------------------------ Rejoin
+
+absl::Status MysqlEngine::AwaitCaughtUp(const Peer& upstream, const std::string& target) {
+  absl::StatusOr<mysql::GtidState> wanted = mysql::ParseGtidState(target);
+  const auto deadline = Clock::now() + std::chrono::seconds(config_.timeout_seconds);
+  std::string last = "the slave threads have not started";
+  for (;;) {
+    absl::StatusOr<ReplicaStatus> rs = ReadReplicaStatus();
+    if (!rs.ok()) return rs.status();
+    mysql::ReplicationHealth health;
+    health.sql_running = rs->sql_running;
+    health.sql_errno = rs->sql_errno;
+    health.sql_error = rs->sql_error;
+    health.io_errno = rs->io_errno;
+    health.io_error = rs->io_error;
+    const std::string broken = mysql::OutOfSyncReason(health);
+    if (!broken.empty()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("replication from ", upstream.id, " fails: ", broken));
+    }
+    if (rs->io_running && rs->sql_running) {
+      // MySQL's GTID sets are not MariaDB's: there, running threads suffice.
+      if (!dialect().mariadb() || !wanted.ok()) return absl::OkStatus();
+      absl::StatusOr<MysqlResult> vars = Query("reading the position", dialect().ObserveSql());
+      if (!vars.ok()) return vars.status();
+      mysql::GtidState local;
+      for (const char* column : {"gtid_slave_pos", "gtid_binlog_pos"}) {
+        absl::StatusOr<mysql::GtidState> part = mysql::ParseGtidState(vars->Get(0, column));
+        if (part.ok()) local = mysql::MergeGtidStates(local, *part);
+      }
+      if (mysql::PositionReached(local, *wanted)) return absl::OkStatus();
+      last = absl::StrCat("applied up to ", mysql::FormatGtidState(local), ", ", upstream.id,
+                          " was at ", target);
+    } else {
+      last = absl::StrCat("IO thread ", rs->io_running ? "running" : "not running", ", SQL thread ",
+                          rs->sql_running ? "running" : "not running",
+                          rs->last_error.empty() ? "" : ": ", rs->last_error);
+    }
+    if (Clock::now() >= deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return absl::UnavailableError(absl::StrCat("replication from ", upstream.id,
+                                             " has not caught up within ", config_.timeout_seconds,
+                                             " s: ", last));
+}
+
+absl::StatusOr<std::string> MysqlEngine::Rejoin(const Peer& self, const Peer& upstream) {
+  if (upstream.host.empty() || upstream.port == 0 || upstream.port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("upstream ", upstream.id, " has no usable host:port"));
+  }
+  absl::StatusOr<std::string> password =
+      Secret("replication_password_file", config_.replication_password_file);
+  if (!password.ok()) return password.status();
+  TANDEM_RETURN_IF_ERROR(Start());  // read-only when it was down
+  absl::StatusOr<std::optional<mysql::SeedMarker>> marker = ReadSeedMarker(config_.data_dir);
+  if (!marker.ok()) return marker.status();
+  if (marker->has_value()) {
+    if ((*marker)->upstream_id != upstream.id) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "this node holds a copy of ", (*marker)->upstream_id,
+          " whose replication never started: it cannot rejoin ", upstream.id));
+    }
+    TANDEM_RETURN_IF_ERROR(FinishSeed(self, upstream, (*marker)->gtid, *password));
+    return std::string();
+  }
+  absl::StatusOr<ReplicaStatus> rs = ReadReplicaStatus();
+  if (!rs.ok()) return rs.status();
+  absl::StatusOr<MysqlResult> ro = Query("reading read_only", dialect().ReadOnlySql());
+  if (!ro.ok()) return ro.status();
+  if (!rs->configured && ro->Get(0, "any_read_only") == "0") {
+    return absl::FailedPreconditionError(
+        "refusing to rejoin: the server is writable (it is fenced first)");
+  }
+  const bool tls = WantsTls(self, upstream);
+  // The upstream must be the group's writable master: a promoted slave is
+  // made writable only once it has replayed all its fenced master had, and
+  // before that the fenced master's last transactions would look errant.
+  absl::StatusOr<UpstreamInfo> info = absl::UnavailableError("not asked yet");
+  const bool ready = PollFor(
+      [&] {
+        info = CheckUpstream(upstream, *password, tls);
+        return info.ok() && !info->read_only;
+      },
+      std::chrono::seconds(config_.timeout_seconds), std::chrono::milliseconds(200));
+  if (!ready) {
+    if (!info.ok()) return info.status();
+    return absl::UnavailableError(absl::StrCat(upstream.id, " is still read-only after ",
+                                               config_.timeout_seconds,
+                                               " s: it is not the writable master yet"));
+  }
+  const bool streaming = rs->configured && rs->source.host == upstream.host &&
+                         rs->source.port == upstream.port && rs->user == config_.replication_user &&
+                         rs->ssl == tls && rs->io_running && rs->sql_running &&
+                         rs->sql_errno == 0 && rs->io_errno == 0;
+  if (streaming) {
+    TANDEM_RETURN_IF_ERROR(CheckNoErrant(upstream, *info));
+    TANDEM_RETURN_IF_ERROR(EnsureReadOnly(true));
+  } else {
+    TANDEM_RETURN_IF_ERROR(PointAt(self, upstream, *password, *info));
+  }
+  TANDEM_RETURN_IF_ERROR(AwaitCaughtUp(upstream, info->gtid_state));
+  return std::string();  // MySQL data sets carry no identity
 }
 
 // ------------------------------------------------------------------ MakeWritable

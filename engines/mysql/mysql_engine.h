@@ -18,7 +18,13 @@
 //     (mariadb-backup, mbstream, mariadb-dump, mariadb) run as os_user. As
 //     root with the default start, os_user is required.
 //   * A unique server_id per node (e.g. engine.server_args: [--server-id=2]);
-//     a slave refuses a master with its own server_id.
+//     a slave refuses a master with its own server_id. GTID strict mode
+//     (--gtid-strict-mode=ON) is recommended: with it a write on a slave
+//     always shows as out of sync.
+//   * TLS between stacks (engine.tls_mode, tls_ca_file, ...): the master's
+//     server has ssl_cert/ssl_key; its certificate names the address its
+//     slaves connect to (its external address); tls_ca_file is readable by
+//     os_user (mariadbd's replication thread reads it).
 //
 // Files (D = engine.data_dir, P = its parent, B = basename of D):
 //   P/B.sock, P/B.pid            socket and pid file of the default start
@@ -48,7 +54,16 @@
 //                 (the record, for hosts that still have an account). A
 //                 stopped server is read from its files: master.info, the
 //                 seed marker, the record. writable = not a slave and
-//                 read_only OFF. Changes nothing.
+//                 read_only OFF. position: a slave's gtid_slave_pos; else
+//                 (MariaDB) per domain the later of gtid_binlog_pos and
+//                 gtid_slave_pos, i.e. all a fenced master has.
+//                 out_of_sync (slave): transactions written on the slave
+//                 itself (the last GTID of a domain in gtid_binlog_pos
+//                 carries its own server_id and is beyond gtid_slave_pos:
+//                 read locally, no query to the master), an SQL thread
+//                 stopped by an error (Last_SQL_Errno), an IO thread refused
+//                 with error 1236 (binary logs purged on the master, GTID
+//                 missing there); connection errors are not. Changes nothing.
 //   Start/Stop    default: `mariadbd --no-defaults --datadir=D --port=...
 //                 --socket=P/B.sock --pid-file=P/B.pid --log-error=<log>
 //                 --read-only=ON --log-bin=mysql-bin --log-slave-updates=ON
@@ -59,8 +74,16 @@
 //                 then waits until the pid file's process is gone.
 //                 engine.start_command / stop_command replace both (they
 //                 should start the server read-only too).
-//   Fence         SET GLOBAL read_only=ON (MySQL: super_read_only). Accounts
-//                 with READ_ONLY ADMIN (MariaDB) still write. A stopped
+//   Fence         SET GLOBAL read_only=ON (MySQL: super_read_only), then,
+//                 unless the server is a slave, ends every client session
+//                 but the agent's own and replication's (binlog dumps, slave
+//                 threads): open transactions roll back, applications
+//                 reconnect (to wherever their env file points). Accounts
+//                 with READ_ONLY ADMIN (MariaDB 10.11: root, ALL PRIVILEGES)
+//                 can still write after reconnecting; such writes on a
+//                 fenced master become errant transactions that its Rejoin
+//                 refuses (a full copy then moves its data aside). Give
+//                 applications accounts without that privilege. A stopped
 //                 server needs nothing: it starts read-only.
 //   ServeSlaves   checks log_bin, log_slave_updates and server_id; log_bin and
 //                 log_slave_updates need a restart, done only with
@@ -69,7 +92,13 @@
 //                 distinct slave host with only REPLICATION SLAVE, its
 //                 password sent as a mysql_native_password hash; accounts of
 //                 replication_user for other hosts are dropped (and their
-//                 binlog dump sessions ended); the record is rewritten.
+//                 binlog dump sessions ended); the record is rewritten. A
+//                 slave that ReplicationTls says comes over TLS (engine.stack
+//                 is this node's) gets REQUIRE SSL; one in another stack gets
+//                 the account for host '%' (bound by TLS and the password:
+//                 across stacks the address its connections come from, NAT
+//                 or an egress gateway, is often not the one it is reached
+//                 at).
 //   Bootstrap     upstream.transfer_port must be set (the master's agent
 //                 serves transfers). Checks the master accepts this node's
 //                 replication login and has another server_id, then streams
@@ -84,18 +113,43 @@
 //                 `mariadb` client; GTID from the dump's gtid_slave_pos line.
 //                 Then the seed marker, one syncfs, stop, D moved aside, the
 //                 copy swapped in, start (read-only), gtid_slave_pos, CHANGE
-//                 MASTER TO ... MASTER_USE_GTID=slave_pos, START SLAVE, marker
+//                 MASTER TO ... MASTER_USE_GTID=slave_pos (with MASTER_SSL=1,
+//                 MASTER_SSL_CA=tls_ca_file, MASTER_SSL_VERIFY_SERVER_CERT=1
+//                 and the client certificate when ReplicationTls; the agent's
+//                 own replication login uses TLS then too), START SLAVE, marker
 //                 removed. A marker left by a killed agent resumes from the
 //                 start step, without copying again. Progress: bytes of the
 //                 stream received / announced. Returns "" (no data id).
 //   Follow        starts the server if down. A seeded copy (marker) gets its
 //                 replication set up as in Bootstrap. A slave of the same
 //                 master: makes sure it is read-only and its threads run.
-//                 Re-pointing to another master first refuses
-//                 (FailedPrecondition) errant transactions: GTIDs in this
-//                 node's binary log that the new master does not have, named
-//                 in the message. A server that is not a slave becomes one
-//                 only through Bootstrap (FailedPrecondition).
+//                 Re-pointing to another master (or to TLS on or off) first
+//                 refuses (FailedPrecondition) errant transactions: GTIDs in
+//                 this node's binary log that the new master does not have,
+//                 named in the message; then gtid_slave_pos becomes, per
+//                 domain, the later of gtid_binlog_pos and gtid_slave_pos. A
+//                 server that is not a slave becomes one only through
+//                 Bootstrap or Rejoin (FailedPrecondition).
+//   Rejoin        the cheap path of a switchover follower or an automatic
+//                 resync (no copy). Refuses a writable server and a seeded
+//                 copy of another upstream (FailedPrecondition). Waits
+//                 (timeout_seconds) until `upstream` accepts the replication
+//                 login and is writable: a promoted slave opens to writes
+//                 only once it replayed all its fenced master had, before
+//                 which that master's last transactions would look errant
+//                 (Unavailable after the wait). Then re-points by GTID as
+//                 Follow does (errant transactions: FailedPrecondition naming
+//                 them), and returns "" once the slave threads run and this
+//                 node applied what `upstream` had when it was asked;
+//                 FailedPrecondition when replication stops with an SQL
+//                 error or IO error 1236 meanwhile (out of sync again), and
+//                 Unavailable after timeout_seconds. A slave already
+//                 streaming from `upstream` without errant transactions is
+//                 left as it is.
+//   HasReplayed   gtid_slave_pos merged with gtid_binlog_pos reaches, in
+//                 every domain of `position`, its sequence number (GTID strict
+//                 mode keeps them growing). InvalidArgument for a position
+//                 that is not a GTID list.
 //   MakeWritable  on a slave: stops the IO thread, waits (timeout_seconds)
 //                 until what was received is applied, STOP SLAVE, RESET
 //                 SLAVE ALL; then read_only=OFF.

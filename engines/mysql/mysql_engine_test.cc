@@ -512,5 +512,266 @@ TEST_F(MysqlEngineTest, RepointingRefusesErrantTransactionsAndFollowsACleanMaste
   EXPECT_TRUE(absl::StrContains(broken.link_error, "SQL thread")) << broken.link_error;
 }
 
+// The switchover as the agents run it: the old master is fenced (its
+// client sessions end, the position it stopped at is reported), the slave
+// being promoted replays up to that position and becomes writable, and the
+// old master and the other slave rejoin it by GTID, without a copy.
+TEST_F(MysqlEngineTest, FencedSwitchoverRejoinsTheOldMasterAndTheOtherSlaveByGtid) {
+  std::unique_ptr<MysqlServer> m = Server("db1", 1);
+  std::unique_ptr<MysqlServer> s2 = Server("db2", 2);
+  std::unique_ptr<MysqlServer> s3 = Server("db3", 3);
+  ASSERT_NE(m, nullptr);
+  ASSERT_NE(s2, nullptr);
+  ASSERT_NE(s3, nullptr);
+  Fill(*m, 1000);
+  AddAppUser(*m);
+  std::unique_ptr<Engine> master = MustEngine(ConfigFor(*m));
+  std::unique_ptr<Engine> master_transfer = MustEngine(ConfigFor(*m));
+  DirectSource source(master_transfer.get());
+  std::unique_ptr<Engine> e2 = MustEngine(ConfigFor(*s2), &source);
+  std::unique_ptr<Engine> e3 = MustEngine(ConfigFor(*s3), &source);
+  ASSERT_NE(e2, nullptr);
+  ASSERT_NE(e3, nullptr);
+  const Peer p1 = PeerOf("db1", *m), p2 = PeerOf("db2", *s2), p3 = PeerOf("db3", *s3);
+  ASSERT_OK(master->ServeSlaves({p2, p3}));
+  ASSERT_TRUE(e2->Bootstrap(p2, p1, nullptr).ok());
+  ASSERT_TRUE(e3->Bootstrap(p3, p1, nullptr).ok());
+  ASSERT_OK(m->Exec("INSERT INTO app.t (v) VALUES ('replicated to both')"));
+  ASSERT_TRUE(HasRows(*s2, "app.t", 1001));
+  ASSERT_TRUE(HasRows(*s3, "app.t", 1001));
+
+  // 1. Fence: read-only, client sessions ended, replication kept, and the
+  // position it stopped at reported.
+  MysqlLogin app;
+  app.port = m->port();
+  app.user = "app";
+  app.password = kAppPassword;
+  absl::StatusOr<std::unique_ptr<MysqlClient>> session = MysqlClient::Connect(app, seconds(10));
+  ASSERT_TRUE(session.ok()) << session.status();
+  ASSERT_OK((*session)->Exec("writing before the fence", "INSERT INTO app.t (v) VALUES ('before')"));
+  ASSERT_OK(master->Fence());
+  ASSERT_OK(master->Fence());
+  absl::Status ended = (*session)->Exec("writing after the fence", "SELECT 1");
+  EXPECT_TRUE(absl::IsUnavailable(ended)) << "the application's session was ended: " << ended;
+  absl::Status refused = m->ExecAs("app", kAppPassword, "INSERT INTO app.t (v) VALUES ('fenced')");
+  EXPECT_TRUE(absl::StrContains(refused.message(), "read-only")) << refused;
+  EngineFacts fenced = MustObserve(*master);
+  EXPECT_FALSE(fenced.writable);
+  EXPECT_FALSE(fenced.is_slave);
+  const std::string position = fenced.position;
+  EXPECT_EQ(position, *m->Value("SELECT @@gtid_binlog_pos"));
+  EXPECT_TRUE(Streaming(*e2)) << "the slaves keep streaming from a fenced master";
+  EXPECT_TRUE(Streaming(*e3));
+
+  // 2. The old master cannot rejoin db2 while db2 is not the writable master
+  // yet (its own last transactions would look errant): nothing changes.
+  EngineConfig impatient = ConfigFor(*m);
+  impatient.timeout_seconds = 1;
+  std::unique_ptr<Engine> early = MustEngine(impatient);
+  absl::StatusOr<std::string> too_early = early->Rejoin(p1, p2);
+  EXPECT_TRUE(absl::IsUnavailable(too_early.status())) << too_early.status();
+  EXPECT_TRUE(absl::StrContains(too_early.status().message(), "read-only")) << too_early.status();
+  EXPECT_FALSE(MustObserve(*master).is_slave);
+
+  // 3. db2 replays up to the position and takes over.
+  EXPECT_TRUE(PollUntil(
+      [&] {
+        absl::StatusOr<bool> replayed = e2->HasReplayed(position);
+        return replayed.ok() && *replayed;
+      },
+      seconds(30)));
+  absl::StatusOr<bool> bad = e2->HasReplayed("not-a-gtid");
+  EXPECT_TRUE(absl::IsInvalidArgument(bad.status())) << bad.status();
+  ASSERT_OK(e2->MakeWritable());
+  ASSERT_OK(e2->ServeSlaves({p1, p3}));
+
+  // 4. db1 and db3 rejoin db2 by GTID; a second call changes nothing.
+  absl::StatusOr<std::string> rejoined = master->Rejoin(p1, p2);
+  ASSERT_TRUE(rejoined.ok()) << rejoined.status();
+  EXPECT_EQ(*rejoined, "");
+  absl::StatusOr<std::string> rejoined3 = e3->Rejoin(p3, p2);
+  ASSERT_TRUE(rejoined3.ok()) << rejoined3.status();
+  ASSERT_TRUE(master->Rejoin(p1, p2).ok());
+  ASSERT_OK(s2->ExecAs("app", kAppPassword, "INSERT INTO app.t (v) VALUES ('from the new master')"));
+  EXPECT_TRUE(HasRows(*m, "app.t", 1003));
+  EXPECT_TRUE(HasRows(*s3, "app.t", 1003));
+  for (Engine* e : {master.get(), e3.get()}) {
+    EngineFacts f = MustObserve(*e);
+    EXPECT_TRUE(f.is_slave);
+    EXPECT_TRUE(f.streaming);
+    EXPECT_FALSE(f.writable);
+    EXPECT_EQ(f.upstream, absl::StrCat("127.0.0.1:", s2->port()));
+    EXPECT_EQ(f.out_of_sync, "") << "the old master's own transactions are db2's too";
+  }
+  EXPECT_TRUE(Glob(m->data_dir() + kMysqlOldDirInfix + "*").empty()) << "no copy was made";
+  EXPECT_EQ(Glob(s3->data_dir() + kMysqlOldDirInfix + "*").size(), 1u) << "only its first seed";
+  EXPECT_EQ(source.fetches, 2);
+  EXPECT_TRUE(MustObserve(*e2).writable);
+}
+
+// A slave that cannot follow its master by itself says why, and Rejoin
+// refuses it (the caller then makes a full copy, which mends it).
+TEST_F(MysqlEngineTest, OutOfSyncSlavesSayWhyAndRejoinRefusesThem) {
+  std::unique_ptr<MysqlServer> m = Server("db1", 1);
+  std::unique_ptr<MysqlServer> s = Server("db2", 2);
+  ASSERT_NE(m, nullptr);
+  ASSERT_NE(s, nullptr);
+  Fill(*m, 1000);
+  std::unique_ptr<Engine> master = MustEngine(ConfigFor(*m));
+  std::unique_ptr<Engine> master_transfer = MustEngine(ConfigFor(*m));
+  DirectSource source(master_transfer.get());
+  std::unique_ptr<Engine> slave = MustEngine(ConfigFor(*s), &source);
+  ASSERT_NE(slave, nullptr);
+  const Peer p1 = PeerOf("db1", *m), p2 = PeerOf("db2", *s);
+  ASSERT_OK(master->ServeSlaves({p2}));
+  ASSERT_TRUE(slave->Bootstrap(p2, p1, nullptr).ok());
+  ASSERT_TRUE(Streaming(*slave));
+  EXPECT_EQ(MustObserve(*slave).out_of_sync, "");
+  absl::StatusOr<std::string> in_sync = slave->Rejoin(p2, p1);
+  EXPECT_TRUE(in_sync.ok()) << "a slave in sync rejoins as it is: " << in_sync.status();
+
+  // 1. An errant transaction: root is not bound by read_only.
+  ASSERT_OK(s->Exec("INSERT INTO app.t (id, v) VALUES (5000, 'written on the slave')"));
+  EngineFacts f = MustObserve(*slave);
+  EXPECT_TRUE(f.streaming) << "replication itself still runs";
+  EXPECT_TRUE(absl::StrContains(f.out_of_sync, "errant GTIDs 0-2-")) << f.out_of_sync;
+  absl::StatusOr<std::string> refused = slave->Rejoin(p2, p1);
+  EXPECT_TRUE(absl::IsFailedPrecondition(refused.status())) << refused.status();
+  EXPECT_TRUE(absl::StrContains(refused.status().message(), "errant GTIDs 0-2-"))
+      << refused.status();
+
+  // 2. The master writes the same key: the slave's SQL thread stops.
+  ASSERT_OK(m->Exec("INSERT INTO app.t (id, v) VALUES (5000, 'written on the master')"));
+  EXPECT_TRUE(PollUntil(
+      [&] {
+        f = MustObserve(*slave);
+        return absl::StrContains(f.out_of_sync, "SQL error");
+      },
+      seconds(30)))
+      << f.out_of_sync;
+  EXPECT_FALSE(f.streaming);
+
+  // 3. A full copy mends it; the diverged data is moved aside.
+  ASSERT_TRUE(slave->Bootstrap(p2, p1, nullptr).ok());
+  EXPECT_TRUE(Streaming(*slave));
+  EXPECT_EQ(MustObserve(*slave).out_of_sync, "");
+  EXPECT_EQ(*s->Value("SELECT v FROM app.t WHERE id = 5000"), "written on the master");
+  EXPECT_EQ(Glob(s->data_dir() + kMysqlOldDirInfix + "*").size(), 2u);
+
+  // 4. The master purges binary logs the slave still needs.
+  ASSERT_OK(s->Exec("STOP SLAVE"));
+  // The master's dump thread notices the slave left only when it next
+  // writes to it; until it ends, the file it reads cannot be purged.
+  absl::StatusOr<MysqlResult> dumps =
+      m->Query("SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND = 'Binlog Dump'");
+  ASSERT_TRUE(dumps.ok()) << dumps.status();
+  for (size_t i = 0; i < dumps->rows.size(); ++i) {
+    (void)m->Exec("KILL CONNECTION " + dumps->Get(i, "ID"));
+  }
+  ASSERT_OK(m->Exec("INSERT INTO app.t (v) VALUES ('while the slave was away')"));
+  ASSERT_OK(m->Exec("FLUSH BINARY LOGS"));
+  // A file is purged only once the storage engine no longer needs it for
+  // crash recovery (the binlog checkpoint): try until it goes.
+  EXPECT_TRUE(PollUntil(
+      [&] {
+        absl::StatusOr<MysqlResult> status = m->Query("SHOW MASTER STATUS");
+        if (!status.ok()) return false;
+        (void)m->Exec(absl::StrCat("PURGE BINARY LOGS TO '", status->Get(0, "File"), "'"));
+        absl::StatusOr<MysqlResult> logs = m->Query("SHOW BINARY LOGS");
+        return logs.ok() && logs->rows.size() == 1;
+      },
+      seconds(30), milliseconds(200)));
+  ASSERT_OK(s->Exec("START SLAVE"));
+  EXPECT_TRUE(PollUntil(
+      [&] {
+        f = MustObserve(*slave);
+        return absl::StrContains(f.out_of_sync, "1236");
+      },
+      seconds(30)))
+      << f.out_of_sync;
+  absl::StatusOr<std::string> purged = slave->Rejoin(p2, p1);
+  EXPECT_TRUE(absl::IsFailedPrecondition(purged.status())) << purged.status();
+  EXPECT_TRUE(absl::StrContains(purged.status().message(), "1236")) << purged.status();
+}
+
+// Between stacks with tls_mode between-stacks: the slave replicates from
+// the master's external address over TLS, verifying its certificate, and
+// the master's account for it requires TLS.
+TEST_F(MysqlEngineTest, ReplicationBetweenStacksUsesTls) {
+  testing::TempDir tls_dir("tmytls");
+  absl::StatusOr<testing::TestCertificates> tls = testing::MakeTestCertificates(
+      tls_dir.path(), {"127.0.0.2", "127.0.0.3"}, testing::MysqlOsUser());
+  ASSERT_TRUE(tls.ok()) << tls.status();
+  MysqlServerOptions options;
+  options.name = "db1";
+  options.server_id = 1;
+  options.extra_args = {"--bind-address=127.0.0.1,127.0.0.2", "--ssl-ca=" + tls->ca_file,
+                        "--ssl-cert=" + tls->cert_file, "--ssl-key=" + tls->key_file,
+                        "--performance-schema=ON"};
+  absl::StatusOr<std::unique_ptr<MysqlServer>> created = MysqlServer::Create(options);
+  ASSERT_TRUE(created.ok()) << created.status();
+  std::unique_ptr<MysqlServer> m = *std::move(created);
+  std::unique_ptr<MysqlServer> s = Server("db2", 2);
+  ASSERT_NE(s, nullptr);
+  Fill(*m, 100);
+  auto between = [&](EngineConfig c, const std::string& stack) {
+    c.stack = stack;
+    c.tls_mode = "between-stacks";
+    c.tls_ca_file = tls->ca_file;
+    return c;
+  };
+  std::unique_ptr<Engine> master = MustEngine(between(ConfigFor(*m), "a"));
+  std::unique_ptr<Engine> master_transfer = MustEngine(between(ConfigFor(*m), "a"));
+  DirectSource source(master_transfer.get());
+  std::unique_ptr<Engine> slave = MustEngine(between(ConfigFor(*s), "b"), &source);
+  ASSERT_NE(master, nullptr);
+  ASSERT_NE(slave, nullptr);
+  const Peer master_from_b{"db1", "a", "127.0.0.2", m->port(), 1};
+  const Peer slave_self{"db2", "b", "127.0.0.1", s->port(), 0};
+  const Peer slave_from_a{"db2", "b", "127.0.0.3", s->port(), 0};
+
+  ASSERT_OK(master->ServeSlaves({slave_from_a}));
+  EXPECT_EQ(*m->Value("SELECT CONCAT(Host, ' ', ssl_type) FROM mysql.user "
+                      "WHERE User = 'tandem_repl'"),
+            "% ANY");
+  EXPECT_EQ(MustObserve(*master).served_slaves, std::vector<std::string>{"db2"});
+  // Without TLS the replication account is refused.
+  MysqlLogin plain;
+  plain.host = "127.0.0.2";
+  plain.port = m->port();
+  plain.user = "tandem_repl";
+  plain.password = kReplicationPassword;
+  EXPECT_FALSE(MysqlClient::Connect(plain, seconds(10)).ok());
+
+  absl::StatusOr<std::string> seeded = slave->Bootstrap(slave_self, master_from_b, nullptr);
+  ASSERT_TRUE(seeded.ok()) << seeded.status();
+  ASSERT_TRUE(Streaming(*slave));
+  EXPECT_EQ(MustObserve(*slave).upstream, absl::StrCat("127.0.0.2:", m->port()));
+  absl::StatusOr<MysqlResult> rs = s->Query("SHOW SLAVE STATUS");
+  ASSERT_TRUE(rs.ok()) << rs.status();
+  EXPECT_EQ(rs->Get(0, "Master_SSL_Allowed"), "Yes");
+  EXPECT_EQ(rs->Get(0, "Master_SSL_Verify_Server_Cert"), "Yes");
+  EXPECT_EQ(rs->Get(0, "Master_SSL_CA_File"), tls->ca_file);
+  // The master's binlog dump session for the slave is encrypted.
+  absl::StatusOr<std::string> cipher = m->Value(
+      "SELECT s.VARIABLE_VALUE FROM performance_schema.status_by_thread s "
+      "JOIN performance_schema.threads t USING (THREAD_ID) "
+      "JOIN information_schema.PROCESSLIST p ON p.ID = t.PROCESSLIST_ID "
+      "WHERE s.VARIABLE_NAME = 'Ssl_cipher' AND p.COMMAND = 'Binlog Dump'");
+  ASSERT_TRUE(cipher.ok()) << cipher.status();
+  EXPECT_FALSE(cipher->empty());
+  ASSERT_OK(m->Exec("INSERT INTO app.t (v) VALUES ('over TLS')"));
+  EXPECT_TRUE(HasRows(*s, "app.t", 101));
+
+  // A slave in the master's own stack keeps an account for its address,
+  // without the TLS requirement.
+  ASSERT_OK(master->ServeSlaves({slave_from_a, Peer{"db3", "a", "127.0.0.1", 1, 0}}));
+  EXPECT_EQ(*m->Value("SELECT GROUP_CONCAT(CONCAT(Host, ' ', ssl_type) ORDER BY Host) "
+                      "FROM mysql.user WHERE User = 'tandem_repl'"),
+            "% ANY,127.0.0.1 ");
+  EXPECT_EQ(MustObserve(*master).served_slaves, (std::vector<std::string>{"db2", "db3"}));
+  EXPECT_TRUE(Streaming(*slave));
+}
+
 }  // namespace
 }  // namespace tandem

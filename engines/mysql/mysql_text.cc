@@ -129,21 +129,34 @@ std::string Dialect::ResetReplicaAll() const {
 
 std::string Dialect::ChangeSource(const std::string& host_literal, uint32_t port,
                                   const std::string& user_literal,
-                                  const std::string& password_literal) const {
+                                  const std::string& password_literal,
+                                  const SourceTls& tls) const {
+  const bool source_names = !mariadb() && v_.AtLeast(8, 0, 23);
+  const char* p = source_names ? "SOURCE_" : "MASTER_";
+  std::string ssl;
+  if (tls.enabled) {
+    ssl = absl::StrCat(", ", p, "SSL=1, ", p, "SSL_CA=", tls.ca_literal.empty() ? "''" : tls.ca_literal,
+                       ", ", p, "SSL_VERIFY_SERVER_CERT=1");
+    absl::StrAppend(&ssl, ", ", p, "SSL_CERT=", tls.cert_literal.empty() ? "''" : tls.cert_literal,
+                    ", ", p, "SSL_KEY=", tls.key_literal.empty() ? "''" : tls.key_literal);
+  } else {
+    ssl = absl::StrCat(", ", p, "SSL=0, ", p, "SSL_VERIFY_SERVER_CERT=0");
+  }
   if (mariadb()) {
     return absl::StrCat("CHANGE MASTER TO MASTER_HOST=", host_literal, ", MASTER_PORT=", port,
                         ", MASTER_USER=", user_literal, ", MASTER_PASSWORD=", password_literal,
-                        ", MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1");
+                        ", MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1", ssl);
   }
-  if (v_.AtLeast(8, 0, 23)) {
+  if (source_names) {
     return absl::StrCat("CHANGE REPLICATION SOURCE TO SOURCE_HOST=", host_literal,
                         ", SOURCE_PORT=", port, ", SOURCE_USER=", user_literal,
                         ", SOURCE_PASSWORD=", password_literal,
-                        ", SOURCE_AUTO_POSITION=1, SOURCE_CONNECT_RETRY=1, GET_SOURCE_PUBLIC_KEY=1");
+                        ", SOURCE_AUTO_POSITION=1, SOURCE_CONNECT_RETRY=1, GET_SOURCE_PUBLIC_KEY=1",
+                        ssl);
   }
   return absl::StrCat("CHANGE MASTER TO MASTER_HOST=", host_literal, ", MASTER_PORT=", port,
                       ", MASTER_USER=", user_literal, ", MASTER_PASSWORD=", password_literal,
-                      ", MASTER_AUTO_POSITION=1, MASTER_CONNECT_RETRY=1");
+                      ", MASTER_AUTO_POSITION=1, MASTER_CONNECT_RETRY=1", ssl);
 }
 
 std::vector<std::string> Dialect::SeedPosition(const std::string& gtid_literal) const {
@@ -225,6 +238,75 @@ std::vector<std::string> ErrantGtids(const GtidState& local, const GtidState& up
   }
   std::sort(errant.begin(), errant.end());
   return errant;
+}
+
+GtidState LatestPerDomain(const GtidState& a, const GtidState& b) {
+  std::map<uint32_t, std::pair<uint32_t, uint64_t>> latest;  // domain -> (server, seq)
+  for (const GtidState* state : {&b, &a}) {  // a last: it wins ties
+    for (const auto& [key, seq] : *state) {
+      auto it = latest.find(key.first);
+      if (it == latest.end() || seq >= it->second.second) latest[key.first] = {key.second, seq};
+    }
+  }
+  GtidState out;
+  for (const auto& [domain, last] : latest) out[{domain, last.first}] = last.second;
+  return out;
+}
+
+std::string FormatGtidState(const GtidState& state) {
+  std::vector<std::string> parts;
+  for (const auto& [key, seq] : state) parts.push_back(absl::StrCat(key.first, "-", key.second, "-", seq));
+  return absl::StrJoin(parts, ",");
+}
+
+std::vector<std::string> LocalWrites(const GtidState& binlog_pos, const GtidState& slave_pos,
+                                     uint32_t server_id) {
+  std::map<uint32_t, uint64_t> applied;  // domain -> sequence number
+  for (const auto& [key, seq] : slave_pos) applied[key.first] = std::max(applied[key.first], seq);
+  std::vector<std::string> out;
+  for (const auto& [key, seq] : LatestPerDomain(binlog_pos, {})) {
+    if (key.second != server_id) continue;
+    auto it = applied.find(key.first);
+    if (it == applied.end() || it->second < seq) {
+      out.push_back(absl::StrCat(key.first, "-", key.second, "-", seq));
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+namespace {
+
+// One line of at most `max` characters.
+std::string OneLine(std::string_view text, size_t max) {
+  std::string out;
+  for (char c : text) out.push_back(c == '\n' || c == '\r' || c == '\t' ? ' ' : c);
+  absl::string_view trimmed = absl::StripAsciiWhitespace(out);
+  std::string result(trimmed);
+  if (result.size() > max) result = result.substr(0, max - 3) + "...";
+  return result;
+}
+
+}  // namespace
+
+std::string OutOfSyncReason(const ReplicationHealth& health) {
+  std::vector<std::string> reasons;
+  if (!health.local_writes.empty()) {
+    reasons.push_back(absl::StrCat("transactions written on this slave itself (errant GTIDs ",
+                                   absl::StrJoin(health.local_writes, ","),
+                                   ") that its master does not have"));
+  }
+  if (!health.sql_running && health.sql_errno != 0) {
+    reasons.push_back(absl::StrCat("replication stopped on SQL error ", health.sql_errno, ": ",
+                                   OneLine(health.sql_error, 200)));
+  }
+  // ER_MASTER_FATAL_ERROR_READING_BINLOG: binary logs purged on the master,
+  // a GTID the master does not have, ... Retrying cannot help.
+  if (health.io_errno == 1236) {
+    reasons.push_back(absl::StrCat("the master cannot send what this slave needs (error 1236: ",
+                                   OneLine(health.io_error, 200), ")"));
+  }
+  return absl::StrJoin(reasons, "; ");
 }
 
 bool PositionReached(const GtidState& local, const GtidState& target) {

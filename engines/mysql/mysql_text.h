@@ -43,6 +43,15 @@ struct ServerVersion {
 // without "MariaDB" is MySQL.
 ServerVersion ParseServerVersion(std::string_view version);
 
+// TLS of a slave's replication connection (see ReplicationTls in
+// engines/engine_config.h). Literals are already quoted; "" = not set.
+struct SourceTls {
+  bool enabled = false;
+  std::string ca_literal;    // the CA that signed the master's certificate
+  std::string cert_literal;  // client certificate, for masters that ask for one
+  std::string key_literal;
+};
+
 // Statements and names that differ between the flavours. Literals passed in
 // are already quoted (MysqlClient::Quote).
 class Dialect {
@@ -74,10 +83,13 @@ class Dialect {
   std::string StopReplicaIo() const;
   std::string ResetReplicaAll() const;
   // Replication from host:port with GTID positioning (MariaDB:
-  // MASTER_USE_GTID=slave_pos; MySQL: SOURCE_AUTO_POSITION=1).
+  // MASTER_USE_GTID=slave_pos; MySQL: SOURCE_AUTO_POSITION=1). TLS is always
+  // stated, on or off (CHANGE MASTER keeps what is not stated): on, the
+  // master's certificate is verified against the CA and must name the host.
   std::string ChangeSource(const std::string& host_literal, uint32_t port,
                            const std::string& user_literal,
-                           const std::string& password_literal) const;
+                           const std::string& password_literal,
+                           const SourceTls& tls = {}) const;
   // Statements that make a fresh copy start replicating after GTID
   // `gtid_literal` (MariaDB: gtid_slave_pos; MySQL: RESET MASTER +
   // gtid_purged).
@@ -126,6 +138,43 @@ GtidState MergeGtidStates(const GtidState& a, const GtidState& b);
 // `upstream` has from that server (or that `upstream` never saw). Empty when
 // `local` is contained in `upstream`. Sorted.
 std::vector<std::string> ErrantGtids(const GtidState& local, const GtidState& upstream);
+
+// One GTID per domain: of the two, the one with the higher sequence number
+// (`a`'s on a tie). What a server that becomes a slave starts replicating
+// after: its binary log position merged with its replicated position.
+GtidState LatestPerDomain(const GtidState& a, const GtidState& b);
+
+// "D-S-N,..." in (domain, server) order; "" for the empty state.
+std::string FormatGtidState(const GtidState& state);
+
+// Transactions a slave wrote itself after the last one it applied from its
+// master (errant transactions), from its own state only: per domain, the
+// last GTID of its binary log (`binlog_pos`) when it carries the slave's own
+// `server_id` and is beyond the domain's GTID in `slave_pos` (or the domain
+// is not in `slave_pos`). With GTID strict mode (and log_slave_updates) a
+// local write on a slave always shows here until the next transaction of
+// its master clashes with it. Sorted "D-S-N".
+std::vector<std::string> LocalWrites(const GtidState& binlog_pos, const GtidState& slave_pos,
+                                     uint32_t server_id);
+
+// What SHOW SLAVE STATUS and the GTID positions say about a slave's ability
+// to follow its master by itself.
+struct ReplicationHealth {
+  bool sql_running = false;
+  int sql_errno = 0;
+  std::string sql_error;
+  int io_errno = 0;
+  std::string io_error;
+  std::vector<std::string> local_writes;  // LocalWrites
+};
+
+// Why the slave can no longer follow its master by itself (one line, at
+// most about 400 characters), or "" when it can: transactions written on
+// the slave itself, an SQL thread stopped by an error (a clash with such a
+// write, a row missing, ...), an IO thread refused by the master with error
+// 1236 (the master no longer has the binary logs or the GTIDs this slave
+// needs). Connection errors of the IO thread are transient: not out of sync.
+std::string OutOfSyncReason(const ReplicationHealth& health);
 
 // Whether a server at `local` has applied everything up to `target` (a
 // position as EngineFacts::position reports it): in each domain of

@@ -77,6 +77,25 @@ TEST(MysqlDialectTest, MariadbAndMysqlDifferWhereTheyShould) {
   EXPECT_TRUE(absl::StartsWith(my_change, "CHANGE REPLICATION SOURCE TO SOURCE_HOST='h'"));
   EXPECT_TRUE(absl::StrContains(my_change, "SOURCE_AUTO_POSITION=1"));
 
+  // TLS is always stated: CHANGE MASTER keeps what a statement leaves out.
+  EXPECT_TRUE(absl::StrContains(maria_change, "MASTER_SSL=0")) << maria_change;
+  mysql::SourceTls tls;
+  tls.enabled = true;
+  tls.ca_literal = "'/ca.pem'";
+  const std::string maria_tls = maria.ChangeSource("'h'", 3307, "'u'", "'p'", tls);
+  EXPECT_TRUE(absl::StrContains(maria_tls, "MASTER_SSL=1, MASTER_SSL_CA='/ca.pem', "
+                                           "MASTER_SSL_VERIFY_SERVER_CERT=1"))
+      << maria_tls;
+  EXPECT_TRUE(absl::StrContains(maria_tls, "MASTER_SSL_CERT='', MASTER_SSL_KEY=''")) << maria_tls;
+  tls.ca_literal = "'/ca'";
+  tls.cert_literal = "'/c'";
+  tls.key_literal = "'/k'";
+  const std::string my_tls = my80.ChangeSource("'h'", 3307, "'u'", "'p'", tls);
+  EXPECT_TRUE(absl::StrContains(my_tls, "SOURCE_SSL=1, SOURCE_SSL_CA='/ca', "
+                                        "SOURCE_SSL_VERIFY_SERVER_CERT=1, SOURCE_SSL_CERT='/c', "
+                                        "SOURCE_SSL_KEY='/k'"))
+      << my_tls;
+
   EXPECT_EQ(maria.SetReadOnly(true), std::vector<std::string>{"SET GLOBAL read_only = ON"});
   EXPECT_EQ(my80.SetReadOnly(true), std::vector<std::string>{"SET GLOBAL super_read_only = ON"});
   EXPECT_EQ(my80.SetReadOnly(false).size(), 2u);
@@ -167,6 +186,104 @@ TEST(MysqlGtidTest, PositionReachedTable) {
               c.reached)
         << c.local << " vs " << c.target;
   }
+}
+
+TEST(MysqlGtidTest, LatestPerDomainAndFormat) {
+  struct Case {
+    std::string a;
+    std::string b;
+    std::string latest;
+  };
+  const std::vector<Case> cases = {
+      {"", "", ""},
+      {"0-1-10", "", "0-1-10"},
+      {"", "0-1-10", "0-1-10"},
+      {"0-1-10", "0-2-12", "0-2-12"},   // a demoted master that replicated later
+      {"0-1-12", "0-2-10", "0-1-12"},   // its own later writes
+      {"0-1-10", "0-2-10", "0-1-10"},   // a tie: the first argument's
+      {"0-1-10,1-1-4", "0-2-12,2-3-1", "0-2-12,1-1-4,2-3-1"},
+      {"0-1-10,0-2-3", "", "0-1-10"},   // a state: one GTID per domain
+  };
+  for (const Case& c : cases) {
+    EXPECT_EQ(mysql::FormatGtidState(mysql::LatestPerDomain(*mysql::ParseGtidState(c.a),
+                                                            *mysql::ParseGtidState(c.b))),
+              c.latest)
+        << c.a << " / " << c.b;
+  }
+  EXPECT_EQ(mysql::FormatGtidState(*mysql::ParseGtidState("1-2-3,0-5-9")), "0-5-9,1-2-3");
+}
+
+TEST(MysqlGtidTest, LocalWritesTable) {
+  struct Case {
+    std::string binlog_pos;
+    std::string slave_pos;
+    uint32_t server_id;
+    std::vector<std::string> writes;
+  };
+  const std::vector<Case> cases = {
+      {"", "", 2, {}},
+      {"", "0-1-100", 2, {}},                   // a fresh copy: nothing logged yet
+      {"0-1-100", "0-1-100", 2, {}},            // in sync
+      {"0-1-99", "0-1-100", 2, {}},             // log_slave_updates off: nothing own
+      {"0-2-101", "0-1-100", 2, {"0-2-101"}},   // written on the slave
+      {"0-2-101", "0-1-100", 3, {}},            // another server's: in flight
+      {"0-1-100", "0-1-100", 1, {}},            // a demoted master, rejoined
+      {"0-1-101", "0-1-100", 1, {"0-1-101"}},   // ... that wrote after its fence
+      {"0-2-50", "0-1-100", 2, {}},             // an old write, before later replication
+      {"0-1-100,5-2-1", "0-1-100", 2, {"5-2-1"}},  // a domain the master never had
+  };
+  for (const Case& c : cases) {
+    EXPECT_EQ(mysql::LocalWrites(*mysql::ParseGtidState(c.binlog_pos),
+                                 *mysql::ParseGtidState(c.slave_pos), c.server_id),
+              c.writes)
+        << c.binlog_pos << " / " << c.slave_pos << " / " << c.server_id;
+  }
+}
+
+mysql::ReplicationHealth Health(bool sql_running, int sql_errno, std::string sql_error,
+                                int io_errno, std::string io_error,
+                                std::vector<std::string> local_writes = {}) {
+  mysql::ReplicationHealth h;
+  h.sql_running = sql_running;
+  h.sql_errno = sql_errno;
+  h.sql_error = std::move(sql_error);
+  h.io_errno = io_errno;
+  h.io_error = std::move(io_error);
+  h.local_writes = std::move(local_writes);
+  return h;
+}
+
+TEST(MysqlGtidTest, OutOfSyncReasonTable) {
+  struct Case {
+    std::string name;
+    mysql::ReplicationHealth health;
+    std::vector<std::string> contains;  // empty: in sync
+  };
+  const std::vector<Case> cases = {
+      {"in sync", Health(true, 0, "", 0, ""), {}},
+      {"not started yet", Health(false, 0, "", 0, ""), {}},
+      {"connection refused is transient",
+       Health(true, 0, "", 2003, "error connecting to master"), {}},
+      {"SQL error", Health(false, 1062, "Duplicate entry '7'\nfor key", 0, ""),
+       {"SQL error 1062", "Duplicate entry '7' for key"}},
+      {"SQL error cleared by a restart", Health(true, 1062, "old", 0, ""), {}},
+      {"binary logs purged", Health(true, 0, "", 1236, "Could not find GTID state"),
+       {"error 1236", "Could not find GTID state"}},
+      {"errant and broken", Health(false, 1950, "out-of-order", 0, "", {"0-2-7"}),
+       {"errant GTIDs 0-2-7", "SQL error 1950"}},
+  };
+  for (const Case& c : cases) {
+    const std::string reason = mysql::OutOfSyncReason(c.health);
+    if (c.contains.empty()) {
+      EXPECT_EQ(reason, "") << c.name;
+      continue;
+    }
+    for (const std::string& part : c.contains) {
+      EXPECT_TRUE(absl::StrContains(reason, part)) << c.name << ": " << reason;
+    }
+    EXPECT_EQ(reason.find('\n'), std::string::npos) << c.name << ": one line";
+  }
+  EXPECT_LT(mysql::OutOfSyncReason(Health(false, 1, std::string(5000, 'x'), 0, "")).size(), 400u);
 }
 
 // ------------------------------------------------------------------ files
