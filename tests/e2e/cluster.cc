@@ -2,6 +2,8 @@
 
 #include <signal.h>
 
+#include <algorithm>
+
 #include <fstream>
 #include <sstream>
 
@@ -141,6 +143,71 @@ int Cluster::HookRuns(const std::string& id) const {
   absl::StatusOr<std::string> text = ReadFile(nodes_.at(id).hook_log);
   if (!text.ok()) return 0;
   return static_cast<int>(std::count(text->begin(), text->end(), '\n'));
+}
+
+std::vector<nlohmann::json> Cluster::Events() const {
+  std::vector<nlohmann::json> out;
+  CtlResult events = Ctl({"events", "-o", "json"});
+  EXPECT_EQ(events.exit_code, 0) << events.out;
+  for (absl::string_view line : absl::StrSplit(events.out, '\n')) {
+    nlohmann::json e = nlohmann::json::parse(line, nullptr, false);
+    if (e.is_object()) out.push_back(std::move(e));
+  }
+  return out;
+}
+
+std::vector<std::string> Cluster::EventMessages(const std::string& node) const {
+  std::vector<std::string> out;
+  for (const nlohmann::json& e : Events()) {
+    if (e.value("node", "") == node) out.push_back(e.value("message", ""));
+  }
+  return out;
+}
+
+void Cluster::ExpectBootstrapsOneAtATime(const std::vector<std::string>& slaves) const {
+  {
+    auto nodes = Nodes();
+    int queued = 0;
+    for (const std::string& id : slaves) queued += nodes[id].value("queued", false);
+    EXPECT_GE(queued, 1) << "right after slave add, at least one waits its turn";
+    EXPECT_NE(Ctl({"nodes"}).out.find("queued"), std::string::npos);
+  }
+  int max_bootstrapping = 0;
+  const bool converged = PollUntil(
+      [&] {
+        auto nodes = Nodes();
+        int bootstrapping = 0;
+        bool all_done = true;
+        for (const std::string& id : slaves) {
+          bootstrapping += nodes[id]["observed"]["current_step"] == "bootstrap";
+          all_done = all_done && nodes[id].value("converged", false);
+        }
+        max_bootstrapping = std::max(max_bootstrapping, bootstrapping);
+        return all_done;
+      },
+      std::chrono::seconds(180), std::chrono::milliseconds(50));
+  EXPECT_TRUE(converged) << Ctl({"nodes"}).out;
+  EXPECT_LE(max_bootstrapping, 1) << "two slaves bootstrapping at once";
+
+  // The controller's history: each slave's bootstrap step ended before the
+  // next one started.
+  std::vector<std::pair<double, double>> intervals;  // [start, end]
+  std::set<std::string> bootstrapped;
+  for (const nlohmann::json& e : Events()) {
+    if (e.value("kind", "") != "step" || !e.value("ok", false)) continue;
+    if (e.value("message", "").rfind("bootstrap:", 0) != 0) continue;
+    const double end = e.value("unix_time", 0.0);
+    intervals.emplace_back(end - e.value("seconds", 0.0), end);
+    bootstrapped.insert(e.value("node", ""));
+  }
+  EXPECT_EQ(bootstrapped, std::set<std::string>(slaves.begin(), slaves.end()))
+      << Ctl({"events"}).out;
+  EXPECT_EQ(intervals.size(), slaves.size()) << Ctl({"events"}).out;
+  std::sort(intervals.begin(), intervals.end());
+  for (size_t i = 1; i < intervals.size(); ++i) {
+    EXPECT_GE(intervals[i].first, intervals[i - 1].second)
+        << "bootstraps " << i - 1 << " and " << i << " overlap";
+  }
 }
 
 }  // namespace tandem::testing

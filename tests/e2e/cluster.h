@@ -4,6 +4,7 @@
 #define TANDEM_TESTS_E2E_CLUSTER_H_
 
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <vector>
@@ -63,6 +64,18 @@ class Cluster {
   std::map<std::string, std::string> Env(const std::string& id) const;
   // Lines in the hook log of `id` (how often the hook ran).
   int HookRuns(const std::string& id) const;
+
+  // The controller's history (tandemctl events -o json), oldest first.
+  std::vector<nlohmann::json> Events() const;
+  // The messages of the events about `node`, oldest first.
+  std::vector<std::string> EventMessages(const std::string& node) const;
+
+  // Scaling one by one, right after `slave add` of `slaves` (with a master
+  // big enough that a copy takes a while): at least one shows queued; then,
+  // sampled every 50 ms until all converge, never two in their bootstrap
+  // step at once; and in the events, one successful bootstrap step per
+  // slave, none overlapping another.
+  void ExpectBootstrapsOneAtATime(const std::vector<std::string>& slaves) const;
 
  private:
   TempDir dir_;

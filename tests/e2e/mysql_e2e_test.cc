@@ -149,18 +149,6 @@ class MysqlE2eTest : public ::testing::Test {
     ASSERT_TRUE(master.Exec("GRANT SELECT, INSERT ON app.* TO 'app'@'127.0.0.1'").ok());
   }
 
-  // `tandemctl events -o json`, one object per event.
-  std::vector<nlohmann::json> Events() const {
-    std::vector<nlohmann::json> out;
-    CtlResult events = cluster_.Ctl({"events", "-o", "json"});
-    EXPECT_EQ(events.exit_code, 0) << events.out;
-    for (absl::string_view line : absl::StrSplit(events.out, '\n')) {
-      nlohmann::json e = nlohmann::json::parse(line, nullptr, false);
-      if (e.is_object()) out.push_back(std::move(e));
-    }
-    return out;
-  }
-
   static std::string ReadOnly(const MysqlServer& s) {
     absl::StatusOr<std::string> v = s.Value("SELECT @@global.read_only");
     return v.ok() ? *v : "down";
@@ -335,49 +323,7 @@ TEST_F(MysqlE2eTest, SlavesAddedTogetherBootstrapOneAtATime) {
 
   CtlResult add = cluster_.Ctl({"slave", "add", "db2", "db3", "db4", "--master", "db1"});
   ASSERT_EQ(add.exit_code, 0) << add.out;
-  // Right after the command, at least one of the three waits its turn.
-  {
-    auto nodes = cluster_.Nodes();
-    int queued = 0;
-    for (const char* id : {"db2", "db3", "db4"}) queued += nodes[id]["queued"].get<bool>();
-    EXPECT_GE(queued, 1);
-    EXPECT_NE(cluster_.Ctl({"nodes"}).out.find("queued"), std::string::npos);
-  }
-  // Sampled while they bootstrap: never two at once.
-  int max_bootstrapping = 0;
-  PollUntil(
-      [&] {
-        auto nodes = cluster_.Nodes();
-        int bootstrapping = 0;
-        bool all_done = true;
-        for (const char* id : {"db2", "db3", "db4"}) {
-          bootstrapping += nodes[id]["observed"]["current_step"] == "bootstrap";
-          all_done = all_done && nodes[id]["converged"].get<bool>();
-        }
-        max_bootstrapping = std::max(max_bootstrapping, bootstrapping);
-        return all_done;
-      },
-      seconds(180), milliseconds(50));
-  cluster_.Wait({"db1", "db2", "db3", "db4"});
-  EXPECT_LE(max_bootstrapping, 1);
-
-  // The controller's history: each slave's bootstrap step ended before the
-  // next one started.
-  std::vector<std::pair<double, double>> intervals;  // [start, end]
-  std::set<std::string> bootstrapped;
-  for (const nlohmann::json& e : Events()) {
-    if (e.value("kind", "") != "step") continue;
-    if (e.value("message", "").rfind("bootstrap:", 0) != 0) continue;
-    const double end = e.value("unix_time", 0.0);
-    intervals.emplace_back(end - e.value("seconds", 0.0), end);
-    bootstrapped.insert(e.value("node", ""));
-  }
-  EXPECT_EQ(bootstrapped, (std::set<std::string>{"db2", "db3", "db4"}));
-  std::sort(intervals.begin(), intervals.end());
-  for (size_t i = 1; i < intervals.size(); ++i) {
-    EXPECT_GE(intervals[i].first, intervals[i - 1].second)
-        << "bootstraps " << i - 1 << " and " << i << " overlap";
-  }
+  cluster_.ExpectBootstrapsOneAtATime({"db2", "db3", "db4"});
   ASSERT_TRUE(db1.Exec("INSERT INTO app.t (v) VALUES ('last')").ok());
   for (const auto& server : servers_) {
     EXPECT_TRUE(HasRows(*server, "app.t", 20001, seconds(10))) << server->data_dir();
@@ -597,7 +543,7 @@ TEST_F(MysqlE2eTest, OutOfSyncSlaveIsReportedAndRebuiltAutomatically) {
       << cluster_.Ctl({"nodes"}).out;
   cluster_.Wait({"db1", "db2"});
   bool auto_resynced = false;
-  for (const nlohmann::json& e : Events()) {
+  for (const nlohmann::json& e : cluster_.Events()) {
     auto_resynced |= absl::StrContains(e.value("message", ""), "auto-resync db2");
   }
   EXPECT_TRUE(auto_resynced) << "no auto-resync event for db2";

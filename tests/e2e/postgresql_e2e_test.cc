@@ -106,17 +106,6 @@ class PostgresqlE2eTest : public ::testing::Test {
     ASSERT_EQ(r->exit_code, 0) << absl::StrJoin(argv, " ") << ": " << r->output;
   }
 
-  // The controller's events (tandemctl events -o json) about `node`.
-  std::vector<std::string> EventMessages(const std::string& node) const {
-    std::vector<std::string> out;
-    CtlResult events = cluster_.Ctl({"events", "-o", "json"});
-    for (absl::string_view line : absl::StrSplit(events.out, '\n')) {
-      nlohmann::json e = nlohmann::json::parse(line, nullptr, false);
-      if (e.is_object() && e.value("node", "") == node) out.push_back(e.value("message", ""));
-    }
-    return out;
-  }
-
   static bool InRecovery(const PgServer& pg) {
     absl::StatusOr<std::string> v = pg.Value("SELECT pg_is_in_recovery()");
     return v.ok() && *v == "t";
@@ -324,53 +313,7 @@ TEST_F(PostgresqlE2eTest, SlavesAddedTogetherBootstrapOneAtATime) {
 
   CtlResult add = cluster_.Ctl({"slave", "add", "db2", "db3", "db4", "--master", "db1"});
   ASSERT_EQ(add.exit_code, 0) << add.out;
-  // Right after the command, two of the three wait their turn.
-  {
-    auto nodes = cluster_.Nodes();
-    int queued = 0;
-    for (const char* id : {"db2", "db3", "db4"}) queued += nodes[id]["queued"].get<bool>();
-    EXPECT_GE(queued, 1);
-    EXPECT_NE(cluster_.Ctl({"nodes"}).out.find("queued"), std::string::npos);
-  }
-  // Sampled while they bootstrap: never two at once.
-  int max_bootstrapping = 0;
-  PollUntil(
-      [&] {
-        auto nodes = cluster_.Nodes();
-        int bootstrapping = 0;
-        bool all_done = true;
-        for (const char* id : {"db2", "db3", "db4"}) {
-          bootstrapping += nodes[id]["observed"]["current_step"] == "bootstrap";
-          all_done = all_done && nodes[id]["converged"].get<bool>();
-        }
-        max_bootstrapping = std::max(max_bootstrapping, bootstrapping);
-        return all_done;
-      },
-      seconds(180), milliseconds(50));
-  cluster_.Wait({"db1", "db2", "db3", "db4"});
-  EXPECT_LE(max_bootstrapping, 1);
-
-  // The controller's history: each slave's bootstrap step ended before the
-  // next one started.
-  CtlResult events = cluster_.Ctl({"events", "-o", "json"});
-  ASSERT_EQ(events.exit_code, 0) << events.out;
-  std::vector<std::pair<double, double>> intervals;  // [start, end]
-  std::set<std::string> bootstrapped;
-  for (absl::string_view line : absl::StrSplit(events.out, '\n')) {
-    nlohmann::json e = nlohmann::json::parse(line, nullptr, false);
-    if (!e.is_object() || e.value("kind", "") != "step") continue;
-    const std::string message = e.value("message", "");
-    if (message.rfind("bootstrap:", 0) != 0) continue;
-    const double end = e.value("unix_time", 0.0);
-    intervals.emplace_back(end - e.value("seconds", 0.0), end);
-    bootstrapped.insert(e.value("node", ""));
-  }
-  EXPECT_EQ(bootstrapped, (std::set<std::string>{"db2", "db3", "db4"})) << events.out;
-  std::sort(intervals.begin(), intervals.end());
-  for (size_t i = 1; i < intervals.size(); ++i) {
-    EXPECT_GE(intervals[i].first, intervals[i - 1].second) << "bootstraps " << i - 1 << " and " << i
-                                                          << " overlap";
-  }
+  cluster_.ExpectBootstrapsOneAtATime({"db2", "db3", "db4"});
   ASSERT_TRUE(db1.Exec("INSERT INTO t (v) VALUES ('last')").ok());
   for (const auto& pg : servers_) EXPECT_TRUE(HasRows(*pg, "t", 100001, seconds(5))) << pg->port();
 }
@@ -537,7 +480,7 @@ TEST_F(PostgresqlE2eTest, OutOfSyncSlavesAreResyncedAutomatically) {
   auto resynced_because = [&](const std::string& reason) {
     return PollUntil(
         [&] {
-          for (const std::string& m : EventMessages("db2")) {
+          for (const std::string& m : cluster_.EventMessages("db2")) {
             if (m.find("auto-resync db2: " + reason) != std::string::npos) return true;
           }
           return false;
@@ -554,7 +497,8 @@ TEST_F(PostgresqlE2eTest, OutOfSyncSlavesAreResyncedAutomatically) {
   AsPostgres(db2, {pg_ctl, "-D", db2.data_dir(), "stop", "-m", "fast", "-w"});
   AsPostgres(db2, {"touch", db2.data_dir() + "/standby.signal"});
   cluster_.StartAgent("db2");
-  EXPECT_TRUE(resynced_because("timeline fork")) << absl::StrJoin(EventMessages("db2"), "\n");
+  EXPECT_TRUE(resynced_because("timeline fork"))
+      << absl::StrJoin(cluster_.EventMessages("db2"), "\n");
   cluster_.Wait({"db1", "db2"}, "180s");
   ASSERT_TRUE(db1.Exec("INSERT INTO t VALUES ('second')").ok());
   EXPECT_TRUE(HasRows(db2, "t", 2, seconds(10)));
@@ -573,7 +517,7 @@ TEST_F(PostgresqlE2eTest, OutOfSyncSlavesAreResyncedAutomatically) {
   }
   cluster_.StartAgent("db2");
   EXPECT_TRUE(resynced_because("WAL it needs was already removed"))
-      << absl::StrJoin(EventMessages("db2"), "\n");
+      << absl::StrJoin(cluster_.EventMessages("db2"), "\n");
   cluster_.Wait({"db1", "db2"}, "180s");
   ASSERT_TRUE(db1.Exec("INSERT INTO t VALUES ('third')").ok());
   EXPECT_TRUE(HasRows(db2, "t", 80003, seconds(10)));

@@ -182,18 +182,6 @@ class RedisE2eTest : public ::testing::Test {
     return ParseInfo(exec->elements[1].str)["role"] == "master";
   }
 
-  // The events of the controller's history (tandemctl events -o json).
-  std::vector<nlohmann::json> Events() const {
-    std::vector<nlohmann::json> out;
-    CtlResult events = cluster_.Ctl({"events", "-o", "json"});
-    EXPECT_EQ(events.exit_code, 0) << events.out;
-    for (absl::string_view line : absl::StrSplit(events.out, '\n')) {
-      nlohmann::json e = nlohmann::json::parse(line, nullptr, false);
-      if (e.is_object()) out.push_back(std::move(e));
-    }
-    return out;
-  }
-
   // Declared before cluster_: the agents stop first (so none restarts a
   // server the harness has just stopped), then the servers.
   std::vector<std::unique_ptr<RedisServer>> servers_;
@@ -649,7 +637,7 @@ TEST_F(RedisE2eTest, OutOfSyncSlaveIsReportedThenResyncedAutomatically) {
   EXPECT_EQ(ConfigValue(db2, "masterauth"), kPassword);
   EXPECT_EQ(cluster_.Nodes()["db2"]["observed"]["out_of_sync"], "");
   bool auto_resync_event = false;
-  for (const nlohmann::json& e : Events()) {
+  for (const nlohmann::json& e : cluster_.Events()) {
     auto_resync_event = auto_resync_event ||
                         absl::StrContains(e.value("message", ""), "auto-resync db2: link to");
   }
@@ -723,35 +711,7 @@ TEST_F(RedisE2eTest, SlavesAddedTogetherBootstrapOneAtATime) {
 
   CtlResult add = cluster_.Ctl({"slave", "add", "db2", "db3", "db4", "--master", "db1"});
   ASSERT_EQ(add.exit_code, 0) << add.out;
-  // Right after the command, at least one waits its turn.
-  {
-    auto nodes = cluster_.Nodes();
-    int queued = 0;
-    for (const char* id : {"db2", "db3", "db4"}) queued += nodes[id]["queued"].get<bool>();
-    EXPECT_GE(queued, 1);
-    EXPECT_NE(cluster_.Ctl({"nodes"}).out.find("queued"), std::string::npos);
-  }
-  cluster_.Wait({"db1", "db2", "db3", "db4"}, "180s");
-
-  // The controller's history: each slave's bootstrap step ended before the
-  // next one started.
-  std::vector<std::pair<double, double>> intervals;  // [start, end]
-  std::set<std::string> bootstrapped;
-  for (const nlohmann::json& e : Events()) {
-    if (e.value("kind", "") != "step" || !e.value("ok", false)) continue;
-    if (!absl::StartsWith(e.value("message", ""), "bootstrap:")) continue;
-    const double end = e.value("unix_time", 0.0);
-    intervals.emplace_back(end - e.value("seconds", 0.0), end);
-    bootstrapped.insert(e.value("node", ""));
-  }
-  EXPECT_EQ(bootstrapped, (std::set<std::string>{"db2", "db3", "db4"}))
-      << cluster_.Ctl({"events"}).out;
-  EXPECT_EQ(intervals.size(), 3u);
-  std::sort(intervals.begin(), intervals.end());
-  for (size_t i = 1; i < intervals.size(); ++i) {
-    EXPECT_GE(intervals[i].first, intervals[i - 1].second)
-        << "bootstraps " << i - 1 << " and " << i << " overlap";
-  }
+  cluster_.ExpectBootstrapsOneAtATime({"db2", "db3", "db4"});
   // Each one a full copy of its own, one after the other.
   EXPECT_EQ(InfoField(db1, "stats", "sync_full"), "3");
   ASSERT_TRUE(db1.Command({"SET", "last", "1"}).ok());
