@@ -32,6 +32,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/files.h"
+#include "common/log.h"
 #include "common/status_util.h"
 #include "common/subprocess.h"
 #include "engines/postgresql/pg_files.h"
@@ -226,6 +227,11 @@ class PostgresqlEngine final : public Engine {
   absl::StatusOr<std::string> CheckUpstreamServes(const Peer& self, const Peer& upstream,
                                                   const std::optional<std::string>& password,
                                                   const std::string& slot) const;
+  // CHECKPOINT on `upstream` as the replication role (pg_checkpoint): a
+  // master promoted a moment ago shows its new timeline in its control file
+  // only after its first checkpoint, and pg_rewind reads the timeline there.
+  absl::Status CheckpointUpstream(const Peer& self, const Peer& upstream,
+                                  const std::optional<std::string>& password) const;
   // pg_rewind from `upstream` (a dry run first when `dry_run`); its output.
   absl::StatusOr<std::string> RunRewind(const Peer& self, const Peer& upstream,
                                         const std::optional<std::string>& password, bool dry_run);
@@ -906,7 +912,14 @@ absl::Status PostgresqlEngine::EnsureReplicationRole(const std::optional<std::st
     grants.push_back(absl::StrCat("GRANT EXECUTE ON FUNCTION pg_catalog.", function, " TO ",
                                   QuoteIdent(user)));
   }
-  return ExecEach("granting pg_rewind's functions to the replication role", grants);
+  TANDEM_RETURN_IF_ERROR(
+      ExecEach("granting pg_rewind's functions to the replication role", grants));
+  // And the checkpoint a rejoin asks of a newly promoted master (the role
+  // exists from PostgreSQL 15 on).
+  return Exec("granting pg_checkpoint to the replication role",
+              absl::StrCat("DO $$BEGIN IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = "
+                           "'pg_checkpoint') THEN GRANT pg_checkpoint TO ",
+                           QuoteIdent(user), "; END IF; END$$"));
 }
 
 absl::Status PostgresqlEngine::EnsureHba(const std::vector<Peer>& slaves,
@@ -1351,6 +1364,40 @@ absl::Status PostgresqlEngine::MakeWritable() {
 
 // ------------------------------------------------------------------ Rejoin
 
+absl::Status PostgresqlEngine::CheckpointUpstream(const Peer& self, const Peer& upstream,
+                                                  const std::optional<std::string>& password) const {
+  const std::string port = absl::StrCat(upstream.port);
+  const std::string timeout = absl::StrCat(kConnectTimeoutSeconds);
+  const std::string app = absl::StrCat(self.id, "-rejoin");
+  std::vector<const char*> keys = {"host", "port", "user", "dbname", "connect_timeout",
+                                   "application_name"};
+  std::vector<const char*> values = {upstream.host.c_str(), port.c_str(),
+                                     config_.replication_user.c_str(), "postgres",
+                                     timeout.c_str(), app.c_str()};
+  const std::vector<std::pair<std::string, std::string>> tls = pg::TlsParams(Tls(self, upstream));
+  for (const auto& [key, value] : tls) {
+    keys.push_back(key.c_str());
+    values.push_back(value.c_str());
+  }
+  if (password.has_value()) {
+    keys.push_back("password");
+    values.push_back(password->c_str());
+  }
+  keys.push_back(nullptr);
+  values.push_back(nullptr);
+  ConnPtr conn(PQconnectdbParams(keys.data(), values.data(), 0));
+  if (conn == nullptr || PQstatus(conn.get()) != CONNECTION_OK) {
+    return absl::UnavailableError(absl::StrCat(
+        "connecting to ", upstream.id, " for a checkpoint: ",
+        conn == nullptr ? "out of memory" : Trimmed(PQerrorMessage(conn.get()))));
+  }
+  ResultPtr res(PQexec(conn.get(), "CHECKPOINT"));
+  if (PQresultStatus(res.get()) != PGRES_COMMAND_OK) {
+    return SqlError(absl::StrCat("checkpointing ", upstream.id), conn.get(), res.get());
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::string> PostgresqlEngine::RunRewind(const Peer& self, const Peer& upstream,
                                                         const std::optional<std::string>& password,
                                                         bool dry_run) {
@@ -1455,7 +1502,15 @@ absl::StatusOr<std::string> PostgresqlEngine::Rejoin(const Peer& self, const Pee
   }
 
   // 3. Rewind only what the master lacks, and only when none of it was
-  // committed here.
+  // committed here. pg_rewind reads the master's timeline from its control
+  // file: a checkpoint there first (without it, a master promoted a moment
+  // ago still shows the old timeline and pg_rewind wrongly finds nothing
+  // to rewind). Without pg_checkpoint (PostgreSQL < 15) the master's own
+  // end-of-recovery checkpoint is what the rejoin relies on.
+  if (absl::Status st = CheckpointUpstream(self, upstream, *password); !st.ok()) {
+    if (absl::IsUnavailable(st)) return st;
+    LogWarning(absl::StrCat("rejoin: ", st.message()));
+  }
   absl::StatusOr<std::string> dry = RunRewind(self, upstream, *password, /*dry_run=*/true);
   if (!dry.ok()) return dry.status();
   if (!pg::RewindNotRequired(*dry)) {

@@ -29,6 +29,30 @@ start_controller() {
   until ctl nodes >/dev/null 2>&1; do sleep 0.1; done
 }
 
+# launch_agent NAME: writes $D/NAME/agent.yaml from the engine section on
+# stdin (and any top-level lines before it, e.g. transfer_listen), with the
+# node, controller, env file, hook and state dir every demo node shares, and
+# starts the node's agent (log: $D/NAME/agent.log).
+launch_agent() {
+  local n=$1
+  {
+    cat <<YAML
+node: $n
+stack: main
+controller: 127.0.0.1:$CPORT
+addresses: {internal: 127.0.0.1}
+env_file: $D/$n/env
+env_hook: "echo \"\$(date +%T) env changed\" >> $D/$n/hook.log"
+state_dir: $D/$n/state
+health_listen: ""
+reconcile_interval: 2
+YAML
+    cat
+  } > "$D/$n/agent.yaml"
+  "$BIN/agent/tandem-agent" --config "$D/$n/agent.yaml" > "$D/$n/agent.log" 2>&1 &
+  TC_PIDS+=($!)
+}
+
 # stop_started: stops the controller and agents started here.
 stop_started() {
   for p in "${TC_PIDS[@]}"; do kill "$p" 2>/dev/null; done

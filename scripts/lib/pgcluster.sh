@@ -26,6 +26,8 @@ init_pg() {
   PORT[$n]=$(free_port)
   mkdir -p "$D/$n"; chown postgres: "$D/$n"
   as_postgres "$PGBIN/initdb" --no-sync -U postgres --auth=trust -D "$D/$n/data" >/dev/null
+  # A demoted master rejoins with pg_rewind (no full copy) only with this.
+  echo "wal_log_hints = on" | as_postgres tee -a "$D/$n/data/postgresql.conf" >/dev/null
 }
 
 # pg_server_args NAME: the server arguments the demo and benches use.
@@ -37,11 +39,7 @@ pg_server_args() {
 # start_agent NAME: writes $D/NAME/agent.yaml and starts the node's agent.
 start_agent() {
   local n=$1
-  cat > "$D/$n/agent.yaml" <<YAML
-node: $n
-stack: main
-controller: 127.0.0.1:$CPORT
-addresses: {internal: 127.0.0.1}
+  launch_agent "$n" <<YAML
 engine:
   type: postgresql
   port: ${PORT[$n]}
@@ -53,12 +51,5 @@ engine:
   log_file: $D/$n/postgres.log
   replication_password_file: $D/replication.password
   timeout: 600
-env_file: $D/$n/env
-env_hook: "echo \"\$(date +%T) env changed\" >> $D/$n/hook.log"
-state_dir: $D/$n/state
-health_listen: ""
-reconcile_interval: 2
 YAML
-  "$BIN/agent/tandem-agent" --config "$D/$n/agent.yaml" > "$D/$n/agent.log" 2>&1 &
-  TC_PIDS+=($!)
 }

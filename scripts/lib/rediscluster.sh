@@ -72,11 +72,7 @@ redis_server_args_yaml() {
 # agent, which starts its redis-server.
 start_redis_agent() {
   local n=$1
-  cat > "$D/$n/agent.yaml" <<YAML
-node: $n
-stack: main
-controller: 127.0.0.1:$CPORT
-addresses: {internal: 127.0.0.1}
+  launch_agent "$n" <<YAML
 engine:
   type: redis
   port: ${PORT[$n]}
@@ -86,14 +82,7 @@ engine:
   server_args: $(redis_server_args_yaml)
   log_file: $D/$n/redis.log
   timeout: 600
-env_file: $D/$n/env
-env_hook: "echo \"\$(date +%T) env changed\" >> $D/$n/hook.log"
-state_dir: $D/$n/state
-health_listen: ""
-reconcile_interval: 2
 YAML
-  "$BIN/agent/tandem-agent" --config "$D/$n/agent.yaml" > "$D/$n/agent.log" 2>&1 &
-  TC_PIDS+=($!)
 }
 
 # wait_idle PORT: until the server runs no background save, AOF rewrite or
