@@ -29,7 +29,11 @@ absl::StatusOr<bool> DesiredStateStore::Offer(const DesiredState& desired) {
   const bool changed =
       desired.generation != current_.generation || !desired.SameTarget(current_);
   current_.upstream_data_bytes = desired.upstream_data_bytes;
-  if (!changed) return false;
+  if (!changed) {
+    const bool first_word = !confirmed_;
+    confirmed_ = true;
+    return first_word;
+  }
   if (!path_.empty()) {
     v1::DesiredState message;
     ToProto(desired, &message);
@@ -38,7 +42,13 @@ absl::StatusOr<bool> DesiredStateStore::Offer(const DesiredState& desired) {
     }
   }
   current_ = desired;
+  confirmed_ = true;
   return true;
+}
+
+bool DesiredStateStore::Confirmed() const {
+  absl::MutexLock lock(&mu_);
+  return confirmed_;
 }
 
 void DesiredStateStore::SetUpstreamDataBytes(uint64_t bytes) {
@@ -46,8 +56,9 @@ void DesiredStateStore::SetUpstreamDataBytes(uint64_t bytes) {
   current_.upstream_data_bytes = bytes;
 }
 
-DesiredState DesiredStateStore::Current() const {
+DesiredState DesiredStateStore::Current(bool* confirmed) const {
   absl::MutexLock lock(&mu_);
+  if (confirmed != nullptr) *confirmed = confirmed_;
   return current_;
 }
 

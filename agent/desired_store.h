@@ -26,20 +26,30 @@ class DesiredStateStore {
   // DataLoss for an unreadable file.
   absl::Status Load();
 
-  // Takes `desired` if its generation is not older than the one held.
-  // Returns true when the target changed (the caller wakes the loop).
+  // Takes `desired` (from the controller) if its generation is not older
+  // than the one held. Returns true when the target changed, or when it is
+  // the controller's first word since Load() (the caller wakes the loop).
   // Persists before returning; an error leaves the held state unchanged.
   absl::StatusOr<bool> Offer(const DesiredState& desired);
+
+  // Whether the controller has confirmed the held state since the agent
+  // started (an Offer not older than it). A state only read from disk is
+  // not: a master that comes back after a while may have been replaced
+  // (promote --force) without knowing it.
+  bool Confirmed() const;
 
   // The informational upstream size (not persisted, no generation change).
   void SetUpstreamDataBytes(uint64_t bytes);
 
-  DesiredState Current() const;
+  // The held state; with `confirmed`, also whether it was Confirmed() at
+  // that same instant.
+  DesiredState Current(bool* confirmed = nullptr) const;
 
  private:
   const std::string path_;
   mutable absl::Mutex mu_;
   DesiredState current_ ABSL_GUARDED_BY(mu_);
+  bool confirmed_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace tandem

@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/log.h"
+#include "common/status_util.h"
 
 namespace tandem {
 
@@ -44,6 +45,12 @@ absl::Status Executor::RunStep(StepKind kind, const Observation& observed,
                                const DesiredState& desired, StepListener* listener) {
   switch (kind) {
     case StepKind::kStartEngine:
+      // A master that must refuse writes comes up fenced (every engine's
+      // Fence of a stopped server takes effect at its start), not writable
+      // for the moment before the fence step.
+      if (desired.role == Role::kMaster && desired.fenced) {
+        TANDEM_RETURN_IF_ERROR(engine_->Fence());
+      }
       return engine_->Start();
     case StepKind::kFence:
       return engine_->Fence();

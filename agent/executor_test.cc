@@ -1,6 +1,7 @@
 #include "agent/executor.h"
 
 #include <algorithm>
+#include <filesystem>
 
 #include "agent/desired_store.h"
 #include "agent/fakes.h"
@@ -337,6 +338,68 @@ TEST(ReconcilerTest, AnErrorOfAnOlderTargetIsNotShownWithTheNewOne) {
     EXPECT_FALSE(sink.all[i].error_blocks) << i;
   }
   EXPECT_TRUE(sink.all.back().error_blocks);
+}
+
+TEST(ReconcilerTest, AMasterIsNotMadeWritableBeforeTheControllerConfirmsIt) {
+  char tmpl[] = "/tmp/tandem-desired.XXXXXX";
+  const std::string path = std::string(::mkdtemp(tmpl)) + "/desired.pb";
+  {
+    DesiredStateStore before_restart(path);
+    ASSERT_TRUE(*before_restart.Offer(Desired(Role::kMaster)));
+  }
+  // The agent restarts with the server down and no controller yet.
+  FakeEngine engine;
+  engine.running = false;
+  FakeHost host;
+  host.facts.recorded_role = Role::kMaster;
+  FakeClock clock;
+  DesiredStateStore store(path);
+  ASSERT_TRUE(store.Load().ok());
+  EXPECT_FALSE(store.Confirmed());
+  RecordingSink sink;
+  Reconciler reconciler(kSelf, &engine, &host, &clock, &store, &sink);
+  absl::Status held = reconciler.Pass();
+  EXPECT_TRUE(absl::IsUnavailable(held)) << held;
+  EXPECT_NE(held.message().find("confirms its role"), std::string::npos) << held;
+  EXPECT_TRUE(engine.running);
+  EXPECT_TRUE(engine.fenced) << "started fenced";
+  EXPECT_FALSE(engine.Observe()->writable);
+  // Fenced before it was started: never writable in between.
+  auto fence = std::find(engine.calls.begin(), engine.calls.end(), "fence");
+  auto start = std::find(engine.calls.begin(), engine.calls.end(), "start");
+  ASSERT_NE(fence, engine.calls.end());
+  EXPECT_LT(fence, start);
+  EXPECT_EQ(std::count(engine.calls.begin(), engine.calls.end(), "make-writable"), 0);
+  // The controller's word (the same generation) wakes the loop and the
+  // master becomes writable.
+  EXPECT_TRUE(*store.Offer(Desired(Role::kMaster)));
+  EXPECT_TRUE(store.Confirmed());
+  EXPECT_TRUE(reconciler.Pass().ok());
+  EXPECT_TRUE(engine.Observe()->writable);
+  EXPECT_FALSE(*store.Offer(Desired(Role::kMaster))) << "nothing new the second time";
+  std::filesystem::remove_all(std::filesystem::path(path).parent_path());
+}
+
+TEST(ReconcilerTest, AWritableMasterIsLeftAloneWithoutTheController) {
+  char tmpl[] = "/tmp/tandem-desired.XXXXXX";
+  const std::string path = std::string(::mkdtemp(tmpl)) + "/desired.pb";
+  {
+    DesiredStateStore before_restart(path);
+    ASSERT_TRUE(*before_restart.Offer(Desired(Role::kMaster)));
+  }
+  // Only the agent restarted: the server runs on, writable.
+  FakeEngine engine;
+  FakeHost host;
+  host.facts.recorded_role = Role::kMaster;
+  FakeClock clock;
+  DesiredStateStore store(path);
+  ASSERT_TRUE(store.Load().ok());
+  RecordingSink sink;
+  Reconciler reconciler(kSelf, &engine, &host, &clock, &store, &sink);
+  EXPECT_TRUE(reconciler.Pass().ok());
+  EXPECT_TRUE(engine.Observe()->writable);
+  EXPECT_EQ(std::count(engine.calls.begin(), engine.calls.end(), "fence"), 0);
+  std::filesystem::remove_all(std::filesystem::path(path).parent_path());
 }
 
 TEST(DesiredStoreTest, IgnoresOlderGenerationsAndPersists) {

@@ -63,7 +63,8 @@ absl::StatusOr<Observation> Reconciler::Observe() {
 }
 
 absl::Status Reconciler::Pass() {
-  const DesiredState desired = desired_->Current();
+  bool confirmed = false;
+  DesiredState desired = desired_->Current(&confirmed);
   {
     absl::MutexLock lock(&mu_);
     // An error of an older target says nothing of this one (and must not
@@ -76,11 +77,19 @@ absl::Status Reconciler::Pass() {
     observed_.seen_generation = desired.generation;
   }
   absl::Status status;
+  bool unconfirmed_master = false;
   absl::StatusOr<Observation> observed = Observe();
   if (!observed.ok()) {
     status = absl::Status(observed.status().code(),
                           absl::StrCat("observing: ", observed.status().message()));
   } else {
+    // A master the controller has not confirmed since this agent started
+    // may have been replaced meanwhile (promote --force while it was away):
+    // it is not made writable (nor started writable) until the controller
+    // says it still is the master. One that is writable is left alone.
+    unconfirmed_master = desired.role == Role::kMaster && !desired.fenced &&
+                         !confirmed && !observed->engine.writable;
+    if (unconfirmed_master) desired.fenced = true;
     Plan plan = PlanSteps(*observed, desired);
     const bool held = held_generation_ == desired.generation && desired.generation != 0 &&
                       clock_->Now() - held_since_ < options_.hold_retry;
@@ -122,6 +131,11 @@ absl::Status Reconciler::Pass() {
                            status.ok() ? "ok" : std::string(status.message()),
                            " seconds=", absl::StrFormat("%.2f", seconds)));
     }
+  }
+  if (unconfirmed_master && status.ok()) {
+    status = absl::UnavailableError(
+        "a master restarted without word from the controller stays fenced until the "
+        "controller confirms its role");
   }
   if (!status.ok() && ErrorBlocks(status) && held_generation_ != desired.generation) {
     held_generation_ = desired.generation;

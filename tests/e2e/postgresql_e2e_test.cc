@@ -403,6 +403,61 @@ TEST_F(PostgresqlE2eTest, PromoteIsAFencedSwitchover) {
   EXPECT_EQ(MovedAside(db3), db3_aside);
 }
 
+// The master's host is gone: promote is refused without --force; with it
+// the slave takes over at once, and when the old master comes back it is
+// fenced and rebuilt from the new one (a full copy: its own data is kept
+// aside), never writable on its own.
+TEST_F(PostgresqlE2eTest, PromoteForceWhenTheMasterIsGone) {
+  PgServer& db1 = AddPgNode("db1");
+  PgServer& db2 = AddPgNode("db2");
+  ASSERT_TRUE(PollUntil([&] { return cluster_.Nodes().size() == 2; }, seconds(30)));
+  cluster_.Wait({"db1", "db2"});
+  ASSERT_TRUE(db1.Exec("CREATE TABLE t (v text); INSERT INTO t VALUES ('before')").ok());
+  ASSERT_EQ(cluster_.Ctl({"replication", "enable", "--master", "db1", "--slave", "db2"}).exit_code, 0);
+  cluster_.Wait({"db1", "db2"});
+  ASSERT_TRUE(HasRows(db2, "t", 1, seconds(10)));
+
+  cluster_.KillAgent("db1");
+  AsPostgres(db1, {db1.bin_dir() + "/pg_ctl", "-D", db1.data_dir(), "stop", "-m", "fast", "-w"});
+  ASSERT_TRUE(PollUntil([&] { return !cluster_.Nodes()["db1"].value("agent_connected", true); },
+                        seconds(30)));
+  CtlResult refused = cluster_.Ctl({"promote", "db2"});
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE(refused.out.find("--force"), std::string::npos) << refused.out;
+  CtlResult forced = cluster_.Ctl({"promote", "db2", "--force"});
+  ASSERT_EQ(forced.exit_code, 0) << forced.out;
+  cluster_.Wait({"db2"});
+  EXPECT_FALSE(InRecovery(db2));
+  EXPECT_TRUE(db2.Exec("INSERT INTO t VALUES ('on db2')").ok());
+  EXPECT_EQ(cluster_.Env("db2")["TANDEM_ROLE"], "master");
+
+  // The old master returns: fenced, rebuilt, following db2.
+  const size_t aside = MovedAside(db1);
+  std::atomic<bool> stop{false};
+  std::atomic<int> writable_samples{0};
+  std::thread sampler([&] {
+    PollUntil(
+        [&] {
+          absl::StatusOr<std::string> v = db1.Value(
+              "SELECT (NOT pg_is_in_recovery() AND "
+              "current_setting('default_transaction_read_only') = 'off')::text");
+          if (v.ok() && *v == "true") ++writable_samples;
+          return stop.load();
+        },
+        std::chrono::minutes(5), milliseconds(50));
+  });
+  cluster_.StartAgent("db1");
+  cluster_.Wait({"db1", "db2"}, "180s");
+  stop = true;
+  sampler.join();
+  EXPECT_EQ(writable_samples.load(), 0) << "the old master was writable after it came back";
+  EXPECT_TRUE(InRecovery(db1));
+  EXPECT_EQ(MovedAside(db1), aside + 1) << "its own data is kept aside";
+  EXPECT_TRUE(HasRows(db1, "t", 2, seconds(10)));
+  EXPECT_EQ(cluster_.Nodes()["db1"]["upstream_id"], "db2");
+  EXPECT_EQ(cluster_.Env("db1")["POSTGRESQL_PORT"], std::to_string(db2.port()));
+}
+
 // A slave in another stack replicates over its master's external address,
 // with TLS (verify-full against the test CA), and each side's env file
 // points at the master as reachable from its stack.
