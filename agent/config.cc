@@ -108,6 +108,7 @@ uint32_t DefaultPort(EngineType engine) {
 
 NodeInfo AgentConfig::Info() const {
   NodeInfo info{node, stack, engine.type, addresses, engine.port};
+  info.tls_port = engine.tls_port;
   uint32_t port = 0;
   if (!transfer_listen.empty() &&
       absl::SimpleAtoi(absl::string_view(transfer_listen).substr(transfer_listen.rfind(':') + 1),
@@ -117,7 +118,9 @@ NodeInfo AgentConfig::Info() const {
   return info;
 }
 
-Peer AgentConfig::Self() const { return Peer{node, stack, addresses.internal, engine.port}; }
+Peer AgentConfig::Self() const {
+  return Peer{node, stack, addresses.internal, engine.port, 0, engine.tls_port};
+}
 
 absl::StatusOr<AgentConfig> ParseAgentConfig(const std::string& yaml, const std::string& source) {
   Reader r(source);
@@ -162,7 +165,7 @@ absl::StatusOr<AgentConfig> ParseAgentConfig(const std::string& yaml, const std:
         {"type", "host", "port", "data_dir", "user", "password_file", "os_user", "bin_dir",
          "start_command", "stop_command", "server_args", "log_file", "allow_restart",
          "replication_user", "replication_password_file", "timeout", "seed_method", "tls_mode",
-         "tls_ca_file", "tls_cert_file", "tls_key_file", "out_of_sync_after"}));
+         "tls_ca_file", "tls_cert_file", "tls_key_file", "out_of_sync_after", "tls_port"}));
     std::string type;
     TANDEM_RETURN_IF_ERROR(r.String(e, "type", "engine.type", &type));
     if (type.empty()) return r.Error("engine.type", "missing (postgresql | mysql | redis | mongodb)");
@@ -195,6 +198,9 @@ absl::StatusOr<AgentConfig> ParseAgentConfig(const std::string& yaml, const std:
     TANDEM_RETURN_IF_ERROR(
         r.String(e, "tls_cert_file", "engine.tls_cert_file", &c.engine.tls_cert_file));
     TANDEM_RETURN_IF_ERROR(r.String(e, "tls_key_file", "engine.tls_key_file", &c.engine.tls_key_file));
+    long tls_port = 0;
+    TANDEM_RETURN_IF_ERROR(r.Int(e, "tls_port", "engine.tls_port", 0, 65535, &tls_port));
+    c.engine.tls_port = static_cast<uint32_t>(tls_port);
     long out_of_sync_after = c.engine.out_of_sync_after_seconds;
     TANDEM_RETURN_IF_ERROR(r.Int(e, "out_of_sync_after", "engine.out_of_sync_after", 1, 86400,
                                  &out_of_sync_after));

@@ -33,6 +33,13 @@ TEST(ConfigTest, ParsesAValidFile) {
   EXPECT_EQ(c->engine.server_args, (std::vector<std::string>{"-c", "shared_buffers=16MB"}));
   EXPECT_EQ(c->Info().port, 5433u);
   EXPECT_EQ(c->Self().host, "10.0.0.5");
+  EXPECT_EQ(c->Info().tls_port, 0u);
+  std::string with_tls = kValid;
+  with_tls.replace(with_tls.find("  port: 5433\n"), 13, "  port: 5433\n  tls_port: 6380\n");
+  absl::StatusOr<AgentConfig> t = ParseAgentConfig(with_tls, "agent.yaml");
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(t->Info().tls_port, 6380u);
+  EXPECT_EQ(t->Self().tls_port, 6380u);
 }
 
 TEST(ConfigTest, DefaultsThePortPerEngine) {

@@ -57,7 +57,11 @@ bool GoalHolds(StepKind kind, const Observation& o, const DesiredState& d) {
              b.resync_token == d.resync_token && same_data;
     }
     case StepKind::kFollowUpstream:
-      return e.is_slave && e.upstream == HostPort(d.upstream);
+      // Over TLS a slave may stream from its upstream's TLS port (Redis).
+      return e.is_slave &&
+             (e.upstream == HostPort(d.upstream) ||
+              (d.upstream.tls_port != 0 &&
+               e.upstream == absl::StrCat(d.upstream.host, ":", d.upstream.tls_port)));
     case StepKind::kWaitStreaming:
       return e.streaming;
     case StepKind::kCatchUp:

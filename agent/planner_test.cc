@@ -190,6 +190,14 @@ std::vector<Case> Cases() {
     cases.push_back(c);
   }
   {
+    DesiredState d = Desired(Role::kSlave);
+    d.upstream.tls_port = 6380;
+    Observation o = ConvergedFor(d);
+    o.engine.upstream = absl::StrCat(d.upstream.host, ":6380");
+    Case c{"slave streaming from its upstream's TLS port is converged", o, d, {}, Role::kSlave};
+    cases.push_back(c);
+  }
+  {
     DesiredState d = Desired(Role::kStandalone);
     Observation o = FreshStandalone();
     o.engine.writable = false;  // fenced earlier, then the target changed back

@@ -49,6 +49,9 @@ struct NodeInfo {
   // Port of the agent's backup transfer service (agent.yaml transfer_listen);
   // 0 when it serves none.
   uint32_t transfer_port = 0;
+  // The server's TLS port where it differs from `port` (Redis tls-port);
+  // 0 when it has none. Slaves in other stacks replicate over it.
+  uint32_t tls_port = 0;
 
   bool operator==(const NodeInfo&) const = default;
 };
@@ -64,6 +67,8 @@ struct Peer {
   // The peer's agent transfer service at `host` (0: none), from which a
   // slave fetches its seeding backup.
   uint32_t transfer_port = 0;
+  // The peer's server TLS port (NodeInfo::tls_port; 0: none).
+  uint32_t tls_port = 0;
 
   bool operator==(const Peer&) const = default;
 };

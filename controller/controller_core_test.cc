@@ -1274,6 +1274,31 @@ TEST_F(AutoResyncTest, TheGroupPolicyOverridesTheDefault) {
   EXPECT_FALSE(registry_->GetNode("db2")->auto_resync);
 }
 
+TEST(TlsPortTest, ASlaveLearnsItsUpstreamsTlsPortAcrossARestart) {
+  TempDir dir;
+  for (int round = 0; round < 2; ++round) {
+    absl::StatusOr<std::unique_ptr<FileStore>> store = FileStore::Open(dir.path());
+    ASSERT_TRUE(store.ok());
+    std::unique_ptr<Registry> registry = OpenOrDie(*std::move(store));
+    if (round == 0) {
+      NodeInfo master = Node("r1", EngineType::kRedis, "a", "10.0.0.1", "203.0.113.1", 6379);
+      master.tls_port = 6380;
+      MustRegister(*registry, master);
+      MustRegister(*registry, Node("r2", EngineType::kRedis, "b", "10.1.0.2", "", 6379));
+      MustEnable(*registry, "r1", "r2");
+    }
+    DesiredState slave = DesiredOf(*registry, "r2");
+    EXPECT_EQ(slave.upstream.host, "203.0.113.1") << round;
+    EXPECT_EQ(slave.upstream.tls_port, 6380u) << round;
+  }
+  NodeInfo bad = Node("r3", EngineType::kRedis);
+  bad.tls_port = 70000;
+  std::unique_ptr<Registry> registry = OpenOrDie(std::make_unique<MemoryStore>());
+  absl::StatusOr<Changes> refused = registry->Register(bad);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("TLS port 70000"));
+}
+
 TEST_F(AutoResyncTest, TheGroupPolicySurvivesARestart) {
   TempDir dir;
   {

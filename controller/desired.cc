@@ -95,7 +95,8 @@ DesiredState DesiredFor(const ControllerState& state, const NodeRecord& node,
     if (it != state.nodes.end()) {
       const NodeInfo& m = it->second.info;
       desired.upstream =
-          Peer{m.id, m.stack, ReachableAddress(m, node.info.stack), m.port, m.transfer_port};
+          Peer{m.id, m.stack, ReachableAddress(m, node.info.stack), m.port, m.transfer_port,
+               m.tls_port};
     }
   } else if (node.role == Role::kMaster) {
     auto it = groups.find(node.info.id);

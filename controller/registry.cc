@@ -75,6 +75,10 @@ absl::Status ValidateInfo(const NodeInfo& info) {
     return context(
         absl::InvalidArgumentError(absl::StrCat("port ", info.port, " is not in 1..65535")));
   }
+  if (info.tls_port > 65535) {
+    return context(
+        absl::InvalidArgumentError(absl::StrCat("TLS port ", info.tls_port, " is not in 0..65535")));
+  }
   if (info.addresses.internal.empty()) {
     return context(absl::InvalidArgumentError("the internal address is empty"));
   }

@@ -25,13 +25,14 @@ json PeerToJson(const Peer& peer) {
               {"stack", peer.stack},
               {"host", peer.host},
               {"port", peer.port},
-              {"transfer_port", peer.transfer_port}};
+              {"transfer_port", peer.transfer_port},
+              {"tls_port", peer.tls_port}};
 }
 
 Peer PeerFromJson(const json& j) {
   return Peer{j.at("id").get<std::string>(), j.at("stack").get<std::string>(),
               j.at("host").get<std::string>(), j.at("port").get<uint32_t>(),
-              j.value("transfer_port", uint32_t{0})};
+              j.value("transfer_port", uint32_t{0}), j.value("tls_port", uint32_t{0})};
 }
 
 json DesiredToJson(const DesiredState& d) {
@@ -77,6 +78,7 @@ json NodeToJson(const NodeRecord& n) {
               {"address_external", n.info.addresses.external},
               {"port", n.info.port},
               {"transfer_port", n.info.transfer_port},
+              {"tls_port", n.info.tls_port},
               {"role", std::string(RoleName(n.role))},
               {"upstream", n.upstream_id},
               {"resync_token", n.resync_token},
@@ -103,6 +105,7 @@ NodeRecord NodeFromJson(const json& j) {
   n.info.addresses.external = j.at("address_external").get<std::string>();
   n.info.port = j.at("port").get<uint32_t>();
   n.info.transfer_port = j.value("transfer_port", uint32_t{0});
+  n.info.tls_port = j.value("tls_port", uint32_t{0});
   n.role = RoleFromJson(j.at("role"));
   n.upstream_id = j.at("upstream").get<std::string>();
   n.resync_token = j.at("resync_token").get<std::string>();

@@ -58,6 +58,10 @@ struct EngineConfig {
   std::string tls_ca_file;
   std::string tls_cert_file;
   std::string tls_key_file;
+  // The server's own TLS port where it differs from `port` (Redis
+  // tls-port), registered so that slaves in other stacks can use it; 0:
+  // none.
+  uint32_t tls_port = 0;
   // This node's stack (agent.yaml `stack`): a master compares it with its
   // slaves' stacks for ReplicationTls (which slaves must come over TLS).
   std::string stack;

@@ -52,6 +52,7 @@ void ToProto(const NodeInfo& in, v1::NodeInfo* out) {
   out->set_address_external(in.addresses.external);
   out->set_port(in.port);
   out->set_transfer_port(in.transfer_port);
+  out->set_tls_port(in.tls_port);
 }
 
 NodeInfo FromProto(const v1::NodeInfo& in) {
@@ -63,6 +64,7 @@ NodeInfo FromProto(const v1::NodeInfo& in) {
   out.addresses.external = in.address_external();
   out.port = in.port();
   out.transfer_port = in.transfer_port();
+  out.tls_port = in.tls_port();
   return out;
 }
 
@@ -72,10 +74,11 @@ void ToProto(const Peer& in, v1::Peer* out) {
   out->set_host(in.host);
   out->set_port(in.port);
   out->set_transfer_port(in.transfer_port);
+  out->set_tls_port(in.tls_port);
 }
 
 Peer FromProto(const v1::Peer& in) {
-  return Peer{in.id(), in.stack(), in.host(), in.port(), in.transfer_port()};
+  return Peer{in.id(), in.stack(), in.host(), in.port(), in.transfer_port(), in.tls_port()};
 }
 
 void ToProto(const DesiredState& in, v1::DesiredState* out) {
