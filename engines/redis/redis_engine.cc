@@ -195,6 +195,12 @@ struct ReplicationLogin {
   std::string masterauth;  // "" = no password
 };
 
+// Where a slave's own redis-server connects to its upstream.
+struct ReplicationLink {
+  uint32_t port = 0;  // upstream.port, or upstream.tls_port over TLS
+  bool tls = false;   // tls-replication yes
+};
+
 class RedisEngine final : public Engine {
  public:
   explicit RedisEngine(EngineConfig config) : config_(std::move(config)) {
@@ -268,13 +274,26 @@ class RedisEngine final : public Engine {
                                                  Info* upstream_info = nullptr,
                                                  bool* not_master = nullptr) const;
   bool LoginMatches(RedisClient& client, const std::string& masterauth) const;
-  absl::Status ApplyReplicationSettings(RedisClient& client, const ReplicationLogin& login) const;
+  // The login from the config alone, for a link the agent cannot probe
+  // (TLS): see the header.
+  absl::StatusOr<ReplicationLogin> ConfiguredLogin() const;
+  // How `self` reaches `upstream` (ReplicationTls); FailedPrecondition when
+  // the link needs TLS and the upstream has no TLS port.
+  absl::StatusOr<ReplicationLink> LinkTo(const Peer& self, const Peer& upstream) const;
+  // replica-read-only yes, masteruser/masterauth, and the replication TLS
+  // settings of `link` (tls-replication and its files, or tls-replication
+  // no), all before any REPLICAOF.
+  absl::Status ApplyReplicationSettings(RedisClient& client, const ReplicationLogin& login,
+                                        const ReplicationLink& link) const;
+  absl::Status ApplyReplicationTls(RedisClient& client, bool tls) const;
+  // Whether the server's replication TLS settings are those of `tls`.
+  bool TlsMatches(RedisClient& client, bool tls) const;
   absl::Status SaveAside(RedisClient& client) const;
   // CONFIG REWRITE of `config_file` (INFO server), then takes away the
   // access of others that Redis grants the rewritten file (umask based): it
   // holds masterauth and requirepass.
   absl::Status ConfigRewrite(RedisClient& client, const std::string& config_file) const;
-  absl::Status WaitForSync(const Peer& upstream, const ProgressFn& progress) const;
+  absl::Status WaitForSync(const Peer& upstream, uint32_t port, const ProgressFn& progress) const;
 
   // Slave: the reason it is out of sync ("" when it is not), from INFO
   // replication; tracks how long the link has been seen down.
@@ -862,12 +881,75 @@ bool RedisEngine::LoginMatches(RedisClient& client, const std::string& masteraut
   return *user == wanted;
 }
 
+absl::StatusOr<ReplicationLogin> RedisEngine::ConfiguredLogin() const {
+  absl::StatusOr<std::string> password =
+      ReadSecret("engine.replication_password_file", config_.replication_password_file);
+  if (!password.ok()) return password.status();
+  const std::string& user = config_.replication_user;
+  if (password->empty()) return ReplicationLogin{"", ""};
+  // The default name cannot be tried on the upstream: the requirepass form,
+  // which the example configuration (one password for all) needs.
+  if (user.empty() || user == "default" || user == kDefaultReplicationUser) {
+    return ReplicationLogin{"", *password};
+  }
+  return ReplicationLogin{user, *password};
+}
+
+absl::StatusOr<ReplicationLink> RedisEngine::LinkTo(const Peer& self, const Peer& upstream) const {
+  if (!ReplicationTls(config_, self, upstream)) return ReplicationLink{upstream.port, false};
+  if (upstream.tls_port == 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "upstream ", upstream.id, " has no tls_port (engine.tls_port in its agent.yaml), and "
+        "engine.tls_mode ", config_.tls_mode, " asks for TLS on this link"));
+  }
+  return ReplicationLink{upstream.tls_port, true};
+}
+
 absl::Status RedisEngine::ApplyReplicationSettings(RedisClient& client,
-                                                   const ReplicationLogin& login) const {
+                                                   const ReplicationLogin& login,
+                                                   const ReplicationLink& link) const {
   absl::Status st = client.ConfigSet("replica-read-only", "yes");
   if (st.ok()) st = client.ConfigSet("masteruser", login.masteruser);
   if (st.ok()) st = client.ConfigSet("masterauth", login.masterauth);
+  if (st.ok()) st = ApplyReplicationTls(client, link.tls);
   return st;
+}
+
+absl::Status RedisEngine::ApplyReplicationTls(RedisClient& client, bool tls) const {
+  if (!tls) {
+    // A server built without TLS has no such parameter: nothing to turn off.
+    absl::StatusOr<std::string> on = client.ConfigGet("tls-replication");
+    if (absl::IsNotFound(on.status()) || (on.ok() && *on != "yes")) return absl::OkStatus();
+    if (!on.ok()) return on.status();
+    return client.ConfigSet("tls-replication", "no");
+  }
+  // One CONFIG SET: Redis loads the files together, and refuses
+  // tls-replication without a certificate of the replica's own.
+  absl::StatusOr<RedisReply> set = client.Command(
+      {"CONFIG", "SET", "tls-ca-cert-file", config_.tls_ca_file, "tls-cert-file",
+       config_.tls_cert_file, "tls-key-file", config_.tls_key_file, "tls-replication", "yes"});
+  if (set.ok()) return absl::OkStatus();
+  if (absl::IsUnavailable(set.status())) return set.status();
+  return absl::FailedPreconditionError(absl::StrCat(
+      "the redis server did not take the replication TLS settings (engine.tls_ca_file ",
+      config_.tls_ca_file, ", tls_cert_file ", config_.tls_cert_file, ", tls_key_file ",
+      config_.tls_key_file, "; they must be readable by the server's OS user, and redis-server "
+      "built with TLS; see its log): ", set.status().message()));
+}
+
+bool RedisEngine::TlsMatches(RedisClient& client, bool tls) const {
+  absl::StatusOr<std::string> on = client.ConfigGet("tls-replication");
+  if (!on.ok()) return !tls && absl::IsNotFound(on.status());
+  if (!tls) return *on != "yes";
+  if (*on != "yes") return false;
+  for (const auto& [name, want] :
+       {std::pair<const char*, const std::string&>{"tls-ca-cert-file", config_.tls_ca_file},
+        {"tls-cert-file", config_.tls_cert_file},
+        {"tls-key-file", config_.tls_key_file}}) {
+    absl::StatusOr<std::string> value = client.ConfigGet(name);
+    if (!value.ok() || *value != want) return false;
+  }
+  return true;
 }
 
 absl::Status RedisEngine::ConfigRewrite(RedisClient& client, const std::string& config_file) const {
@@ -951,9 +1033,10 @@ absl::Status RedisEngine::SaveAside(RedisClient& client) const {
   return absl::OkStatus();
 }
 
-absl::Status RedisEngine::WaitForSync(const Peer& upstream, const ProgressFn& progress) const {
+absl::Status RedisEngine::WaitForSync(const Peer& upstream, uint32_t port,
+                                      const ProgressFn& progress) const {
   const auto deadline = Clock::now() + Timeout();
-  const std::string master_port = absl::StrCat(upstream.port);
+  const std::string master_port = absl::StrCat(port);
   int64_t last_read = -1;
   int64_t last_total = -1;
   std::string state = "not connected";
@@ -973,8 +1056,8 @@ absl::Status RedisEngine::WaitForSync(const Peer& upstream, const ProgressFn& pr
         if (Get(*info, "role") != "slave" || Get(*info, "master_host") != upstream.host ||
             Get(*info, "master_port") != master_port) {
           return absl::FailedPreconditionError(
-              absl::StrCat("the server stopped replicating from ", upstream.host, ":",
-                           upstream.port, " while it synchronised (someone changed REPLICAOF)"));
+              absl::StrCat("the server stopped replicating from ", upstream.host, ":", port,
+                           " while it synchronised (someone changed REPLICAOF)"));
         }
         bool syncing = GetInt(*info, "master_sync_in_progress", 0) != 0;
         std::string link = Get(*info, "master_link_status");
@@ -997,7 +1080,7 @@ absl::Status RedisEngine::WaitForSync(const Peer& upstream, const ProgressFn& pr
     }
     if (Clock::now() >= deadline) {
       return absl::UnavailableError(absl::StrCat("not in sync with upstream ", upstream.id, " (",
-                                                 upstream.host, ":", upstream.port, ") after ",
+                                                 upstream.host, ":", port, ") after ",
                                                  config_.timeout_seconds, " s: ", state));
     }
   }
@@ -1014,19 +1097,27 @@ absl::Status ValidatePeer(const Peer& upstream) {
                                                    " has no valid address (host \"", upstream.host,
                                                    "\", port ", upstream.port, ")"));
   }
+  if (upstream.tls_port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("upstream ", upstream.id,
+                                                   " has an invalid tls_port ", upstream.tls_port));
+  }
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::string> RedisEngine::Bootstrap(const Peer& self, const Peer& upstream,
                                                    const ProgressFn& progress) {
-  (void)self;  // a Redis master needs no per-slave identity
   const std::string context = absl::StrCat("while bootstrapping from ", upstream.id);
   absl::Status valid = ValidatePeer(upstream);
   if (!valid.ok()) return WithContext(valid, context);
+  absl::StatusOr<ReplicationLink> link = LinkTo(self, upstream);
+  if (!link.ok()) return WithContext(link.status(), context);
 
   // Before anything changes: the upstream must answer our replication login.
+  // Over TLS the agent cannot speak to it: the local server's sync is the
+  // only check, and the dataset is kept aside before it starts.
   std::string upstream_run_id;
-  absl::StatusOr<ReplicationLogin> login = ProbeUpstream(upstream, &upstream_run_id);
+  absl::StatusOr<ReplicationLogin> login =
+      link->tls ? ConfiguredLogin() : ProbeUpstream(upstream, &upstream_run_id);
   if (!login.ok()) return WithContext(login.status(), context);
 
   absl::StatusOr<std::unique_ptr<RedisClient>> client = ConnectOrStart();
@@ -1036,27 +1127,27 @@ absl::StatusOr<std::string> RedisEngine::Bootstrap(const Peer& self, const Peer&
   if (!info.ok()) return WithContext(info.status(), context);
   absl::Status has_config = RequireConfigFile(*info);
   if (!has_config.ok()) return WithContext(has_config, context);
-  if (Get(*info, "run_id") == upstream_run_id) {
+  if (!upstream_run_id.empty() && Get(*info, "run_id") == upstream_run_id) {
     return absl::InvalidArgumentError(
         absl::StrCat(context, ": ", upstream.host, ":", upstream.port, " is this server"));
   }
 
   const bool follows_upstream = Get(*info, "role") == "slave" &&
                                 Get(*info, "master_host") == upstream.host &&
-                                Get(*info, "master_port") == absl::StrCat(upstream.port);
+                                Get(*info, "master_port") == absl::StrCat(link->port);
   const bool streaming = follows_upstream && Get(*info, "master_link_status") == "up" &&
                          GetInt(*info, "master_sync_in_progress", 1) == 0;
   absl::Status st;
   if (follows_upstream && !streaming) {
     // A previous Bootstrap set this up and the sync has not finished:
     // restarting it would only delay it. Refresh the login and wait.
-    st = ApplyReplicationSettings(c, *login);
+    st = ApplyReplicationSettings(c, *login, *link);
   } else {
     st = SaveAside(c);
     if (!st.ok()) return WithContext(st, context + ": while keeping the current dataset");
-    st = ApplyReplicationSettings(c, *login);
+    st = ApplyReplicationSettings(c, *login, *link);
     const std::vector<std::string> replicaof = {"REPLICAOF", upstream.host,
-                                                absl::StrCat(upstream.port)};
+                                                absl::StrCat(link->port)};
     if (st.ok() && streaming) {
       // A resync: force a full copy. REPLICAOF NO ONE gives this node a new
       // replication id, unknown to the master, so the next PSYNC cannot
@@ -1075,16 +1166,17 @@ absl::StatusOr<std::string> RedisEngine::Bootstrap(const Peer& self, const Peer&
   if (st.ok()) st = PersistAndLiftFence(c, Get(*info, "config_file"));
   if (!st.ok()) return WithContext(st, context);
 
-  st = WaitForSync(upstream, progress);
+  st = WaitForSync(upstream, link->port, progress);
   if (!st.ok()) return WithContext(st, context);
   return std::string();
 }
 
 absl::Status RedisEngine::Follow(const Peer& self, const Peer& upstream) {
-  (void)self;
   const std::string context = absl::StrCat("while following ", upstream.id);
   absl::Status valid = ValidatePeer(upstream);
   if (!valid.ok()) return WithContext(valid, context);
+  absl::StatusOr<ReplicationLink> link = LinkTo(self, upstream);
+  if (!link.ok()) return WithContext(link.status(), context);
   absl::StatusOr<std::string> password =
       ReadSecret("engine.replication_password_file", config_.replication_password_file);
   if (!password.ok()) return WithContext(password.status(), context);
@@ -1099,17 +1191,19 @@ absl::Status RedisEngine::Follow(const Peer& self, const Peer& upstream) {
 
   const std::string role = Get(*info, "role");
   const bool follows_upstream = role == "slave" && Get(*info, "master_host") == upstream.host &&
-                                Get(*info, "master_port") == absl::StrCat(upstream.port);
+                                Get(*info, "master_port") == absl::StrCat(link->port);
   absl::StatusOr<std::string> read_only = c.ConfigGet("replica-read-only");
   if (!read_only.ok()) return WithContext(read_only.status(), context);
-  const bool configured = follows_upstream && *read_only == "yes" && LoginMatches(c, *password);
+  const bool configured = follows_upstream && *read_only == "yes" &&
+                          LoginMatches(c, *password) && TlsMatches(c, link->tls);
 
   absl::Status st;
   if (!configured) {
     std::string upstream_run_id;
-    absl::StatusOr<ReplicationLogin> login = ProbeUpstream(upstream, &upstream_run_id);
+    absl::StatusOr<ReplicationLogin> login =
+        link->tls ? ConfiguredLogin() : ProbeUpstream(upstream, &upstream_run_id);
     if (!login.ok()) return WithContext(login.status(), context);
-    if (Get(*info, "run_id") == upstream_run_id) {
+    if (!upstream_run_id.empty() && Get(*info, "run_id") == upstream_run_id) {
       return absl::InvalidArgumentError(
           absl::StrCat(context, ": ", upstream.host, ":", upstream.port, " is this server"));
     }
@@ -1118,9 +1212,9 @@ absl::Status RedisEngine::Follow(const Peer& self, const Peer& upstream) {
       st = SaveAside(c);
       if (!st.ok()) return WithContext(st, context + ": while keeping the current dataset");
     }
-    st = ApplyReplicationSettings(c, *login);
+    st = ApplyReplicationSettings(c, *login, *link);
     if (st.ok() && !follows_upstream) {
-      st = c.Command({"REPLICAOF", upstream.host, absl::StrCat(upstream.port)}).status();
+      st = c.Command({"REPLICAOF", upstream.host, absl::StrCat(link->port)}).status();
     }
   }
   // Always rewritten: a crash between REPLICAOF and CONFIG REWRITE must not
@@ -1170,22 +1264,27 @@ absl::Status CanContinue(const Info& local, const Info& upstream, const std::str
 }
 
 absl::StatusOr<std::string> RedisEngine::Rejoin(const Peer& self, const Peer& upstream) {
-  (void)self;
   const std::string context = absl::StrCat("while rejoining ", upstream.id);
   absl::Status valid = ValidatePeer(upstream);
   if (!valid.ok()) return WithContext(valid, context);
+  absl::StatusOr<ReplicationLink> link = LinkTo(self, upstream);
+  if (!link.ok()) return WithContext(link.status(), context);
   std::string upstream_run_id;
   Info upstream_info;
-  // The followers of a switchover get here at the same time as the promoted
-  // node is told to take over: wait (bounded) until it is a master, rather
-  // than fail and have the caller make a full copy.
   absl::StatusOr<ReplicationLogin> login;
-  const auto deadline = Clock::now() + Timeout();
-  for (Backoff backoff(std::chrono::milliseconds(200));; backoff.Wait()) {
-    upstream_info.clear();
-    bool not_master = false;
-    login = ProbeUpstream(upstream, &upstream_run_id, &upstream_info, &not_master);
-    if (login.ok() || !not_master || Clock::now() >= deadline) break;
+  if (link->tls) {
+    login = ConfiguredLogin();
+  } else {
+    // The followers of a switchover get here at the same time as the
+    // promoted node is told to take over: wait (bounded) until it is a
+    // master, rather than fail and have the caller make a full copy.
+    const auto deadline = Clock::now() + Timeout();
+    for (Backoff backoff(std::chrono::milliseconds(200));; backoff.Wait()) {
+      upstream_info.clear();
+      bool not_master = false;
+      login = ProbeUpstream(upstream, &upstream_run_id, &upstream_info, &not_master);
+      if (login.ok() || !not_master || Clock::now() >= deadline) break;
+    }
   }
   if (!login.ok()) return WithContext(login.status(), context);
 
@@ -1212,9 +1311,14 @@ absl::StatusOr<std::string> RedisEngine::Rejoin(const Peer& self, const Peer& up
                      " that is not fenced); it must be fenced first"));
   }
   const bool follows_upstream = role == "slave" && Get(*info, "master_host") == upstream.host &&
-                                Get(*info, "master_port") == absl::StrCat(upstream.port);
+                                Get(*info, "master_port") == absl::StrCat(link->port);
   const bool streaming = follows_upstream && Get(*info, "master_link_status") == "up" &&
                          GetInt(*info, "master_sync_in_progress", 1) == 0;
+  if (!streaming && link->tls) {
+    return absl::UnimplementedError(absl::StrCat(
+        context, ": over TLS the agent cannot read the upstream's replication state; a full "
+        "copy is made"));
+  }
   if (!streaming) {
     // Only where Redis will continue from this data: a full resync would
     // replace it in place, without keeping it aside as Bootstrap does.
@@ -1232,12 +1336,12 @@ absl::StatusOr<std::string> RedisEngine::Rejoin(const Peer& self, const Peer& up
   // Still fenced while it turns into a replica: the writes the pause holds
   // back then fail with READONLY instead of landing on data that is about
   // to follow another master.
-  absl::Status st = ApplyReplicationSettings(c, *login);
+  absl::Status st = ApplyReplicationSettings(c, *login, *link);
   if (st.ok() && !follows_upstream) {
-    st = c.Command({"REPLICAOF", upstream.host, absl::StrCat(upstream.port)}).status();
+    st = c.Command({"REPLICAOF", upstream.host, absl::StrCat(link->port)}).status();
   }
   if (st.ok()) st = PersistAndLiftFence(c, Get(*info, "config_file"));
-  if (st.ok()) st = WaitForSync(upstream, ProgressFn());
+  if (st.ok()) st = WaitForSync(upstream, link->port, ProgressFn());
   if (!st.ok()) return WithContext(st, context);
   return std::string();
 }
@@ -1284,11 +1388,30 @@ absl::Status ValidateConfig(const EngineConfig& config) {
     return invalid("timeout_seconds", absl::StrCat("must be a positive number of seconds (got ",
                                                    config.timeout_seconds, ")"));
   }
-  if (!config.tls_mode.empty() && config.tls_mode != "off") {
-    return invalid("tls_mode", absl::StrCat("\"", config.tls_mode,
-                                            "\" is not supported for redis: the agent's Redis "
-                                            "client has no TLS, and the master's TLS port is not "
-                                            "known to its slaves; use off"));
+  // The common checks (mode known, CA set unless off, files absolute and
+  // readable, the key private), on a copy: they normalise "" to off.
+  EngineConfig tls = config;
+  absl::Status tls_valid = ValidateReplicationTls(&tls);
+  if (!tls_valid.ok()) return tls_valid;
+  if (tls.tls_mode != "off") {
+    for (const auto& [field, path] :
+         {std::pair<std::string, std::string>{"tls_cert_file", tls.tls_cert_file},
+          {"tls_key_file", tls.tls_key_file}}) {
+      if (path.empty()) {
+        return invalid(field, absl::StrCat("required for redis with tls_mode ", tls.tls_mode,
+                                           ": Redis makes a TLS replication connection only with "
+                                           "a certificate of its own (tls-cert-file, "
+                                           "tls-key-file)"));
+      }
+    }
+  }
+  if (config.tls_port > 65535) {
+    return invalid("tls_port", absl::StrCat("must be 0 (none) or 1..65535 (got ",
+                                            config.tls_port, ")"));
+  }
+  if (config.tls_port != 0 && config.tls_port == config.port) {
+    return invalid("tls_port", absl::StrCat("must differ from engine.port (both ",
+                                            config.port, ")"));
   }
   if (!config.user.empty() && config.user != "default" && config.password_file.empty()) {
     return invalid("password_file", absl::StrCat("must be set when engine.user names an ACL user (",

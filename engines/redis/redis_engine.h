@@ -20,7 +20,9 @@
 // The upstream is probed with exactly this login before anything changes;
 // when that user may run INFO, the probe also checks that the upstream is a
 // master and not this very server (a user with only +psync +replconf +ping
-// passes without those checks).
+// passes without those checks). Over TLS (see TLS) there is no probe: the
+// default name tandem_repl then means the default user (requirepass form);
+// an ACL user over TLS needs another name.
 // CONFIG REWRITE writes masterauth into the server's config file, and Redis
 // rewrites it with umask-based permissions (0644 under umask 022): after each
 // rewrite the engine removes the access of others (chmod o-rwx).
@@ -121,9 +123,10 @@
 //
 // Bootstrap. Probes the upstream (connect, AUTH with the replication login,
 // PING; it must be another server and a master) -> Unavailable when it
-// cannot be reached, before anything changes. Starts the server if down.
-// Keeps the current dataset when it has keys: BGSAVE, then a hard link (or a
-// copy) of the RDB as <data_dir>/tandem-old-<UTC yyyymmddThhmmssZ>.rdb,
+// cannot be reached, before anything changes; over TLS there is no probe.
+// Starts the server if down. Keeps the current dataset when it has keys:
+// BGSAVE, then a hard link (or a copy) of the RDB as
+// <data_dir>/tandem-old-<UTC yyyymmddThhmmssZ>.rdb,
 // never deleted. Then replica-read-only yes, masteruser/masterauth, REPLICAOF
 // host port, CONFIG REWRITE at once (so a restart mid-sync comes back as a
 // replica, not as a writable master with the old data), CLIENT UNPAUSE and
@@ -135,15 +138,17 @@
 // fence, REPLICAOF NO ONE gives it a new replication id that the master does
 // not know, then REPLICAOF host port. A node already configured
 // for this upstream but not yet synced (a Bootstrap cut short) just waits.
+// (Here and below, "port" is upstream.tls_port over TLS, and the
+// replication settings include the TLS ones: see TLS.)
 // Returns "" (no data id).
 //
 // Follow. Starts the server if down. OK (after a CONFIG REWRITE) when it is
 // already a replica of `upstream` with replica-read-only yes and the
-// expected masterauth/masteruser. Otherwise: probes the upstream (as
-// Bootstrap does); when the node is a master with keys, keeps its dataset
-// aside (a full resync would replace it); sets replica-read-only yes,
-// masteruser/masterauth, REPLICAOF host port when the master differs; CONFIG
-// REWRITE; lifts the fence.
+// expected masterauth/masteruser and TLS settings. Otherwise: probes the
+// upstream (as Bootstrap does, not over TLS); when the node is a master
+// with keys, keeps its dataset aside (a full resync would replace it); sets
+// replica-read-only yes, masteruser/masterauth, REPLICAOF host port when the
+// master differs; CONFIG REWRITE; lifts the fence.
 //
 // Rejoin (the cheap path of a switchover's followers and of automatic
 // resyncs). Probes the upstream as Bootstrap does, waiting up to
@@ -166,7 +171,11 @@
 // replica-read-only yes, masteruser/masterauth from the config (which
 // also repairs a masterauth changed by hand), REPLICAOF host port, CONFIG
 // REWRITE, the fence lifted, and waits (timeout_seconds, Unavailable after)
-// until the link is up. Returns "" (no data id).
+// until the link is up. Returns "" (no data id). Over TLS the upstream is
+// not probed and cannot be read: a server that already streams from it is
+// refreshed as above, any other gets Unimplemented ("over TLS the agent
+// cannot read the upstream's replication state; a full copy is made"),
+// after the writable check, before anything changes.
 //
 // MakeWritable. Starts the server if down; REPLICAOF NO ONE on a replica;
 // the fence lifted as above (ping period, CONFIG REWRITE, CLIENT UNPAUSE,
@@ -174,11 +183,30 @@
 //
 // DataParentDir() is data_dir: the RDB copy and the new RDB land there.
 //
-// TLS. engine.tls_mode must be off (InvalidArgument otherwise): the agent's
-// Redis client (hiredis 0.14) has no TLS, so its probe of an upstream in
-// another stack would send the replication password in clear, and a
-// master's TLS port (tls-port, not engine.port) is not published to its
-// slaves.
+// TLS. When ReplicationTls(config, self, upstream) (engine.tls_mode always,
+// or between-stacks and another stack), the slave's own redis-server makes
+// the TLS connection: Bootstrap, Follow and Rejoin set, with one CONFIG SET
+// before REPLICAOF, tls-ca-cert-file engine.tls_ca_file, tls-cert-file and
+// tls-key-file engine.tls_cert_file/tls_key_file, tls-replication yes, then
+// REPLICAOF upstream.host upstream.tls_port (CONFIG REWRITE persists it).
+// Redis makes a TLS replication connection only with a certificate of its
+// own, so with tls_mode other than off tls_cert_file and tls_key_file are
+// required (InvalidArgument), and must be readable by os_user. Without TLS
+// the link uses upstream.port and tls-replication no. The agent itself
+// never speaks to the upstream then (hiredis 0.14 has no TLS, and the probe
+// would send the replication password in clear): no login probe, no
+// is-a-master or is-this-server check, no partial-resync prediction
+// (Rejoin above). Observe reports upstream as master_host:master_port, that
+// is upstream.host:upstream.tls_port on a TLS link.
+// The upstream's TLS port is its agent's engine.tls_port (Peer::tls_port):
+// Bootstrap, Follow and Rejoin return FailedPrecondition "upstream X has no
+// tls_port (engine.tls_port in its agent.yaml)" before changing anything
+// when it is 0. A master serving TLS runs with tls-port <engine.tls_port>
+// and its certificate (tls-cert-file, tls-key-file, tls-ca-cert-file,
+// tls-auth-clients as wanted) in its own configuration (server_args or
+// redis.conf): the agent sets nothing on a master.
+// Limit: Redis 7.0 verifies the master's certificate against the CA only;
+// it does not check that the certificate names the master's address.
 //
 // Status codes (engines/engine.h):
 //   Unavailable         the local server is down where it must run
@@ -191,9 +219,14 @@
 //                       without a config file; persistence is off on a master
 //                       asked to serve slaves; BGSAVE or SHUTDOWN failed;
 //                       Rejoin: the server is writable, or its data cannot
-//                       continue from the upstream's stream.
+//                       continue from the upstream's stream; a TLS link to
+//                       an upstream without tls_port, or TLS files the
+//                       server does not accept.
+//   Unimplemented       Rejoin over TLS of a server not already streaming
+//                       from the upstream (the caller makes a full copy).
 //   InvalidArgument     the server's dir is not engine.data_dir; the upstream
-//                       is this very server or has no address.
+//                       is this very server (not checked over TLS) or has no
+//                       address.
 //   Internal            anything else (e.g. a start command that fails).
 #ifndef TANDEM_ENGINES_REDIS_REDIS_ENGINE_H_
 #define TANDEM_ENGINES_REDIS_REDIS_ENGINE_H_

@@ -153,6 +153,16 @@ TEST(RedisConfigTest, ValidationNamesTheField) {
   TempDir dir("trc");
   ASSERT_OK(WriteFileAtomic(dir.Sub("pw"), "x\n", 0600));
   ASSERT_OK(WriteFileAtomic(dir.Sub("open-pw"), "x\n", 0644));
+  // The TLS files are only checked for presence and mode here.
+  ASSERT_OK(WriteFileAtomic(dir.Sub("ca.pem"), "ca\n", 0644));
+  ASSERT_OK(WriteFileAtomic(dir.Sub("cert.pem"), "cert\n", 0644));
+  ASSERT_OK(WriteFileAtomic(dir.Sub("key.pem"), "key\n", 0600));
+  auto tls = [](EngineConfig& c, const TempDir& d) {
+    c.tls_mode = "between-stacks";
+    c.tls_ca_file = d.Sub("ca.pem");
+    c.tls_cert_file = d.Sub("cert.pem");
+    c.tls_key_file = d.Sub("key.pem");
+  };
   const std::vector<ConfigCase> cases = {
       {"valid", [](EngineConfig&, const TempDir&) {}, ""},
       {"type", [](EngineConfig& c, const TempDir&) { c.type = EngineType::kPostgresql; },
@@ -199,9 +209,57 @@ TEST(RedisConfigTest, ValidationNamesTheField) {
          c.server_args = {"--port", "1"};
        },
        "engine.server_args: --port is set by the engine"},
-      {"tls_mode", [](EngineConfig& c, const TempDir&) { c.tls_mode = "between-stacks"; },
-       "engine.tls_mode: \"between-stacks\" is not supported for redis"},
       {"tls_off", [](EngineConfig& c, const TempDir&) { c.tls_mode = "off"; }, ""},
+      {"tls_empty", [](EngineConfig& c, const TempDir&) { c.tls_mode = ""; }, ""},
+      {"tls_unknown", [](EngineConfig& c, const TempDir&) { c.tls_mode = "sometimes"; },
+       "engine.tls_mode: unknown mode \"sometimes\""},
+      {"tls_no_ca", [](EngineConfig& c, const TempDir&) { c.tls_mode = "always"; },
+       "engine.tls_ca_file: required with tls_mode always"},
+      {"tls", tls, ""},
+      {"tls_always",
+       [&](EngineConfig& c, const TempDir& d) {
+         tls(c, d);
+         c.tls_mode = "always";
+       },
+       ""},
+      {"tls_without_cert_and_key",
+       [&](EngineConfig& c, const TempDir& d) {
+         tls(c, d);
+         c.tls_cert_file.clear();
+         c.tls_key_file.clear();
+       },
+       "engine.tls_cert_file: required for redis with tls_mode between-stacks"},
+      {"tls_key_without_cert",
+       [&](EngineConfig& c, const TempDir& d) {
+         tls(c, d);
+         c.tls_cert_file.clear();
+       },
+       "engine.tls_cert_file: tls_cert_file and tls_key_file go together"},
+      {"tls_open_key",
+       [&](EngineConfig& c, const TempDir& d) {
+         tls(c, d);
+         c.tls_key_file = d.Sub("open-pw");
+       },
+       "engine.tls_key_file: secret file"},
+      {"tls_missing_ca",
+       [&](EngineConfig& c, const TempDir& d) {
+         tls(c, d);
+         c.tls_ca_file = d.Sub("none.pem");
+       },
+       "engine.tls_ca_file:"},
+      {"tls_files_unused_when_off",
+       [&](EngineConfig& c, const TempDir& d) {
+         tls(c, d);
+         c.tls_mode = "off";
+         c.tls_cert_file.clear();
+         c.tls_key_file.clear();
+       },
+       ""},
+      {"tls_port", [](EngineConfig& c, const TempDir&) { c.tls_port = 6380; }, ""},
+      {"tls_port_big", [](EngineConfig& c, const TempDir&) { c.tls_port = 70000; },
+       "engine.tls_port: must be 0 (none) or 1..65535 (got 70000)"},
+      {"tls_port_is_port", [](EngineConfig& c, const TempDir&) { c.tls_port = 6379; },
+       "engine.tls_port: must differ from engine.port"},
       {"server_args_daemonize",
        [](EngineConfig& c, const TempDir&) {
          c.server_args = {"--daemonize", "no"};
@@ -723,6 +781,170 @@ TEST(RedisEngineTest, FollowKeepsTheOldMastersDataAside) {
   ASSERT_TRUE(conf.ok());
   EXPECT_TRUE(absl::StrContains(*conf, absl::StrCat("replicaof 127.0.0.1 ", master->port())));
   EXPECT_EQ(StatusOf(other->Command({"SET", "x", "1"})).code(), absl::StatusCode::kInternal);
+}
+
+// ---------------------------------------------------------------------------
+// TLS on the replication link: the replica's own redis-server connects to
+// its master's TLS port; the agent never speaks to the upstream then.
+
+RedisServerOptions TlsOptions(std::string name, bool persistence,
+                              const testing::TestCertificates& certs) {
+  RedisServerOptions options = Options(std::move(name), persistence);
+  options.tls = certs;
+  return options;
+}
+
+EngineConfig TlsConfigFor(const RedisServer& server, const testing::TestCertificates& certs) {
+  EngineConfig config = ConfigFor(server);
+  config.tls_mode = "always";
+  config.tls_ca_file = certs.ca_file;
+  config.tls_cert_file = certs.cert_file;
+  config.tls_key_file = certs.key_file;
+  config.tls_port = server.tls_port();
+  return config;
+}
+
+// The peer as the controller sends it: with its TLS port.
+Peer TlsPeerOf(const std::string& id, const RedisServer& server) {
+  Peer peer = PeerOf(id, server);
+  peer.tls_port = server.tls_port();
+  return peer;
+}
+
+std::string InfoText(const RedisServer& server, const std::string& section,
+                     const std::string& key) {
+  absl::StatusOr<std::map<std::string, std::string>> info = server.Info(section);
+  if (!info.ok() || info->count(key) == 0) return "";
+  return info->at(key);
+}
+
+// `slave` replicates from 127.0.0.1:`port`, link up, no sync in progress.
+bool StreamsFromPort(const RedisServer& slave, uint32_t port) {
+  absl::StatusOr<std::map<std::string, std::string>> info = slave.Info("replication");
+  if (!info.ok()) return false;
+  return (*info)["role"] == "slave" && (*info)["master_host"] == "127.0.0.1" &&
+         (*info)["master_port"] == absl::StrCat(port) &&
+         (*info)["master_link_status"] == "up" && (*info)["master_sync_in_progress"] == "0";
+}
+
+TEST(RedisEngineTest, BootstrapFollowAndRejoinOverTls) {
+  TempDir certs_dir("trt");
+  absl::StatusOr<testing::TestCertificates> certs =
+      testing::MakeTestCertificates(certs_dir.path(), {"127.0.0.1"});
+  ASSERT_TRUE(certs.ok()) << certs.status();
+  auto master = MustCreate(TlsOptions("m", true, *certs));
+  auto slave = MustCreate(TlsOptions("s", true, *certs));
+  ASSERT_TRUE(master && slave);
+  ASSERT_NE(master->tls_port(), 0);
+  ASSERT_NE(master->tls_port(), master->port());
+  ASSERT_TRUE(master->Command({"SET", "from_master", "m1"}).ok());
+  ASSERT_TRUE(slave->Command({"SET", "old_key", "old_value"}).ok());
+  auto engine = MustEngine(TlsConfigFor(*slave, *certs));
+  ASSERT_NE(engine, nullptr);
+  const Peer self = TlsPeerOf("s", *slave);
+  const Peer upstream = TlsPeerOf("m", *master);
+  const std::string tls_addr = absl::StrCat("127.0.0.1:", master->tls_port());
+
+  // Bootstrap: the old data kept aside, then a sync over the TLS port (the
+  // master asks every client, the replica too, for a certificate).
+  absl::StatusOr<std::string> id = engine->Bootstrap(self, upstream, ProgressFn());
+  ASSERT_TRUE(id.ok()) << id.status();
+  ExpectNoSecret(id);
+  EXPECT_TRUE(StreamsFromPort(*slave, master->tls_port()));
+  EXPECT_EQ(OldDataFiles(slave->data_dir()).size(), 1u);
+  EXPECT_EQ(GetKey(*slave, "from_master"), "m1");
+  EXPECT_EQ(GetKey(*slave, "old_key"), "<nil>");
+  EXPECT_EQ(*GetConfig(*slave, "tls-replication"), "yes");
+  EXPECT_EQ(*GetConfig(*slave, "tls-ca-cert-file"), certs->ca_file);
+  absl::StatusOr<std::string> conf = ReadFile(slave->data_dir() + "/redis.conf");
+  ASSERT_TRUE(conf.ok()) << conf.status();
+  EXPECT_TRUE(absl::StrContains(*conf, "replicaof 127.0.0.1 " + absl::StrCat(master->tls_port())))
+      << *conf;
+  EXPECT_TRUE(absl::StrContains(*conf, "tls-replication yes")) << *conf;
+  ASSERT_TRUE(master->Command({"SET", "after", "1"}).ok());
+  WaitReplicated(*master, 1);
+  EXPECT_EQ(GetKey(*slave, "after"), "1");
+  absl::StatusOr<EngineFacts> facts = engine->Observe();
+  ASSERT_TRUE(facts.ok()) << facts.status();
+  EXPECT_TRUE(facts->is_slave);
+  EXPECT_TRUE(facts->streaming);
+  EXPECT_EQ(facts->upstream, tls_addr);
+
+  // Follow and Rejoin on a replica already streaming over TLS change
+  // nothing: no new full sync.
+  const int64_t full_syncs = InfoInt(*master, "stats", "sync_full");
+  ASSERT_OK(engine->Follow(self, upstream));
+  absl::StatusOr<std::string> rejoined = engine->Rejoin(self, upstream);
+  ASSERT_TRUE(rejoined.ok()) << rejoined.status();
+  EXPECT_EQ(InfoInt(*master, "stats", "sync_full"), full_syncs);
+  EXPECT_TRUE(StreamsFromPort(*slave, master->tls_port()));
+
+  // Anything else is a full copy over TLS: the agent cannot read the
+  // upstream's replication state to predict a partial resync.
+  ASSERT_OK(engine->MakeWritable());
+  ASSERT_OK(engine->Fence());
+  rejoined = engine->Rejoin(self, upstream);
+  ASSERT_FALSE(rejoined.ok());
+  EXPECT_EQ(rejoined.status().code(), absl::StatusCode::kUnimplemented) << rejoined.status();
+  EXPECT_TRUE(absl::StrContains(rejoined.status().message(),
+                                "over TLS the agent cannot read the upstream's replication state"))
+      << rejoined.status();
+  EXPECT_EQ(InfoText(*slave, "replication", "role"), "master");  // untouched, still fenced
+  EXPECT_TRUE(PathExists(slave->data_dir() + "/" + kRedisFenceMarkerFile));
+
+  // Follow from the fenced master: a replica over TLS again.
+  ASSERT_OK(engine->Follow(self, upstream));
+  EXPECT_FALSE(PathExists(slave->data_dir() + "/" + kRedisFenceMarkerFile));
+  ASSERT_TRUE(PollUntil([&] { return StreamsFromPort(*slave, master->tls_port()); }, kPoll));
+
+  // TLS off: back to the plain port, tls-replication no.
+  EngineConfig plain = TlsConfigFor(*slave, *certs);
+  plain.tls_mode = "off";
+  auto plain_engine = MustEngine(plain);
+  ASSERT_NE(plain_engine, nullptr);
+  ASSERT_OK(plain_engine->Follow(self, upstream));
+  ASSERT_TRUE(PollUntil([&] { return StreamsFromPort(*slave, master->port()); }, kPoll));
+  EXPECT_EQ(*GetConfig(*slave, "tls-replication"), "no");
+  facts = plain_engine->Observe();
+  ASSERT_TRUE(facts.ok()) << facts.status();
+  EXPECT_EQ(facts->upstream, Addr(*master));
+}
+
+TEST(RedisEngineTest, TlsLinkToAnUpstreamWithoutTlsPortChangesNothing) {
+  TempDir certs_dir("trt");
+  absl::StatusOr<testing::TestCertificates> certs =
+      testing::MakeTestCertificates(certs_dir.path(), {"127.0.0.1"});
+  ASSERT_TRUE(certs.ok()) << certs.status();
+  auto master = MustCreate(TlsOptions("m", true, *certs));
+  auto slave = MustCreate(Options("s", true));
+  ASSERT_TRUE(master && slave);
+  ASSERT_TRUE(slave->Command({"SET", "mine", "1"}).ok());
+  auto engine = MustEngine(TlsConfigFor(*slave, *certs));
+  ASSERT_NE(engine, nullptr);
+  const Peer self = PeerOf("s", *slave);
+  const Peer upstream = PeerOf("m", *master);  // tls_port 0: not registered
+  const std::string want = "upstream m has no tls_port (engine.tls_port in its agent.yaml)";
+
+  absl::Status follow = engine->Follow(self, upstream);
+  absl::StatusOr<std::string> bootstrap = engine->Bootstrap(self, upstream, ProgressFn());
+  absl::StatusOr<std::string> rejoin = engine->Rejoin(self, upstream);
+  for (const absl::Status& st : {follow, bootstrap.status(), rejoin.status()}) {
+    EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
+    EXPECT_TRUE(absl::StrContains(st.message(), want)) << st;
+  }
+  EXPECT_EQ(InfoText(*slave, "replication", "role"), "master");
+  EXPECT_EQ(GetKey(*slave, "mine"), "1");
+  EXPECT_TRUE(OldDataFiles(slave->data_dir()).empty());
+  EXPECT_EQ(*GetConfig(*slave, "tls-replication"), "no");
+
+  // between-stacks within one stack: the plain port, no TLS port needed.
+  EngineConfig same_stack = TlsConfigFor(*slave, *certs);
+  same_stack.tls_mode = "between-stacks";
+  auto same_stack_engine = MustEngine(same_stack);
+  ASSERT_NE(same_stack_engine, nullptr);
+  ASSERT_OK(same_stack_engine->Follow(self, upstream));
+  ASSERT_TRUE(PollUntil([&] { return StreamsFromPort(*slave, master->port()); }, kPoll));
+  EXPECT_EQ(*GetConfig(*slave, "tls-replication"), "no");
 }
 
 TEST(RedisEngineTest, FenceBlocksWritesUntilMakeWritable) {

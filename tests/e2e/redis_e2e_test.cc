@@ -11,6 +11,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -66,14 +67,18 @@ class RedisE2eTest : public ::testing::Test {
   // is also the replication password.
   //
   // `external`: the node's external address (its server listens there too);
-  // `engine_yaml`: more fields of the engine section ("  key: value\n").
+  // `engine_yaml`: more fields of the engine section ("  key: value\n");
+  // `tls`: the server also serves TLS on a port of its own with these
+  // files, registered as engine.tls_port.
   RedisServer& AddRedisNode(const std::string& id, const std::string& stack = "main",
                             const std::string& external = "",
-                            const std::string& engine_yaml = "") {
+                            const std::string& engine_yaml = "",
+                            const std::optional<TestCertificates>& tls = std::nullopt) {
     RedisServerOptions options;
     options.name = id;
     options.persistence = true;
     options.password = kPassword;
+    options.tls = tls;
     // The later --bind wins over the harness's.
     if (!external.empty()) options.extra_args = {"--bind", "127.0.0.1", external};
     absl::StatusOr<std::unique_ptr<RedisServer>> created = RedisServer::Create(options);
@@ -95,7 +100,9 @@ class RedisE2eTest : public ::testing::Test {
                                   "  replication_password_file: ", server.password_file(), "\n",
                                   "  log_file: ", server.log_file(), "\n",
                                   "  server_args: [", absl::StrJoin(quoted, ", "), "]\n",
-                                  "  timeout: 60\n", engine_yaml));
+                                  "  timeout: 60\n",
+                                  tls ? absl::StrCat("  tls_port: ", server.tls_port(), "\n") : "",
+                                  engine_yaml));
     return server;
   }
 
@@ -696,6 +703,56 @@ TEST_F(RedisE2eTest, ReplicationBetweenStacksUsesExternalAddresses) {
   EXPECT_EQ(master_env["REDIS_PORT"], p1);
   EXPECT_EQ(master_env["REDIS_SLAVE_ADDRESSES"], absl::StrCat("127.0.0.3:", db2.port()));
   EXPECT_EQ(master_env["REDIS_SLAVE_ADDRESSES_INT"], absl::StrCat("127.0.0.1:", db2.port()));
+  EXPECT_EQ(master_env["REDIS_SLAVE_ADDRESSES_EXT"], absl::StrCat("127.0.0.3:", db2.port()));
+}
+
+// The same between stacks over TLS: the slave's redis-server connects to the
+// master's TLS port (registered as engine.tls_port) with a certificate of
+// its own, and checks the master's against the CA.
+TEST_F(RedisE2eTest, ReplicationBetweenStacksUsesTls) {
+  TempDir certs_dir("tcert");
+  absl::StatusOr<TestCertificates> certs =
+      MakeTestCertificates(certs_dir.path(), {"127.0.0.2", "127.0.0.3"});
+  ASSERT_TRUE(certs.ok()) << certs.status();
+  const std::string tls_agent =
+      absl::StrCat("  tls_mode: between-stacks\n  tls_ca_file: ", certs->ca_file,
+                   "\n  tls_cert_file: ", certs->cert_file, "\n  tls_key_file: ", certs->key_file,
+                   "\n");
+  RedisServer& db1 = AddRedisNode("db1", "a", "127.0.0.2", tls_agent, *certs);
+  RedisServer& db2 = AddRedisNode("db2", "b", "127.0.0.3", tls_agent, *certs);
+  ASSERT_FALSE(HasFailure());
+  ASSERT_NE(db1.tls_port(), 0);
+  ASSERT_TRUE(PollUntil([&] { return cluster_.Nodes().size() == 2; }, seconds(30)));
+  cluster_.Wait({"db1", "db2"});
+  ASSERT_TRUE(db1.Command({"SET", "from:a", "1"}).ok());
+  CtlResult enable = cluster_.Ctl({"replication", "enable", "--master", "db1", "--slave", "db2"});
+  ASSERT_EQ(enable.exit_code, 0) << enable.out;
+  cluster_.Wait({"db1", "db2"});
+  const std::string tls_port = std::to_string(db1.tls_port());
+  auto nodes = cluster_.Nodes();
+  EXPECT_EQ(nodes["db2"]["observed"]["upstream"], "127.0.0.2:" + tls_port);
+  EXPECT_EQ(nodes["db2"]["desired"]["upstream"]["host"], "127.0.0.2");
+  EXPECT_EQ(InfoField(db2, "replication", "master_host"), "127.0.0.2");
+  EXPECT_EQ(InfoField(db2, "replication", "master_port"), tls_port);
+  EXPECT_EQ(InfoField(db2, "replication", "master_link_status"), "up");
+  EXPECT_EQ(ConfigValue(db2, "tls-replication"), "yes");
+  EXPECT_EQ(Get(db2, "from:a"), "1");
+  ASSERT_TRUE(db1.Command({"SET", "after", "1"}).ok());
+  EXPECT_TRUE(HasValue(db2, "after", "1", seconds(5)));
+  // The environment names the plain port, as without TLS.
+  const std::string p1 = std::to_string(db1.port());
+  auto slave_env = cluster_.Env("db2");
+  EXPECT_EQ(slave_env["REDIS_ADDRESS"], "127.0.0.2");
+  EXPECT_EQ(slave_env["REDIS_ADDRESS_INT"], "127.0.0.1");
+  EXPECT_EQ(slave_env["REDIS_ADDRESS_EXT"], "127.0.0.2");
+  EXPECT_EQ(slave_env["REDIS_PORT"], p1);
+  EXPECT_EQ(slave_env["TANDEM_ROLE"], "slave");
+  EXPECT_EQ(slave_env["REDIS_SLAVE_ADDRESSES"], absl::StrCat("127.0.0.1:", db2.port()));
+  auto master_env = cluster_.Env("db1");
+  EXPECT_EQ(master_env["REDIS_ADDRESS"], "127.0.0.1");
+  EXPECT_EQ(master_env["REDIS_ADDRESS_EXT"], "127.0.0.2");
+  EXPECT_EQ(master_env["REDIS_PORT"], p1);
+  EXPECT_EQ(master_env["REDIS_SLAVE_ADDRESSES"], absl::StrCat("127.0.0.3:", db2.port()));
   EXPECT_EQ(master_env["REDIS_SLAVE_ADDRESSES_EXT"], absl::StrCat("127.0.0.3:", db2.port()));
 }
 

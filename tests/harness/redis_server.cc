@@ -138,6 +138,12 @@ std::vector<std::string> RedisServer::server_args() const {
   } else {
     args.insert(args.end(), {"--save", "", "--appendonly", "no"});
   }
+  if (options_.tls) {
+    args.insert(args.end(), {"--tls-port", absl::StrCat(tls_port_), "--tls-cert-file",
+                             options_.tls->cert_file, "--tls-key-file", options_.tls->key_file,
+                             "--tls-ca-cert-file", options_.tls->ca_file, "--tls-auth-clients",
+                             "yes"});
+  }
   args.insert(args.end(), options_.extra_args.begin(), options_.extra_args.end());
   return args;
 }
@@ -152,8 +158,9 @@ absl::Status RedisServer::Start() {
   absl::Status st;
   for (int attempt = 0; attempt < 3; ++attempt) {
     st = StartOnce();
-    if (!absl::IsUnavailable(st)) return st;  // Unavailable: the port was taken
-    port_ = 0;                                // try another one
+    if (!absl::IsUnavailable(st)) return st;  // Unavailable: a port was taken
+    port_ = 0;                                // try other ones
+    tls_port_ = 0;
   }
   return st;
 }
@@ -161,6 +168,7 @@ absl::Status RedisServer::Start() {
 absl::Status RedisServer::StartOnce() {
   child_.reset();
   if (port_ == 0) port_ = FreePort();
+  while (options_.tls && (tls_port_ == 0 || tls_port_ == port_)) tls_port_ = FreePort();
   std::vector<std::string> argv = {"redis-server", data_dir_ + "/redis.conf", "--port",
                                    absl::StrCat(port_)};
   for (const std::string& a : server_args()) argv.push_back(a);
@@ -182,7 +190,9 @@ absl::Status RedisServer::StartOnce() {
   const bool exited = !child_->Running();
   child_.reset();
   if (exited && log.find("Address already in use") != std::string::npos) {
-    return absl::UnavailableError(absl::StrCat("port ", port_, " was taken: ", tail));
+    return absl::UnavailableError(
+        absl::StrCat("port ", port_, options_.tls ? absl::StrCat(" or ", tls_port_) : "",
+                     " was taken: ", tail));
   }
   return absl::InternalError(absl::StrCat("redis-server on ", data_dir_, " port ", port_,
                                           exited ? " exited" : " did not answer within 30 s",

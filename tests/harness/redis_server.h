@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -43,6 +44,11 @@ struct RedisServerOptions {
   std::string password;
   // More server arguments after the harness's own.
   std::vector<std::string> extra_args;
+  // Set: the server also serves TLS on tls_port() with these files
+  // (--tls-port, --tls-cert-file, --tls-key-file, --tls-ca-cert-file,
+  // --tls-auth-clients yes: a client, a replica too, must show a certificate
+  // the CA signed). The harness's own commands use the plain port.
+  std::optional<TestCertificates> tls;
   // Start the server in Create (else call Start()).
   bool start = true;
 };
@@ -65,7 +71,8 @@ class RedisServer {
   // Spawns `redis-server <data_dir>/redis.conf --port <port> <server_args()>
   // --dir <data_dir> --pidfile <data_dir>/redis.pid --logfile <log_file>
   // --daemonize no` and polls PING until it answers (30 s). The first start
-  // picks a free port; later starts reuse it (an engine config points at it).
+  // picks a free port (and TLS port); later starts reuse them (an engine
+  // config points at them).
   // OK if the harness's server already runs.
   absl::Status Start();
   // SIGTERM and wait; also stops a server an engine started on data_dir().
@@ -88,9 +95,12 @@ class RedisServer {
   // A mode 0600 file holding the password ("" when there is none).
   const std::string& password_file() const { return password_file_; }
   uint16_t port() const { return port_; }
+  // The TLS port (options.tls), 0 without TLS or before the first start.
+  uint16_t tls_port() const { return tls_port_; }
   // What the harness passes besides port, dir, pidfile, logfile and
   // daemonize: --bind 127.0.0.1, the persistence settings,
-  // --repl-diskless-sync-delay 0, requirepass/masterauth, the extra args.
+  // --repl-diskless-sync-delay 0, requirepass/masterauth, the TLS settings
+  // (options.tls), the extra args.
   // Reuse it as an EngineConfig's server_args.
   std::vector<std::string> server_args() const;
 
@@ -104,6 +114,7 @@ class RedisServer {
   std::string password_file_;
   RedisServerOptions options_;
   uint16_t port_ = 0;
+  uint16_t tls_port_ = 0;
   std::unique_ptr<ChildProcess> child_;
 };
 
