@@ -1,5 +1,8 @@
 // Creates the Engine for `config.type`; the one place that knows every
-// engine implementation. Unimplemented for an engine this build lacks.
+// engine implementation. Each engine's agent binary (tandem-agent-ENGINE)
+// compiles it with only its own engine (TANDEM_WITH_ENGINE), so that it
+// links only that engine's client library. Unimplemented for an engine this
+// binary lacks.
 #ifndef TANDEM_AGENT_ENGINE_FACTORY_H_
 #define TANDEM_AGENT_ENGINE_FACTORY_H_
 
