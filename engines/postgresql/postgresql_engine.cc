@@ -224,6 +224,14 @@ class PostgresqlEngine final : public Engine {
   absl::Status EnsureHba(const std::vector<Peer>& slaves, const std::string& hba_file,
                          const std::optional<std::string>& password);
   absl::Status EnsureSlots(const std::vector<Peer>& slaves);
+  // Runs `sql` on `upstream` as the replication role with psql (a
+  // replication connection when `replication`): the login (SCRAM) and TLS
+  // happen in that short-lived process, so OpenSSL's tables never stay in
+  // the agent's memory. The rows, fields split on '|'; Unavailable with
+  // psql's message when it fails.
+  absl::StatusOr<std::vector<std::vector<std::string>>> UpstreamQuery(
+      const Peer& self, const Peer& upstream, const std::optional<std::string>& password,
+      bool replication, const std::string& sql) const;
   absl::StatusOr<std::string> CheckUpstreamServes(const Peer& self, const Peer& upstream,
                                                   const std::optional<std::string>& password,
                                                   const std::string& slot) const;
@@ -918,7 +926,9 @@ absl::Status PostgresqlEngine::EnsureReplicationRole(const std::optional<std::st
   // exists from PostgreSQL 15 on).
   return Exec("granting pg_checkpoint to the replication role",
               absl::StrCat("DO $$BEGIN IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = "
-                           "'pg_checkpoint') THEN GRANT pg_checkpoint TO ",
+                           "'pg_checkpoint') AND NOT pg_has_role(",
+                           "'", user, "'",  // a plain identifier (checked at start)
+                           ", 'pg_checkpoint', 'MEMBER') THEN GRANT pg_checkpoint TO ",
                            QuoteIdent(user), "; END IF; END$$"));
 }
 
@@ -1025,57 +1035,56 @@ absl::Status PostgresqlEngine::ServeSlaves(const std::vector<Peer>& slaves) {
 
 // ------------------------------------------------------------------ Bootstrap
 
+absl::StatusOr<std::vector<std::vector<std::string>>> PostgresqlEngine::UpstreamQuery(
+    const Peer& self, const Peer& upstream, const std::optional<std::string>& password,
+    bool replication, const std::string& sql) const {
+  std::string conninfo = absl::StrCat(
+      pg::PrimaryConninfo(upstream, config_.replication_user, Passfile(password),
+                          absl::StrCat(self.id, "-check"), Tls(self, upstream)),
+      replication ? " dbname=replication replication=true" : " dbname=postgres",
+      " connect_timeout=", kConnectTimeoutSeconds);
+  RunOptions options = ToolOptions();
+  options.timeout = std::chrono::seconds(60);
+  options.env = {{"LC_ALL", "C"}};
+  absl::StatusOr<RunResult> result = Run({Tool("psql"), "-X", "-A", "-t", "-q", "-v",
+                                          "ON_ERROR_STOP=1", "-d", conninfo, "-c", sql},
+                                         options);
+  if (!result.ok()) return result.status();
+  if (result->exit_code != 0) {
+    return absl::UnavailableError(std::string(Trimmed(OutputTail(result->output, 600))));
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (absl::string_view line : absl::StrSplit(result->output, '\n', absl::SkipEmpty())) {
+    rows.push_back(absl::StrSplit(line, '|'));
+  }
+  return rows;
+}
+
 absl::StatusOr<std::string> PostgresqlEngine::CheckUpstreamServes(
     const Peer& self, const Peer& upstream, const std::optional<std::string>& password,
     const std::string& slot) const {
   const std::string who =
       absl::StrCat("master ", upstream.id, " at ", upstream.host, ":", upstream.port);
-  const std::string port = absl::StrCat(upstream.port);
-  const std::string timeout = absl::StrCat(kConnectTimeoutSeconds);
-  const std::string app = absl::StrCat(self.id, "-check");
-  std::vector<const char*> keys = {
-      "host", "port", "user", "dbname", "replication", "connect_timeout", "application_name"};
-  std::vector<const char*> values = {
-      upstream.host.c_str(), port.c_str(), config_.replication_user.c_str(), "replication", "true",
-      timeout.c_str(),       app.c_str()};
-  const std::vector<std::pair<std::string, std::string>> tls = pg::TlsParams(Tls(self, upstream));
-  for (const auto& [key, value] : tls) {
-    keys.push_back(key.c_str());
-    values.push_back(value.c_str());
+  absl::StatusOr<std::vector<std::vector<std::string>>> ident =
+      UpstreamQuery(self, upstream, password, /*replication=*/true, "IDENTIFY_SYSTEM");
+  if (!ident.ok() || ident->empty() || ident->front().empty() || ident->front()[0].empty()) {
+    return absl::UnavailableError(absl::StrCat(
+        who, " does not accept replication from this node yet: ",
+        ident.ok() ? "IDENTIFY_SYSTEM returned nothing" : ident.status().message()));
   }
-  if (password.has_value()) {
-    keys.push_back("password");
-    values.push_back(password->c_str());
-  }
-  keys.push_back(nullptr);
-  values.push_back(nullptr);
-  ConnPtr conn(PQconnectdbParams(keys.data(), values.data(), 0));
-  if (conn == nullptr || PQstatus(conn.get()) != CONNECTION_OK) {
-    return absl::UnavailableError(
-        absl::StrCat(who, " does not accept replication from this node yet: ",
-                     conn == nullptr ? "out of memory" : Trimmed(PQerrorMessage(conn.get()))));
-  }
-  ResultPtr ident(PQexec(conn.get(), "IDENTIFY_SYSTEM"));
-  if (PQresultStatus(ident.get()) != PGRES_TUPLES_OK || PQntuples(ident.get()) != 1) {
-    absl::Status st = SqlError("identifying the master's system", conn.get(), ident.get());
-    return absl::UnavailableError(
-        absl::StrCat(who, " does not accept replication from this node yet: ", st.message()));
-  }
-  std::string system_id = PQgetvalue(ident.get(), 0, 0);
-  ResultPtr slot_res(PQexec(conn.get(), absl::StrCat("READ_REPLICATION_SLOT ", slot).c_str()));
-  if (PQresultStatus(slot_res.get()) == PGRES_TUPLES_OK) {
-    if (PQntuples(slot_res.get()) != 1 || PQgetisnull(slot_res.get(), 0, 0)) {
+  const std::string system_id = ident->front()[0];
+  absl::StatusOr<std::vector<std::vector<std::string>>> slot_row = UpstreamQuery(
+      self, upstream, password, /*replication=*/true, absl::StrCat("READ_REPLICATION_SLOT ", slot));
+  if (slot_row.ok()) {
+    // slot_type|restart_lsn|restart_tli, all empty for a slot that does not exist.
+    if (slot_row->empty() || slot_row->front().empty() || slot_row->front()[0].empty()) {
       return absl::UnavailableError(
           absl::StrCat(who, " does not serve this node yet: it has no replication slot ", slot));
     }
-  } else {
-    const char* state = PQresultErrorField(slot_res.get(), PG_DIAG_SQLSTATE);
-    // Before PostgreSQL 15 the command does not exist (syntax error):
-    // pg_basebackup -S then reports a missing slot itself.
-    if (state == nullptr || std::string(state) != "42601") {
-      absl::Status st = SqlError("reading the replication slot", conn.get(), slot_res.get());
-      return absl::UnavailableError(absl::StrCat(who, ": ", st.message()));
-    }
+  } else if (!absl::StrContains(slot_row.status().message(), "syntax error")) {
+    // Before PostgreSQL 15 the command does not exist: pg_basebackup -S then
+    // reports a missing slot itself.
+    return absl::UnavailableError(absl::StrCat(who, ": ", slot_row.status().message()));
   }
   return system_id;
 }
@@ -1217,10 +1226,11 @@ absl::StatusOr<std::string> PostgresqlEngine::Bootstrap(const Peer& self, const 
   if (!password.ok()) return password.status();
   const std::string slot = pg::SlotName(self.id);
 
-  // 1. Nothing local changes until the master is known to serve us.
+  // 1. Nothing local changes until the master is known to serve us (the
+  // password file the check logs in with aside).
+  TANDEM_RETURN_IF_ERROR(Context("writing the replication password file", EnsurePgpass(*password)));
   absl::StatusOr<std::string> upstream_id = CheckUpstreamServes(self, upstream, *password, slot);
   if (!upstream_id.ok()) return upstream_id.status();
-  TANDEM_RETURN_IF_ERROR(Context("writing the replication password file", EnsurePgpass(*password)));
 
   // 2. A running slave streams through the very slot the copy needs.
   switch (Ping()) {
@@ -1366,36 +1376,14 @@ absl::Status PostgresqlEngine::MakeWritable() {
 
 absl::Status PostgresqlEngine::CheckpointUpstream(const Peer& self, const Peer& upstream,
                                                   const std::optional<std::string>& password) const {
-  const std::string port = absl::StrCat(upstream.port);
-  const std::string timeout = absl::StrCat(kConnectTimeoutSeconds);
-  const std::string app = absl::StrCat(self.id, "-rejoin");
-  std::vector<const char*> keys = {"host", "port", "user", "dbname", "connect_timeout",
-                                   "application_name"};
-  std::vector<const char*> values = {upstream.host.c_str(), port.c_str(),
-                                     config_.replication_user.c_str(), "postgres",
-                                     timeout.c_str(), app.c_str()};
-  const std::vector<std::pair<std::string, std::string>> tls = pg::TlsParams(Tls(self, upstream));
-  for (const auto& [key, value] : tls) {
-    keys.push_back(key.c_str());
-    values.push_back(value.c_str());
+  absl::StatusOr<std::vector<std::vector<std::string>>> done =
+      UpstreamQuery(self, upstream, password, /*replication=*/false, "CHECKPOINT");
+  if (done.ok()) return absl::OkStatus();
+  const std::string why(done.status().message());
+  if (absl::StrContains(why, "must be superuser") || absl::StrContains(why, "permission denied")) {
+    return absl::PermissionDeniedError(absl::StrCat("checkpointing ", upstream.id, ": ", why));
   }
-  if (password.has_value()) {
-    keys.push_back("password");
-    values.push_back(password->c_str());
-  }
-  keys.push_back(nullptr);
-  values.push_back(nullptr);
-  ConnPtr conn(PQconnectdbParams(keys.data(), values.data(), 0));
-  if (conn == nullptr || PQstatus(conn.get()) != CONNECTION_OK) {
-    return absl::UnavailableError(absl::StrCat(
-        "connecting to ", upstream.id, " for a checkpoint: ",
-        conn == nullptr ? "out of memory" : Trimmed(PQerrorMessage(conn.get()))));
-  }
-  ResultPtr res(PQexec(conn.get(), "CHECKPOINT"));
-  if (PQresultStatus(res.get()) != PGRES_COMMAND_OK) {
-    return SqlError(absl::StrCat("checkpointing ", upstream.id), conn.get(), res.get());
-  }
-  return absl::OkStatus();
+  return absl::UnavailableError(absl::StrCat("checkpointing ", upstream.id, ": ", why));
 }
 
 absl::StatusOr<std::string> PostgresqlEngine::RunRewind(const Peer& self, const Peer& upstream,
@@ -1473,6 +1461,7 @@ absl::StatusOr<std::string> PostgresqlEngine::Rejoin(const Peer& self, const Pee
   const std::string slot = pg::SlotName(self.id);
 
   // 1. The master serves this node and holds the same database system.
+  TANDEM_RETURN_IF_ERROR(Context("writing the replication password file", EnsurePgpass(*password)));
   absl::StatusOr<std::string> upstream_id = CheckUpstreamServes(self, upstream, *password, slot);
   if (!upstream_id.ok()) return upstream_id.status();
   absl::StatusOr<std::string> local_id = ControldataSystemId(config_.data_dir);
@@ -1481,7 +1470,6 @@ absl::StatusOr<std::string> PostgresqlEngine::Rejoin(const Peer& self, const Pee
     return absl::FailedPreconditionError(absl::StrCat("this data is database system ", *local_id,
                                                       ", ", upstream.id, " is ", *upstream_id));
   }
-  TANDEM_RETURN_IF_ERROR(Context("writing the replication password file", EnsurePgpass(*password)));
 
   // 2. Never a writable server (the caller fenced it; look again), and
   // pg_rewind needs it stopped.
@@ -1595,7 +1583,7 @@ absl::StatusOr<std::unique_ptr<Engine>> MakePostgresqlEngine(const EngineConfig&
                      "nor pg_ctl in PATH");
     }
   }
-  for (const char* tool : {"pg_ctl", "pg_basebackup", "pg_controldata"}) {
+  for (const char* tool : {"pg_ctl", "pg_basebackup", "pg_controldata", "psql"}) {
     if (!IsExecutable(bin_dir + "/" + tool)) {
       return invalid("bin_dir", absl::StrCat(bin_dir, " has no executable ", tool));
     }

@@ -44,7 +44,9 @@
 //                 block at the top of pg_hba.conf, one physical slot per slave
 //                 named SlotName(id) (engines/postgresql/pg_files.h).
 //   Bootstrap     checks the master serves this node (replication login,
-//                 IDENTIFY_SYSTEM, its slot) before touching anything; a
+//                 IDENTIFY_SYSTEM, its slot; with psql, so that the login's
+//                 SCRAM and TLS run in a short-lived process and OpenSSL's
+//                 tables never stay in the agent) before touching anything; a
 //                 running slave is stopped first (it holds the slot);
 //                 pg_basebackup -X stream -S <slot> --no-sync into
 //                 P/B.tandem-new (a leftover from a killed attempt is removed
@@ -71,7 +73,7 @@ namespace tandem {
 // postgresql; an empty host or user; a port outside 1-65535; a data_dir that
 // is not absolute or whose parent does not exist; an os_user that does not
 // exist or that the agent cannot act as; a bin_dir without pg_ctl,
-// pg_basebackup or pg_controldata (an empty bin_dir means the newest
+// pg_basebackup, pg_controldata or psql (an empty bin_dir means the newest
 // /usr/lib/postgresql/<N>/bin, else the directory of pg_ctl in PATH); a
 // password file that is unreadable or readable by group/others; a
 // replication_user that is not a plain identifier; timeout_seconds < 1.
