@@ -4,6 +4,7 @@
 
 #include "common/files.h"
 #include "gtest/gtest.h"
+#include "tests/harness/harness.h"
 
 namespace tandem {
 namespace {
@@ -99,9 +100,8 @@ TEST(ConfigTest, ErrorsNameTheFileAndField) {
 }
 
 TEST(ConfigTest, SecretFilesMustBePrivate) {
-  char tmpl[] = "/tmp/tandem-config.XXXXXX";
-  std::string dir = ::mkdtemp(tmpl);
-  std::string pw = dir + "/pw";
+  ::tandem::testing::TempDir dir("tandem-config");
+  std::string pw = dir.Sub("pw");
   ASSERT_TRUE(WriteFileAtomic(pw, "hunter2\n", 0644).ok());
   std::string text = kValid;
   text.replace(text.find("  user: postgres\n"), 17, "  user: postgres\n  password_file: " + pw + "\n");

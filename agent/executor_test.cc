@@ -8,6 +8,7 @@
 #include "agent/planner.h"
 #include "agent/reconciler.h"
 #include "gtest/gtest.h"
+#include "tests/harness/harness.h"
 
 namespace tandem {
 namespace {
@@ -341,8 +342,8 @@ TEST(ReconcilerTest, AnErrorOfAnOlderTargetIsNotShownWithTheNewOne) {
 }
 
 TEST(ReconcilerTest, AMasterIsNotMadeWritableBeforeTheControllerConfirmsIt) {
-  char tmpl[] = "/tmp/tandem-desired.XXXXXX";
-  const std::string path = std::string(::mkdtemp(tmpl)) + "/desired.pb";
+  ::tandem::testing::TempDir dir("tandem-desired");
+  const std::string path = dir.Sub("desired.pb");
   {
     DesiredStateStore before_restart(path);
     ASSERT_TRUE(*before_restart.Offer(Desired(Role::kMaster)));
@@ -377,12 +378,11 @@ TEST(ReconcilerTest, AMasterIsNotMadeWritableBeforeTheControllerConfirmsIt) {
   EXPECT_TRUE(reconciler.Pass().ok());
   EXPECT_TRUE(engine.Observe()->writable);
   EXPECT_FALSE(*store.Offer(Desired(Role::kMaster))) << "nothing new the second time";
-  std::filesystem::remove_all(std::filesystem::path(path).parent_path());
 }
 
 TEST(ReconcilerTest, AWritableMasterIsLeftAloneWithoutTheController) {
-  char tmpl[] = "/tmp/tandem-desired.XXXXXX";
-  const std::string path = std::string(::mkdtemp(tmpl)) + "/desired.pb";
+  ::tandem::testing::TempDir dir("tandem-desired");
+  const std::string path = dir.Sub("desired.pb");
   {
     DesiredStateStore before_restart(path);
     ASSERT_TRUE(*before_restart.Offer(Desired(Role::kMaster)));
@@ -399,13 +399,11 @@ TEST(ReconcilerTest, AWritableMasterIsLeftAloneWithoutTheController) {
   EXPECT_TRUE(reconciler.Pass().ok());
   EXPECT_TRUE(engine.Observe()->writable);
   EXPECT_EQ(std::count(engine.calls.begin(), engine.calls.end(), "fence"), 0);
-  std::filesystem::remove_all(std::filesystem::path(path).parent_path());
 }
 
 TEST(DesiredStoreTest, IgnoresOlderGenerationsAndPersists) {
-  char tmpl[] = "/tmp/tandem-desired.XXXXXX";
-  std::string dir = ::mkdtemp(tmpl);
-  const std::string path = dir + "/desired.pb";
+  ::tandem::testing::TempDir dir("tandem-desired");
+  const std::string path = dir.Sub("desired.pb");
   {
     DesiredStateStore store(path);
     ASSERT_TRUE(store.Load().ok());

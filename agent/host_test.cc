@@ -4,13 +4,15 @@
 
 #include "common/files.h"
 #include "gtest/gtest.h"
+#include "tests/harness/harness.h"
 
 namespace tandem {
 namespace {
 
+// A fresh directory, removed when the test program ends.
 std::string TempDir() {
-  char tmpl[] = "/tmp/tandem-host.XXXXXX";
-  return ::mkdtemp(tmpl);
+  static std::vector<::tandem::testing::TempDir> dirs;
+  return dirs.emplace_back("tandem-host").path();
 }
 
 TEST(EnvFileTest, RendersSortedAndRoundTrips) {

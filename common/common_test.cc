@@ -8,15 +8,15 @@
 #include "common/subprocess.h"
 #include "common/types.h"
 #include "gtest/gtest.h"
+#include "tests/harness/harness.h"
 
 namespace tandem {
 namespace {
 
+// A fresh directory, removed when the test program ends.
 std::string TempDir() {
-  char tmpl[] = "/tmp/tandem-common.XXXXXX";
-  const char* dir = ::mkdtemp(tmpl);
-  EXPECT_NE(dir, nullptr);
-  return dir;
+  static std::vector<::tandem::testing::TempDir> dirs;
+  return dirs.emplace_back("tandem-common").path();
 }
 
 TEST(TypesTest, RolesAcceptAliases) {
