@@ -203,6 +203,7 @@ TEST(HealthEndpointsTest, StatusDocument) {
   v.observed.current_step = "bootstrap";
   v.observed.bootstrap = Progress{1000, 5000};
   v.observed.last_error = "";
+  v.observed.out_of_sync = "timeline fork: new timeline 2 forked off";
   HttpResponse r = HandleHealthRequest(HttpRequest{"GET", "/status", ""}, v, nullptr);
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(r.content_type, "application/json");
@@ -214,6 +215,7 @@ TEST(HealthEndpointsTest, StatusDocument) {
   EXPECT_EQ(doc["observed"]["role"], "slave");
   EXPECT_EQ(doc["observed"]["lag_bytes"], 4096);
   EXPECT_EQ(doc["observed"]["converged_generation"], 7);
+  EXPECT_EQ(doc["observed"]["out_of_sync"], "timeline fork: new timeline 2 forked off");
   EXPECT_EQ(doc["current_step"], "bootstrap");
   EXPECT_EQ(doc["bootstrap"]["done_bytes"], 1000);
   EXPECT_EQ(doc["bootstrap"]["total_bytes"], 5000);
@@ -296,6 +298,12 @@ TEST(AgentMetricsTest, CountsStepsAndPassesAndRendersStrictly) {
   EXPECT_EQ(value("tandem_agent_desired_role", {{"role", "slave"}}), 1);
   EXPECT_EQ(value("tandem_agent_desired_role", {{"role", "master"}}), 0);
   EXPECT_EQ(value("tandem_agent_observed_role", {{"role", "slave"}}), 1);
+  EXPECT_EQ(value("tandem_agent_replication_out_of_sync"), 0);
+  HealthView broken = view;
+  broken.observed.out_of_sync = "WAL it needs was already removed on the master";
+  auto broken_parsed = prom::ParseText(metrics.Render(broken));
+  ASSERT_TRUE(broken_parsed.ok()) << broken_parsed.status();
+  EXPECT_EQ(*prom::FindValue(*broken_parsed, "tandem_agent_replication_out_of_sync", {}), 1);
   EXPECT_EQ(value("tandem_agent_converged"), 1);
   EXPECT_EQ(value("tandem_agent_desired_generation"), 7);
   EXPECT_EQ(value("tandem_agent_converged_generation"), 7);

@@ -109,6 +109,10 @@ std::string AgentMetrics::Render(const HealthView& view) const {
         view.controller_connected ? 1 : 0);
   Gauge(&w, "tandem_agent_replication_streaming",
         "1 when the node is a slave whose link to its upstream is up.", o.streaming ? 1 : 0);
+  Gauge(&w, "tandem_agent_replication_out_of_sync",
+        "1 when the node is a slave that can no longer follow its upstream by itself "
+        "(reason in /status: observed.out_of_sync).",
+        o.out_of_sync.empty() ? 0 : 1);
   w.Family("tandem_agent_replication_lag_bytes", MetricType::kGauge,
            "Replication lag of a slave in bytes (absent when unknown).");
   if (o.role == Role::kSlave && o.lag_bytes >= 0) w.Sample({}, static_cast<double>(o.lag_bytes));

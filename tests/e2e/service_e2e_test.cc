@@ -588,6 +588,7 @@ TEST_F(ServiceE2eTest, PostgresqlEndpointsMetricsNotifyAndWatch) {
     EXPECT_EQ(value("tandem_agent_converged"), 1);
     EXPECT_EQ(value("tandem_agent_controller_connected"), 1);
     EXPECT_EQ(value("tandem_agent_replication_streaming"), 1);
+    EXPECT_EQ(value("tandem_agent_replication_out_of_sync"), 0);
     EXPECT_GE(value("tandem_agent_replication_lag_bytes"), 0);
     EXPECT_GE(value("tandem_agent_step_duration_seconds_count", {{"step", "bootstrap"}}), 1);
     EXPECT_GE(value("tandem_agent_reconcile_passes_total", {{"result", "ok"}}), 1);
