@@ -90,6 +90,20 @@ absl::Status Executor::Bootstrap(const Observation& observed, const DesiredState
   if (desired.upstream.id.empty()) {
     return absl::InvalidArgumentError("desired state has no upstream");
   }
+  // The cheap path first where it was asked for (a follower after a
+  // switchover, an automatic resync) and there is data to rejoin with. It
+  // needs neither the master's size nor room for a copy.
+  if (desired.rejoin_first && now->has_data) {
+    absl::StatusOr<std::string> rejoined = engine_->Rejoin(self_, desired.upstream);
+    if (rejoined.ok()) {
+      return host_->RecordBootstrap(
+          BootstrapRecord{desired.upstream.id, desired.resync_token, *rejoined});
+    }
+    // Not yet (the master does not serve this node yet, ...): try again.
+    if (absl::IsUnavailable(rejoined.status())) return rejoined.status();
+    LogWarning(absl::StrCat("rejoin with ", desired.upstream.id,
+                            " not possible, making a full copy: ", rejoined.status().message()));
+  }
   if (desired.upstream_data_bytes == 0) {
     return absl::UnavailableError(absl::StrCat("the size of ", desired.upstream.id,
                                                "'s data is not known yet (its agent has not "
@@ -104,19 +118,6 @@ absl::Status Executor::Bootstrap(const Observation& observed, const DesiredState
         "not enough free disk on ", dir, ": ", HumanBytes(*free_bytes), " free, need ",
         HumanBytes(needed), " (twice the size of ", desired.upstream.id, "'s data, ",
         HumanBytes(desired.upstream_data_bytes), ")"));
-  }
-  // The cheap path first where it was asked for (a follower after a
-  // switchover, an automatic resync) and there is data to rejoin with.
-  if (desired.rejoin_first && now->has_data) {
-    absl::StatusOr<std::string> rejoined = engine_->Rejoin(self_, desired.upstream);
-    if (rejoined.ok()) {
-      return host_->RecordBootstrap(
-          BootstrapRecord{desired.upstream.id, desired.resync_token, *rejoined});
-    }
-    // Not yet (the master does not serve this node yet, ...): try again.
-    if (absl::IsUnavailable(rejoined.status())) return rejoined.status();
-    LogWarning(absl::StrCat("rejoin with ", desired.upstream.id,
-                            " not possible, making a full copy: ", rejoined.status().message()));
   }
   ProgressFn progress = [listener](uint64_t done, uint64_t total) {
     if (listener != nullptr) listener->Progress(done, total);

@@ -124,6 +124,22 @@ TEST(ExecutorTest, RejoinFirstKeepsTheDataWhenTheEngineCanRejoin) {
   EXPECT_TRUE(Converged(engine, host, d));
 }
 
+TEST(ExecutorTest, ARejoinNeedsNoRoomForACopy) {
+  FakeEngine engine;
+  engine.can_rejoin = true;
+  FakeHost host;
+  host.free_bytes = 10;
+  FakeClock clock;
+  DesiredState d = Desired(Role::kSlave);
+  d.resync_token = "t1";
+  d.rejoin_first = true;
+  d.upstream_data_bytes = 0;  // not reported yet
+  absl::Status st = RunPass(engine, host, clock, d);
+  EXPECT_TRUE(st.ok()) << st;
+  EXPECT_EQ(engine.rejoins, 1);
+  EXPECT_EQ(engine.bootstraps, 0);
+}
+
 TEST(ExecutorTest, RejoinFirstFallsBackToAFullCopy) {
   FakeEngine engine;  // can_rejoin = false
   FakeHost host;
