@@ -248,9 +248,15 @@ absl::Status MysqlServer::StartOnce() {
   absl::StatusOr<std::unique_ptr<ChildProcess>> child = ChildProcess::Start(argv, options);
   if (!child.ok()) return child.status();
   child_ = *std::move(child);
-  bool ready = PollUntil([this] { return Answers() || !child_->Running(); }, kStartTimeout,
+  // Ours answers, not another test's server that took the port first
+  // (ours then exits with "already in use" and is started on another).
+  auto ours = [this] {
+    absl::StatusOr<std::string> pid_file = Value("SELECT @@pid_file");
+    return pid_file.ok() && *pid_file == pid_file_;
+  };
+  bool ready = PollUntil([&] { return !child_->Running() || ours(); }, kStartTimeout,
                          std::chrono::milliseconds(20));
-  if (ready && Answers()) return absl::OkStatus();
+  if (ready && child_->Running() && ours()) return absl::OkStatus();
   std::string log = FileTail(log_file_, 200000);
   log = log.size() > log_offset ? log.substr(log_offset) : log;
   const std::string tail = OutputTail(log, 1500);

@@ -253,9 +253,15 @@ absl::Status PgServer::StartOnce() {
   absl::StatusOr<std::unique_ptr<ChildProcess>> child = ChildProcess::Start(argv, options);
   if (!child.ok()) return child.status();
   child_ = *std::move(child);
-  bool ready = PollUntil([this] { return Answers() || !child_->Running(); }, kStartTimeout,
+  // Ours answers, not another test's server that took the port first
+  // (ours then exits with "could not bind" and is started on another).
+  auto ours = [this] {
+    absl::StatusOr<std::string> dir = Value("SELECT current_setting('data_directory')");
+    return dir.ok() && *dir == data_dir_;
+  };
+  bool ready = PollUntil([&] { return !child_->Running() || ours(); }, kStartTimeout,
                          std::chrono::milliseconds(20));
-  if (ready && Answers()) return absl::OkStatus();
+  if (ready && child_->Running() && ours()) return absl::OkStatus();
   std::string log = FileTail(log_file_, 100000);
   log = log.size() > log_offset ? log.substr(std::min(log.size(), log_offset)) : log;
   std::string tail = OutputTail(log, 1500);

@@ -181,9 +181,17 @@ absl::Status RedisServer::StartOnce() {
   absl::StatusOr<std::unique_ptr<ChildProcess>> child = ChildProcess::Start(argv, options);
   if (!child.ok()) return child.status();
   child_ = *std::move(child);
-  bool ready = PollUntil([this] { return Answers() || !child_->Running(); }, kStartTimeout,
+  // Ours answers, not another test's server that took the port first
+  // (ours then exits with "Address already in use" and is started on
+  // another).
+  auto ours = [this] {
+    absl::StatusOr<std::string> info = Text({"INFO", "server"});
+    return info.ok() && info->find(absl::StrCat("process_id:", child_->pid(), "\r")) !=
+                            std::string::npos;
+  };
+  bool ready = PollUntil([&] { return !child_->Running() || ours(); }, kStartTimeout,
                          std::chrono::milliseconds(20));
-  if (ready && Answers()) return absl::OkStatus();
+  if (ready && child_->Running() && ours()) return absl::OkStatus();
   std::string log = FileTail(log_file_, 100000);
   if (log.size() > log_offset) log = log.substr(std::min<size_t>(log.size(), log_offset));
   std::string tail = OutputTail(log, 1500);
