@@ -246,6 +246,10 @@ class PostgresqlEngine final : public Engine {
   // FailedPrecondition when the local WAL after `fork` holds committed
   // transactions (a rewind would throw them away).
   absl::Status CheckNothingCommittedAfter(const pg::Divergence& fork, const Peer& upstream);
+  // The replication password (into `password`) and its passfile, then
+  // CheckUpstreamServes for this node's slot: the system identifier.
+  absl::StatusOr<std::string> UpstreamServesUs(const Peer& self, const Peer& upstream,
+                                               std::optional<std::string>* password);
   absl::Status CopyFromUpstream(const Peer& self, const Peer& upstream,
                                 const std::optional<std::string>& password, const std::string& slot,
                                 const ProgressFn& progress);
@@ -1089,6 +1093,15 @@ absl::StatusOr<std::string> PostgresqlEngine::CheckUpstreamServes(
   return system_id;
 }
 
+absl::StatusOr<std::string> PostgresqlEngine::UpstreamServesUs(
+    const Peer& self, const Peer& upstream, std::optional<std::string>* password) {
+  absl::StatusOr<std::optional<std::string>> read = ReplicationPassword();
+  if (!read.ok()) return read.status();
+  *password = *std::move(read);
+  TANDEM_RETURN_IF_ERROR(Context("writing the replication password file", EnsurePgpass(*password)));
+  return CheckUpstreamServes(self, upstream, *password, pg::SlotName(self.id));
+}
+
 absl::Status PostgresqlEngine::CopyFromUpstream(const Peer& self, const Peer& upstream,
                                                 const std::optional<std::string>& password,
                                                 const std::string& slot,
@@ -1222,14 +1235,12 @@ absl::StatusOr<std::string> PostgresqlEngine::Bootstrap(const Peer& self, const 
                                                    ":", upstream.port, "\")"));
   }
   if (self.id.empty()) return absl::InvalidArgumentError("this node has an empty id");
-  absl::StatusOr<std::optional<std::string>> password = ReplicationPassword();
-  if (!password.ok()) return password.status();
   const std::string slot = pg::SlotName(self.id);
 
   // 1. Nothing local changes until the master is known to serve us (the
   // password file the check logs in with aside).
-  TANDEM_RETURN_IF_ERROR(Context("writing the replication password file", EnsurePgpass(*password)));
-  absl::StatusOr<std::string> upstream_id = CheckUpstreamServes(self, upstream, *password, slot);
+  std::optional<std::string> password;
+  absl::StatusOr<std::string> upstream_id = UpstreamServesUs(self, upstream, &password);
   if (!upstream_id.ok()) return upstream_id.status();
 
   // 2. A running slave streams through the very slot the copy needs.
@@ -1246,12 +1257,12 @@ absl::StatusOr<std::string> PostgresqlEngine::Bootstrap(const Peer& self, const 
   }
 
   // 3. The copy, beside the data directory, configured as a standby there.
-  TANDEM_RETURN_IF_ERROR(CopyFromUpstream(self, upstream, *password, slot, progress));
+  TANDEM_RETURN_IF_ERROR(CopyFromUpstream(self, upstream, password, slot, progress));
   if (!PathExists(new_dir_ + "/PG_VERSION")) {
     return absl::InternalError(absl::StrCat("pg_basebackup left no PG_VERSION in ", new_dir_));
   }
   const std::string conninfo =
-      pg::PrimaryConninfo(upstream, config_.replication_user, Passfile(*password), self.id,
+      pg::PrimaryConninfo(upstream, config_.replication_user, Passfile(password), self.id,
                           Tls(self, upstream));
   TANDEM_RETURN_IF_ERROR(
       Context("configuring the copy as a standby", ConfigureStandby(new_dir_, conninfo, slot)));
@@ -1456,13 +1467,11 @@ absl::StatusOr<std::string> PostgresqlEngine::Rejoin(const Peer& self, const Pee
   if (!PathExists(DataFile("PG_VERSION"))) {
     return absl::FailedPreconditionError("no database to rejoin with");
   }
-  absl::StatusOr<std::optional<std::string>> password = ReplicationPassword();
-  if (!password.ok()) return password.status();
   const std::string slot = pg::SlotName(self.id);
 
   // 1. The master serves this node and holds the same database system.
-  TANDEM_RETURN_IF_ERROR(Context("writing the replication password file", EnsurePgpass(*password)));
-  absl::StatusOr<std::string> upstream_id = CheckUpstreamServes(self, upstream, *password, slot);
+  std::optional<std::string> password;
+  absl::StatusOr<std::string> upstream_id = UpstreamServesUs(self, upstream, &password);
   if (!upstream_id.ok()) return upstream_id.status();
   absl::StatusOr<std::string> local_id = ControldataSystemId(config_.data_dir);
   if (!local_id.ok()) return local_id.status();
@@ -1495,11 +1504,11 @@ absl::StatusOr<std::string> PostgresqlEngine::Rejoin(const Peer& self, const Pee
   // ago still shows the old timeline and pg_rewind wrongly finds nothing
   // to rewind). Without pg_checkpoint (PostgreSQL < 15) the master's own
   // end-of-recovery checkpoint is what the rejoin relies on.
-  if (absl::Status st = CheckpointUpstream(self, upstream, *password); !st.ok()) {
+  if (absl::Status st = CheckpointUpstream(self, upstream, password); !st.ok()) {
     if (absl::IsUnavailable(st)) return st;
     LogWarning(absl::StrCat("rejoin: ", st.message()));
   }
-  absl::StatusOr<std::string> dry = RunRewind(self, upstream, *password, /*dry_run=*/true);
+  absl::StatusOr<std::string> dry = RunRewind(self, upstream, password, /*dry_run=*/true);
   if (!dry.ok()) return dry.status();
   if (!pg::RewindNotRequired(*dry)) {
     std::optional<pg::Divergence> fork = pg::RewindDivergence(*dry);
@@ -1508,13 +1517,13 @@ absl::StatusOr<std::string> PostgresqlEngine::Rejoin(const Peer& self, const Pee
           "pg_rewind --dry-run did not say where the servers diverged: ", OutputTail(*dry, 300)));
     }
     TANDEM_RETURN_IF_ERROR(CheckNothingCommittedAfter(*fork, upstream));
-    absl::StatusOr<std::string> rewound = RunRewind(self, upstream, *password, /*dry_run=*/false);
+    absl::StatusOr<std::string> rewound = RunRewind(self, upstream, password, /*dry_run=*/false);
     if (!rewound.ok()) return rewound.status();
   }
 
   // 4. A standby of the new master, streaming.
   const std::string conninfo = pg::PrimaryConninfo(upstream, config_.replication_user,
-                                                   Passfile(*password), self.id, Tls(self, upstream));
+                                                   Passfile(password), self.id, Tls(self, upstream));
   TANDEM_RETURN_IF_ERROR(Context("configuring the standby",
                                  ConfigureStandby(config_.data_dir, conninfo, slot)));
   TANDEM_RETURN_IF_ERROR(Start());
