@@ -240,6 +240,14 @@ class RedisEngine final : public Engine {
   absl::StatusOr<std::unique_ptr<RedisClient>> ConnectOrStart();
   absl::Status CheckDir(RedisClient& client) const;
   absl::Status RequireConfigFile(const Info& server_info) const;
+  // ConnectOrStart() and the server's INFO `sections` (with "server"), for a
+  // step that changes its role: refused when the server has no config file
+  // (CONFIG REWRITE persists the role there).
+  struct Local {
+    std::unique_ptr<RedisClient> client;
+    Info info;
+  };
+  absl::StatusOr<Local> OpenForRoleChange(const std::vector<std::string>& sections);
   absl::StatusOr<bool> IsListening() const;
 
   absl::StatusOr<EngineFacts> FactsFromFiles() const;
@@ -1120,13 +1128,10 @@ absl::StatusOr<std::string> RedisEngine::Bootstrap(const Peer& self, const Peer&
       link->tls ? ConfiguredLogin() : ProbeUpstream(upstream, &upstream_run_id);
   if (!login.ok()) return WithContext(login.status(), context);
 
-  absl::StatusOr<std::unique_ptr<RedisClient>> client = ConnectOrStart();
-  if (!client.ok()) return WithContext(client.status(), context);
-  RedisClient& c = **client;
-  absl::StatusOr<Info> info = c.Info({"server", "replication"});
-  if (!info.ok()) return WithContext(info.status(), context);
-  absl::Status has_config = RequireConfigFile(*info);
-  if (!has_config.ok()) return WithContext(has_config, context);
+  absl::StatusOr<Local> local = OpenForRoleChange({"server", "replication"});
+  if (!local.ok()) return WithContext(local.status(), context);
+  RedisClient& c = *local->client;
+  const Info* info = &local->info;
   if (!upstream_run_id.empty() && Get(*info, "run_id") == upstream_run_id) {
     return absl::InvalidArgumentError(
         absl::StrCat(context, ": ", upstream.host, ":", upstream.port, " is this server"));
@@ -1181,13 +1186,10 @@ absl::Status RedisEngine::Follow(const Peer& self, const Peer& upstream) {
       ReadSecret("engine.replication_password_file", config_.replication_password_file);
   if (!password.ok()) return WithContext(password.status(), context);
 
-  absl::StatusOr<std::unique_ptr<RedisClient>> client = ConnectOrStart();
-  if (!client.ok()) return WithContext(client.status(), context);
-  RedisClient& c = **client;
-  absl::StatusOr<Info> info = c.Info({"server", "replication", "keyspace"});
-  if (!info.ok()) return WithContext(info.status(), context);
-  absl::Status has_config = RequireConfigFile(*info);
-  if (!has_config.ok()) return WithContext(has_config, context);
+  absl::StatusOr<Local> local = OpenForRoleChange({"server", "replication", "keyspace"});
+  if (!local.ok()) return WithContext(local.status(), context);
+  RedisClient& c = *local->client;
+  const Info* info = &local->info;
 
   const std::string role = Get(*info, "role");
   const bool follows_upstream = role == "slave" && Get(*info, "master_host") == upstream.host &&
@@ -1288,13 +1290,10 @@ absl::StatusOr<std::string> RedisEngine::Rejoin(const Peer& self, const Peer& up
   }
   if (!login.ok()) return WithContext(login.status(), context);
 
-  absl::StatusOr<std::unique_ptr<RedisClient>> client = ConnectOrStart();
-  if (!client.ok()) return WithContext(client.status(), context);
-  RedisClient& c = **client;
-  absl::StatusOr<Info> info = c.Info({"server", "replication"});
-  if (!info.ok()) return WithContext(info.status(), context);
-  absl::Status has_config = RequireConfigFile(*info);
-  if (!has_config.ok()) return WithContext(has_config, context);
+  absl::StatusOr<Local> local = OpenForRoleChange({"server", "replication"});
+  if (!local.ok()) return WithContext(local.status(), context);
+  RedisClient& c = *local->client;
+  const Info* info = &local->info;
   if (!upstream_run_id.empty() && Get(*info, "run_id") == upstream_run_id) {
     return absl::InvalidArgumentError(
         absl::StrCat(context, ": ", upstream.host, ":", upstream.port, " is this server"));
@@ -1346,15 +1345,24 @@ absl::StatusOr<std::string> RedisEngine::Rejoin(const Peer& self, const Peer& up
   return std::string();
 }
 
+absl::StatusOr<RedisEngine::Local> RedisEngine::OpenForRoleChange(
+    const std::vector<std::string>& sections) {
+  absl::StatusOr<std::unique_ptr<RedisClient>> client = ConnectOrStart();
+  if (!client.ok()) return client.status();
+  absl::StatusOr<Info> info = (*client)->Info(sections);
+  if (!info.ok()) return info.status();
+  if (absl::Status st = RequireConfigFile(*info); !st.ok()) return st;
+  return Local{*std::move(client), *std::move(info)};
+}
+
 absl::Status RedisEngine::MakeWritable() {
   const std::string context = "while making redis writable";
-  absl::StatusOr<std::unique_ptr<RedisClient>> client = ConnectOrStart();
-  if (!client.ok()) return WithContext(client.status(), context);
-  RedisClient& c = **client;
-  absl::StatusOr<Info> info = c.Info({"server", "replication"});
-  if (!info.ok()) return WithContext(info.status(), context);
-  absl::Status st = RequireConfigFile(*info);
-  if (st.ok() && Get(*info, "role") == "slave") st = c.Command({"REPLICAOF", "NO", "ONE"}).status();
+  absl::StatusOr<Local> local = OpenForRoleChange({"server", "replication"});
+  if (!local.ok()) return WithContext(local.status(), context);
+  RedisClient& c = *local->client;
+  const Info* info = &local->info;
+  absl::Status st;
+  if (Get(*info, "role") == "slave") st = c.Command({"REPLICAOF", "NO", "ONE"}).status();
   // Always rewritten, so that a crash before it cannot leave a replicaof
   // line that would turn the node back into a slave at its next restart.
   if (st.ok()) st = PersistAndLiftFence(c, Get(*info, "config_file"));

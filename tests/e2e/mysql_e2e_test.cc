@@ -395,9 +395,10 @@ TEST_F(MysqlE2eTest, PromoteIsAFencedSwitchover) {
         continue;
       }
       // Refused (read-only), ended by the fence, or not reachable: the
-      // application reconnects after a short pause, reading its env again.
+      // application reconnects after a short pause (cut short by the end of
+      // the test), reading its env again.
       conn.reset();
-      std::this_thread::sleep_for(milliseconds(20));
+      PollUntil([&] { return stop.load(); }, milliseconds(20), milliseconds(5));
     }
   });
   std::atomic<int> max_writable{0};
