@@ -1,13 +1,14 @@
 // The registry: every node the controller knows, the operator's intent for
 // it, its desired state (with generation) and its last observed state.
 //
-// Each change operation validates its request and either refuses it with a
-// precise status, changing nothing, or applies it atomically: the desired
-// state of every node is recomputed (desired.h), a node's generation is
-// bumped only when its target changed, one "desired" event is recorded per
-// such node, the whole state is saved to the store, and only then is the
-// change visible to readers and waiters. If the save fails the operation
-// returns that error and nothing changed.
+// It only locks, persists, streams and waits: each change operation is
+// decided by the pure planner (group_planner.h), which either refuses it
+// with a precise status, changing nothing, or returns the next state (the
+// desired state of every node recomputed, a node's generation bumped only
+// when its target changed, one "desired" event per such node); the registry
+// saves that state to the store, and only then is the change visible to
+// readers and waiters. If the save fails the operation returns that error
+// and nothing changed.
 //
 // Status codes of the change operations:
 //   InvalidArgument    the request itself is malformed (empty id, bad port,
@@ -39,20 +40,14 @@
 #include "absl/time/time.h"
 #include "common/types.h"
 #include "controller/desired.h"
+#include "controller/group_planner.h"
 #include "controller/state.h"
 #include "controller/store.h"
 
 namespace tandem {
 
-struct RegistryOptions {
-  // How many events are kept (oldest dropped first). At least 1.
-  size_t events_keep = 2000;
-  // How group members are released (bootstraps per group at a time).
-  DesiredPolicy policy;
-  // Resync a slave whose agent reports it out of sync without waiting for
-  // an operator (cheap path first), at most once per interval per node.
-  bool auto_resync = false;
-  absl::Duration auto_resync_interval = absl::Minutes(5);
+// The planner's options (group_planner.h), and the clock.
+struct RegistryOptions : PlannerOptions {
   // The clock for event times and report ages.
   std::function<absl::Time()> now = [] { return absl::Now(); };
 };
@@ -69,10 +64,6 @@ struct NodeView {
   bool queued = false;                    // a slave waiting for its turn to bootstrap
   bool auto_resync = false;  // the policy of the node's group (its own as a master)
 };
-
-// One line per node whose desired state changed, in node id order:
-// "db2: standalone -> slave of db1 (generation 4)". Empty: nothing to change.
-using Changes = std::vector<std::string>;
 
 class Registry {
  public:
@@ -181,53 +172,28 @@ class Registry {
   ControllerState Snapshot() const;
 
  private:
-  struct Live {
-    std::optional<ObservedState> observed;
-    absl::Time last_report = absl::InfinitePast();
-    int watchers = 0;
-    // A report arrived since the agent last connected: an agent that just
-    // restarted is not taken as converged on its predecessor's word.
-    bool reported_since_connect = false;
-  };
-
   Registry(std::unique_ptr<Store> store, RegistryOptions options);
 
-  // Recomputes `next`, records events for the nodes whose desired state
-  // changed, saves and installs it. No-op (and no save) when `next` equals
-  // the current state after recomputation.
-  absl::StatusOr<Changes> CommitLocked(ControllerState next, const std::string& cause)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void AppendEventLocked(ControllerState* state, Event event) const
+  // The planner's context for the current instant.
+  PlanContext ContextLocked() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // Saves and installs a decision that changed the state (nothing when it
+  // did not), and wakes the waiters. Returns its change lines.
+  absl::StatusOr<Changes> ApplyLocked(absl::StatusOr<Decision> decision)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<const NodeRecord*> FindLocked(const std::string& node_id) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   DesiredState DesiredLocked(const NodeRecord& record) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   NodeView ViewLocked(const NodeRecord& record, const std::set<std::string>& queued) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
-  // The auto_resync policy of `record`'s group in `state`.
-  bool AutoResyncLocked(const ControllerState& state, const NodeRecord& record) const;
   std::vector<Event> EventsLocked(uint64_t after_seq, const std::string& node) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
-  // Asks for a fresh copy of its master's data on slave `node_id` in `next`:
-  // a new, never used resync token, a place at the end of the bootstrap
-  // queue, not seeded.
-  // `rejoin_first`: the engine may try its cheap path before a full copy.
-  void RequestCopyLocked(ControllerState* next, const std::string& node_id,
-                         bool rejoin_first = false) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Makes slave `node` the master of its group in `next`: the old master
-  // and the other slaves become its slaves (one at a time; with
-  // `rejoin_first` they try the engine's cheap path before a full copy); it
-  // replays `position` before becoming writable ("" : no wait).
-  void SwitchMasterLocked(ControllerState* next, const std::string& node,
-                          const std::string& position, bool rejoin_first) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const RegistryOptions options_;
   mutable absl::Mutex mu_;
   absl::CondVar changed_;  // signalled on every installed change and on Shutdown
   std::unique_ptr<Store> store_ ABSL_GUARDED_BY(mu_);
   ControllerState state_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, Live> live_ ABSL_GUARDED_BY(mu_);
+  Liveness live_ ABSL_GUARDED_BY(mu_);
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
 };
 

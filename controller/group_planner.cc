@@ -1,0 +1,350 @@
+#include "controller/group_planner.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "controller/group_planner_impl.h"
+
+namespace tandem {
+namespace planner {
+
+constexpr size_t kMaxEventText = 1000;
+
+double UnixSeconds(absl::Time t) { return absl::ToDoubleSeconds(t - absl::UnixEpoch()); }
+
+absl::Status CheckRequestId(const char* what, const std::string& id) {
+  if (id.empty()) return absl::InvalidArgumentError(absl::StrCat("no ", what, " given"));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<const NodeRecord*> Named(const ControllerState& state, const char* what,
+                                        const std::string& node_id) {
+  if (absl::Status st = CheckRequestId(what, node_id); !st.ok()) return st;
+  return Find(state, node_id);
+}
+
+absl::StatusOr<const NodeRecord*> Find(const ControllerState& state, const std::string& node_id) {
+  auto it = state.nodes.find(node_id);
+  if (it == state.nodes.end()) return absl::NotFoundError(absl::StrCat("unknown node ", node_id));
+  return &it->second;
+}
+
+std::vector<std::string> SlaveIds(const ControllerState& state, const std::string& master) {
+  std::vector<std::string> ids;
+  for (const auto& [id, record] : state.nodes) {
+    if (record.role == Role::kSlave && record.upstream_id == master) ids.push_back(id);
+  }
+  return ids;
+}
+
+std::string DescribeIntent(const ControllerState& state, const NodeRecord& record) {
+  switch (record.role) {
+    case Role::kSlave:
+      return absl::StrCat("a slave of ", record.upstream_id);
+    case Role::kMaster: {
+      std::vector<std::string> slaves = SlaveIds(state, record.info.id);
+      if (slaves.empty()) return "a master with no slaves";
+      return absl::StrCat("the master of ", absl::StrJoin(slaves, ","));
+    }
+    default:
+      return "standalone";
+  }
+}
+
+std::string GroupMasterId(const NodeRecord& record) {
+  if (record.role == Role::kMaster) return record.info.id;
+  if (record.role == Role::kSlave) return record.upstream_id;
+  return "";
+}
+
+std::vector<std::string> GroupMembers(const ControllerState& state, const NodeRecord& record) {
+  const std::string master = GroupMasterId(record);
+  if (master.empty()) return {};
+  std::vector<std::string> members{master};
+  for (std::string& id : SlaveIds(state, master)) members.push_back(std::move(id));
+  return members;
+}
+
+void LeaveGroup(NodeRecord* record) {
+  record->auto_resync.reset();  // the group's policy goes with the group
+  record->role = Role::kStandalone;
+  record->upstream_id.clear();
+  record->resync_token.clear();
+  record->fenced = false;
+  record->catch_up_position.clear();
+}
+
+void RequestCopy(ControllerState* next, const std::string& node_id, bool rejoin_first) {
+  // The token: the node's next generation (its target changes with it) and
+  // a counter saved with the state, so a token is never reused. The counter
+  // also orders the bootstrap queue.
+  NodeRecord& record = next->nodes.at(node_id);
+  record.resync_token =
+      absl::StrCat("r", record.desired.generation + 1, "-", ++next->resync_counter);
+  record.queue_seq = next->resync_counter;
+  record.seeded = false;
+  record.rejoin_first = rejoin_first;
+}
+
+std::string Truncate(std::string text) {
+  if (text.size() > kMaxEventText) {
+    text.resize(kMaxEventText);
+    text += "...";
+  }
+  return text;
+}
+
+namespace {
+
+// Group changes wait while a switchover runs: its two phases must see the
+// group they started with.
+absl::Status CheckNoSwitchover(const ControllerState& state) {
+  if (state.promoting.empty()) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      "a switchover (promote ", state.promoting, ") is in progress; try again when it is done"));
+}
+
+std::string HostPort(const std::string& host, uint32_t port) {
+  if (host.find(':') != std::string::npos) return absl::StrCat("[", host, "]:", port);
+  return absl::StrCat(host, ":", port);
+}
+
+}  // namespace
+}  // namespace planner
+
+using namespace planner;  // NOLINT: the planner's own helpers
+
+const AgentLiveness& PlanContext::Agent(const std::string& node_id) const {
+  static const AgentLiveness* const kNone = new AgentLiveness();
+  auto it = agents.find(node_id);
+  return it == agents.end() ? *kNone : it->second;
+}
+
+void AppendEvent(ControllerState* state, Event event, const PlannerOptions& options) {
+  event.seq = state->next_event_seq++;
+  state->events.push_back(std::move(event));
+  const size_t keep = options.events_keep < 1 ? 1 : options.events_keep;
+  while (state->events.size() > keep) state->events.pop_front();
+}
+
+Decision Finish(const ControllerState& before, ControllerState next, const std::string& cause,
+                const PlanContext& context) {
+  Decision decision;
+  const std::vector<std::string> changed = RecomputeDesired(&next, context.options.policy);
+  const double now = UnixSeconds(context.now);
+  for (const std::string& id : changed) {
+    const NodeRecord& after = next.nodes.at(id);
+    auto prior = before.nodes.find(id);
+    const std::string what = absl::StrCat(
+        DescribeChange(prior == before.nodes.end() ? nullptr : &prior->second.desired,
+                       after.desired),
+        " (generation ", after.desired.generation, ")");
+    decision.changes.push_back(absl::StrCat(id, ": ", what));
+    Event event;
+    event.unix_time = now;
+    event.node = id;
+    event.kind = kEventDesired;
+    event.message = Truncate(absl::StrCat(what, ": ", cause));
+    event.generation = after.desired.generation;
+    AppendEvent(&next, std::move(event), context.options);
+  }
+  decision.changed = !(next == before);
+  decision.state = std::move(next);
+  return decision;
+}
+
+bool GroupAutoResync(const ControllerState& state, const NodeRecord& record,
+                     const PlannerOptions& options) {
+  const NodeRecord* master = &record;
+  if (record.role == Role::kSlave) {
+    auto it = state.nodes.find(record.upstream_id);
+    if (it == state.nodes.end()) return options.auto_resync;
+    master = &it->second;
+  }
+  return master->auto_resync.value_or(options.auto_resync);
+}
+
+absl::StatusOr<Decision> PlanRegister(const ControllerState& state, const NodeInfo& info,
+                                      const PlanContext& context) {
+  ControllerState next = state;
+  std::string cause;
+  auto it = state.nodes.find(info.id);
+  if (it == state.nodes.end()) {
+    NodeRecord record;
+    record.info = info;
+    record.role = Role::kStandalone;
+    next.nodes.emplace(info.id, std::move(record));
+    cause =
+        absl::StrCat(info.id, " registered (stack ", info.stack, ", ", AV(EngineName(info.engine)),
+                     " at ", HostPort(info.addresses.internal, info.port), ")");
+  } else {
+    const NodeRecord& current = it->second;
+    const NodeInfo& old = current.info;
+    if (old == info) return Decision{state, {}, false};
+    if (info.engine != old.engine && current.role != Role::kStandalone) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          info.id, " is ", DescribeIntent(state, current), " as ", AV(EngineName(old.engine)),
+          " and cannot re-register as ", AV(EngineName(info.engine)),
+          ": disable replication or remove it from its group first"));
+    }
+    if (info.stack != old.stack && info.engine == EngineType::kMongodb) {
+      for (const std::string& member : GroupMembers(state, current)) {
+        const NodeInfo& other = state.nodes.at(member).info;
+        if (member != info.id && other.stack != info.stack) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "MongoDB replication between stacks is not supported: ", info.id,
+              " cannot move to stack ", info.stack, " while it is ",
+              DescribeIntent(state, current), " (", member, " is in stack ", other.stack, ")"));
+        }
+      }
+    }
+    std::vector<std::string> diffs;
+    auto diff = [&](const char* field, const std::string& a, const std::string& b) {
+      if (a != b)
+        diffs.push_back(
+            absl::StrCat(field, " ", a.empty() ? "\"\"" : a, " -> ", b.empty() ? "\"\"" : b));
+    };
+    diff("stack", old.stack, info.stack);
+    diff("engine", std::string(EngineName(old.engine)), std::string(EngineName(info.engine)));
+    diff("internal address", old.addresses.internal, info.addresses.internal);
+    diff("external address", old.addresses.external, info.addresses.external);
+    diff("port", absl::StrCat(old.port), absl::StrCat(info.port));
+    next.nodes.at(info.id).info = info;
+    cause = absl::StrCat(info.id, " re-registered: ", absl::StrJoin(diffs, ", "));
+  }
+  return Finish(state, std::move(next), cause, context);
+}
+
+absl::StatusOr<Decision> PlanEnable(const ControllerState& state, const std::string& master,
+                                    const std::string& slave, std::optional<bool> auto_resync,
+                                    const PlanContext& context) {
+  if (absl::Status st = CheckRequestId("master node", master); !st.ok()) return st;
+  if (absl::Status st = CheckRequestId("slave node", slave); !st.ok()) return st;
+  if (master == slave) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a node cannot be its own upstream (", master, ")"));
+  }
+  if (absl::Status st = CheckNoSwitchover(state); !st.ok()) return st;
+  absl::StatusOr<const NodeRecord*> m = Find(state, master);
+  if (!m.ok()) return m.status();
+  absl::StatusOr<const NodeRecord*> s = Find(state, slave);
+  if (!s.ok()) return s.status();
+  const NodeInfo& mi = (*m)->info;
+  const NodeInfo& si = (*s)->info;
+  if (mi.engine != si.engine) {
+    return absl::FailedPreconditionError(absl::StrCat("engines differ: ", master, " is ",
+                                                      AV(EngineName(mi.engine)), ", ", slave,
+                                                      " is ", AV(EngineName(si.engine))));
+  }
+  if (mi.engine == EngineType::kMongodb && mi.stack != si.stack) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("MongoDB replication between stacks is not supported (", master,
+                     " is in stack ", mi.stack, ", ", slave, " in stack ", si.stack, ")"));
+  }
+  if ((*m)->role == Role::kSlave) {
+    return absl::FailedPreconditionError(absl::StrCat(master, " is a slave of ", (*m)->upstream_id,
+                                                      "; a slave cannot serve slaves"));
+  }
+  const std::string cause = absl::StrCat(
+      "replication enable --master ", master, " --slave ", slave,
+      auto_resync.has_value() ? (*auto_resync ? " --auto-resync on" : " --auto-resync off") : "");
+  // The group policy, when asked for: a line of its own when it changes.
+  auto set_policy = [&](ControllerState* next, Changes* lines) {
+    if (!auto_resync.has_value() || next->nodes.at(master).auto_resync == auto_resync) return;
+    next->nodes.at(master).auto_resync = *auto_resync;
+    lines->push_back(absl::StrCat(master, ": group policy auto_resync ",
+                                  *auto_resync ? "on" : "off"));
+    Event event;
+    event.unix_time = UnixSeconds(context.now);
+    event.node = master;
+    event.kind = kEventDesired;
+    event.message = absl::StrCat("group policy auto_resync ", *auto_resync ? "on" : "off", ": ",
+                                 cause);
+    AppendEvent(next, std::move(event), context.options);
+  };
+  if ((*s)->role == Role::kSlave) {
+    if ((*s)->upstream_id == master) {
+      ControllerState next = state;
+      Changes policy;
+      set_policy(&next, &policy);
+      if (policy.empty()) return Decision{state, {}, false};  // nothing to change
+      Decision decision = Finish(state, std::move(next), cause, context);
+      decision.changes = policy;
+      return decision;
+    }
+    return absl::FailedPreconditionError(
+        absl::StrCat(slave, " is already a slave of ", (*s)->upstream_id,
+                     "; remove it first (slave remove ", slave, ")"));
+  }
+  if ((*s)->role == Role::kMaster && !SlaveIds(state, slave).empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(slave, " is the master of a group (", DescribeIntent(state, **s),
+                     "); disable replication or remove its slaves first"));
+  }
+  ControllerState next = state;
+  NodeRecord& new_master = next.nodes.at(master);
+  new_master.role = Role::kMaster;
+  NodeRecord& new_slave = next.nodes.at(slave);
+  new_slave.role = Role::kSlave;
+  new_slave.fenced = false;
+  new_slave.catch_up_position.clear();
+  new_slave.upstream_id = master;
+  RequestCopy(&next, slave, /*rejoin_first=*/false);
+  Changes policy;
+  set_policy(&next, &policy);
+  Decision decision = Finish(state, std::move(next), cause, context);
+  decision.changes.insert(decision.changes.end(), policy.begin(), policy.end());
+  return decision;
+}
+
+absl::StatusOr<Decision> PlanDisable(const ControllerState& state, const std::string& master,
+                                     const PlanContext& context) {
+  if (absl::Status st = CheckNoSwitchover(state); !st.ok()) return st;
+  absl::StatusOr<const NodeRecord*> m = Named(state, "master node", master);
+  if (!m.ok()) return m.status();
+  if ((*m)->role != Role::kMaster) {
+    std::string hint;
+    if ((*m)->role == Role::kSlave) {
+      hint = absl::StrCat(" (replication disable --master ", (*m)->upstream_id, ")");
+    }
+    return absl::FailedPreconditionError(
+        absl::StrCat(master, " is not a master: it is ", DescribeIntent(state, **m), hint));
+  }
+  ControllerState next = state;
+  for (const std::string& id : SlaveIds(state, master)) LeaveGroup(&next.nodes.at(id));
+  LeaveGroup(&next.nodes.at(master));
+  return Finish(state, std::move(next), absl::StrCat("replication disable --master ", master),
+                context);
+}
+
+absl::StatusOr<Decision> PlanRemoveSlave(const ControllerState& state, const std::string& slave,
+                                         const PlanContext& context) {
+  if (absl::Status st = CheckNoSwitchover(state); !st.ok()) return st;
+  absl::StatusOr<const NodeRecord*> s = Named(state, "slave node", slave);
+  if (!s.ok()) return s.status();
+  if ((*s)->role != Role::kSlave) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(slave, " is not a slave: it is ", DescribeIntent(state, **s)));
+  }
+  ControllerState next = state;
+  LeaveGroup(&next.nodes.at(slave));
+  return Finish(state, std::move(next), absl::StrCat("slave remove ", slave), context);
+}
+
+absl::StatusOr<Decision> PlanResync(const ControllerState& state, const std::string& slave,
+                                    const PlanContext& context) {
+  if (absl::Status st = CheckNoSwitchover(state); !st.ok()) return st;
+  absl::StatusOr<const NodeRecord*> s = Named(state, "slave node", slave);
+  if (!s.ok()) return s.status();
+  if ((*s)->role != Role::kSlave) {
+    return absl::FailedPreconditionError(absl::StrCat(slave, " is not a slave: it is ",
+                                                      DescribeIntent(state, **s),
+                                                      "; only a slave can be resynchronised"));
+  }
+  ControllerState next = state;
+  RequestCopy(&next, slave, /*rejoin_first=*/false);
+  return Finish(state, std::move(next), absl::StrCat("resync ", slave), context);
+}
+
+}  // namespace tandem

@@ -1,0 +1,145 @@
+// The controller's planner: every group operation as a pure function from
+// (state, request or agent report) to (new state, events).
+//
+// No I/O, no clock, no locking, no randomness; deterministic. The time and
+// what the controller knows of the agents (in memory only: connections,
+// last reports) come in a PlanContext. The registry (registry.h) locks,
+// calls one of these, saves the result when it changed, installs it and
+// wakes the streams; the simulation (tests/sim) calls them through the
+// registry too.
+//
+// Every operation either refuses, with a precise status and nothing
+// changed, or returns a Decision: the whole next state with the desired
+// state of every node recomputed (desired.h: a node's generation bumped only
+// when its target changed), one "desired" event per such node (cause
+// attached), and the lines the operator sees.
+//
+// Status codes:
+//   InvalidArgument    the request itself is malformed (empty id, a node as
+//                      its own upstream, ...).
+//   NotFound           a named node is not registered ("unknown node db9").
+//   FailedPrecondition the request conflicts with the current state
+//                      (engines differ, a slave of a slave, a switchover in
+//                      progress in that group, ...).
+#ifndef TANDEM_CONTROLLER_GROUP_PLANNER_H_
+#define TANDEM_CONTROLLER_GROUP_PLANNER_H_
+
+#include <cstddef>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/types.h"
+#include "controller/desired.h"
+#include "controller/state.h"
+
+namespace tandem {
+
+// One line per node whose desired state changed, in node id order:
+// "db2: standalone -> slave of db1 (generation 4)". Empty: nothing to change.
+using Changes = std::vector<std::string>;
+
+// How the controller runs its groups (controller.yaml).
+struct PlannerOptions {
+  // How many events are kept (oldest dropped first). At least 1.
+  size_t events_keep = 2000;
+  // How group members are released (bootstraps per group at a time).
+  DesiredPolicy policy;
+  // Resync a slave whose agent reports it out of sync without waiting for
+  // an operator (cheap path first), at most once per interval per node.
+  bool auto_resync = false;
+  absl::Duration auto_resync_interval = absl::Minutes(5);
+};
+
+// What the controller knows of one node's agent beyond the persisted state:
+// kept in memory only, lost (and rebuilt from the agents) on a restart.
+struct AgentLiveness {
+  int watchers = 0;  // open Watch streams
+  std::optional<ObservedState> observed;  // nullopt: no report since start-up
+  absl::Time last_report = absl::InfinitePast();
+  // A report arrived since the agent last connected: an agent that just
+  // restarted is not taken as converged on its predecessor's word.
+  bool reported_since_connect = false;
+};
+using Liveness = std::map<std::string, AgentLiveness>;
+
+struct PlanContext {
+  absl::Time now;
+  const PlannerOptions& options;
+  const Liveness& agents;
+
+  // The node's liveness (a default one when nothing is known).
+  const AgentLiveness& Agent(const std::string& node_id) const;
+};
+
+// The outcome of an accepted operation.
+struct Decision {
+  ControllerState state;  // the next state (equal to the input when unchanged)
+  Changes changes;
+  bool changed = false;  // `state` differs from the input: save and install it
+};
+
+// Recomputes the desired states of `next` (a modified copy of `before`),
+// records one "desired" event per node whose target changed, with `cause`,
+// and compares: changed is false (and changes empty) when nothing differs
+// from `before`.
+Decision Finish(const ControllerState& before, ControllerState next, const std::string& cause,
+                const PlanContext& context);
+
+// Appends `event` to `state`'s history with the next sequence number,
+// dropping the oldest beyond options.events_keep.
+void AppendEvent(ControllerState* state, Event event, const PlannerOptions& options);
+
+// ---- Operations.
+
+// Registers a node or updates its registration (`info` already validated).
+// A new node is standalone with generation 1. A different engine is refused
+// while the node is in a group, and so is a stack change that would put a
+// MongoDB group across stacks. The same info again changes nothing.
+absl::StatusOr<Decision> PlanRegister(const ControllerState& state, const NodeInfo& info,
+                                      const PlanContext& context);
+
+// `replication enable --master M --slave S` and `slave add S --master M`.
+absl::StatusOr<Decision> PlanEnable(const ControllerState& state, const std::string& master,
+                                    const std::string& slave, std::optional<bool> auto_resync,
+                                    const PlanContext& context);
+
+// `replication disable --master M`: M and its slaves become standalone.
+absl::StatusOr<Decision> PlanDisable(const ControllerState& state, const std::string& master,
+                                     const PlanContext& context);
+
+// `slave remove S`: S becomes standalone; its master stays a master.
+absl::StatusOr<Decision> PlanRemoveSlave(const ControllerState& state, const std::string& slave,
+                                         const PlanContext& context);
+
+// `resync S`: S gets a new, never used resync token (a full copy).
+absl::StatusOr<Decision> PlanResync(const ControllerState& state, const std::string& slave,
+                                    const PlanContext& context);
+
+// `promote N [--force]`: see switchover.cc.
+absl::StatusOr<Decision> PlanPromote(const ControllerState& state, const std::string& node,
+                                     bool force, const PlanContext& context);
+
+// An agent's report: records one "step" event per step outcome, and decides
+// what the report allows: the old master of a switchover reported its
+// fence (phase 2), a slave converged on its copy (seeded: the next queued
+// slave of its group may start), a slave out of sync under the auto_resync
+// policy (an automatic resync). `context.agents` holds the liveness before
+// this report. NotFound for an unknown node.
+absl::StatusOr<Decision> PlanReport(const ControllerState& state, const std::string& node_id,
+                                    const ObservedState& observed,
+                                    const std::vector<StepEvent>& events,
+                                    const PlanContext& context);
+
+// ---- Queries shared by the registry's views.
+
+// The auto_resync policy of `record`'s group in `state`.
+bool GroupAutoResync(const ControllerState& state, const NodeRecord& record,
+                     const PlannerOptions& options);
+
+}  // namespace tandem
+
+#endif  // TANDEM_CONTROLLER_GROUP_PLANNER_H_
