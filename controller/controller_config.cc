@@ -71,7 +71,7 @@ absl::StatusOr<ControllerConfig> ParseControllerConfig(const std::string& yaml,
   static const std::set<std::string> kKnown = {"listen", "data_dir", "auth_token_file",
                                                "events_keep", "bootstraps_per_group",
                                                "metrics_listen", "auto_resync",
-                                               "auto_resync_interval"};
+                                               "auto_resync_interval", "switchover_timeout"};
   try {
     for (const auto& entry : root) {
       const std::string field = entry.first.as<std::string>();
@@ -121,6 +121,13 @@ absl::StatusOr<ControllerConfig> ParseControllerConfig(const std::string& yaml,
                             absl::StrCat("\"", *value, "\" is not a number of seconds in 1..604800"));
         }
         config.auto_resync_interval_seconds = seconds;
+      } else if (field == "switchover_timeout") {
+        int seconds = 0;
+        if (!absl::SimpleAtoi(*value, &seconds) || seconds < 1 || seconds > 3600) {
+          return FieldError(source, field,
+                            absl::StrCat("\"", *value, "\" is not a number of seconds in 1..3600"));
+        }
+        config.switchover_timeout_seconds = seconds;
       } else if (field == "metrics_listen") {
         if (!value->empty()) {
           if (absl::Status st = ValidateListenAddress(*value); !st.ok()) {
@@ -184,7 +191,7 @@ std::string Usage() {
          "                         [--metrics-listen HOST:PORT]\n"
          "  --config FILE        controller.yaml (fields: listen, data_dir, auth_token_file,\n"
          "                       events_keep, bootstraps_per_group, auto_resync,\n"
-         "                       auto_resync_interval, metrics_listen)\n"
+         "                       auto_resync_interval, switchover_timeout, metrics_listen)\n"
          "  --listen HOST:PORT   gRPC address (default 127.0.0.1:7400; port 0: any free port)\n"
          "  --data-dir DIR       state directory (default /var/lib/tandem-controller)\n"
          "  --metrics-listen HOST:PORT\n"

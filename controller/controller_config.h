@@ -9,6 +9,7 @@
 //   bootstraps_per_group: 1              # slaves of one master copying at once (0: no limit)
 //   auto_resync: false                   # resync out-of-sync slaves without an operator
 //   auto_resync_interval: 300            # seconds between two automatic resyncs of a node
+//   switchover_timeout: 30               # seconds a switchover waits for the old master's fence
 //
 // Errors are InvalidArgument (NotFound / PermissionDenied for an unreadable
 // file) and name the file, the field and the reason:
@@ -34,6 +35,7 @@ struct ControllerConfig {
   size_t bootstraps_per_group = 1;
   bool auto_resync = false;
   int auto_resync_interval_seconds = 300;
+  int switchover_timeout_seconds = 30;
   std::string metrics_listen;  // HTTP /metrics and /healthz; empty: not served
 };
 

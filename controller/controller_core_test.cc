@@ -919,9 +919,10 @@ TEST(WaitTest, WaitForEventsWakesOnNewEvent) {
 TEST(ConfigTest, ParsesEveryField) {
   absl::StatusOr<ControllerConfig> config = ParseControllerConfig(
       "listen: 0.0.0.0:7500\ndata_dir: /srv/tc\nauth_token_file: /etc/tandem/token\n"
-      "events_keep: 50\nauto_resync: true\nauto_resync_interval: 60\n",
+      "events_keep: 50\nauto_resync: true\nauto_resync_interval: 60\nswitchover_timeout: 12\n",
       "c.yaml");
   ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->switchover_timeout_seconds, 12);
   EXPECT_TRUE(config->auto_resync);
   EXPECT_EQ(config->auto_resync_interval_seconds, 60);
   EXPECT_EQ(config->listen, "0.0.0.0:7500");
@@ -934,6 +935,7 @@ TEST(ConfigTest, ParsesEveryField) {
   EXPECT_EQ(empty->data_dir, "/var/lib/tandem-controller");
   EXPECT_FALSE(empty->auto_resync);
   EXPECT_EQ(empty->auto_resync_interval_seconds, 300);
+  EXPECT_EQ(empty->switchover_timeout_seconds, 30);
 }
 
 TEST(ConfigTest, ErrorsNameFileFieldAndReason) {
@@ -946,6 +948,8 @@ TEST(ConfigTest, ErrorsNameFileFieldAndReason) {
       {"auto_resync_interval: 0",
        "c.yaml: field 'auto_resync_interval': \"0\" is not a number of seconds in 1..604800"},
       {"events_keep: 0", "c.yaml: field 'events_keep': \"0\" is not a number in 1..1000000"},
+      {"switchover_timeout: 0",
+       "c.yaml: field 'switchover_timeout': \"0\" is not a number of seconds in 1..3600"},
       {"events_keep: lots", "c.yaml: field 'events_keep'"},
       {"listne: 1.2.3.4:5", "c.yaml: field 'listne': unknown field"},
       {"listen: [a, b]", "c.yaml: field 'listen': must be a single value"},
@@ -1111,7 +1115,7 @@ TEST_F(PromoteTest, FencesTheMasterFirstThenSwitches) {
   // The old master's agent must be there to be fenced.
   absl::StatusOr<Changes> refused = registry_->Promote("db2", false);
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("db1's agent is not connected"));
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("db1's agent does not answer (its agent is not connected)"));
   registry_->AgentConnected("db1");
 
   const uint64_t db2_gen = Gen(*registry_, "db2");
@@ -1143,7 +1147,7 @@ TEST_F(PromoteTest, FencesTheMasterFirstThenSwitches) {
   // policy; this registry releases all).
   EXPECT_EQ(DesiredOf(*registry_, "db3").upstream.id, "db2");
   EXPECT_EQ(DesiredOf(*registry_, "db3").env.at("POSTGRESQL_ADDRESS"), "10.0.0.3");
-  EXPECT_TRUE(registry_->Snapshot().promoting.empty());
+  EXPECT_TRUE(registry_->Snapshot().switchovers.empty());
   EXPECT_TRUE(registry_->RemoveSlave("db3").ok());
 }
 
@@ -1339,7 +1343,7 @@ TEST_F(PromoteTest, SwitchoverSurvivesTheStore) {
   absl::StatusOr<std::unique_ptr<FileStore>> store = FileStore::Open(dir.path());
   ASSERT_TRUE(store.ok());
   std::unique_ptr<Registry> registry = OpenOrDie(*std::move(store));
-  EXPECT_EQ(registry->Snapshot().promoting, "db2");
+  EXPECT_EQ(registry->Snapshot().switchovers.at("db1").promoted, "db2");
   EXPECT_TRUE(DesiredOf(*registry, "db1").fenced);
   ObservedState fenced = ConvergedOn(Gen(*registry, "db1"));
   fenced.writable = false;

@@ -1,5 +1,6 @@
 #include "controller/group_planner.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -95,15 +96,70 @@ std::string Truncate(std::string text) {
   return text;
 }
 
-namespace {
-
-// Group changes wait while a switchover runs: its two phases must see the
-// group they started with.
-absl::Status CheckNoSwitchover(const ControllerState& state) {
-  if (state.promoting.empty()) return absl::OkStatus();
-  return absl::FailedPreconditionError(absl::StrCat(
-      "a switchover (promote ", state.promoting, ") is in progress; try again when it is done"));
+std::string CompactSeconds(absl::Duration d) {
+  return absl::StrCat(static_cast<int64_t>(absl::ToDoubleSeconds(d) + 0.5), " s");
 }
+
+bool AgentAnswers(const PlanContext& context, const std::string& node_id) {
+  const AgentLiveness& agent = context.Agent(node_id);
+  return agent.watchers > 0 && agent.observed.has_value() &&
+         context.now - agent.last_report < context.options.agent_timeout;
+}
+
+bool AgentSilent(const PlanContext& context, const std::string& node_id) {
+  const AgentLiveness& agent = context.Agent(node_id);
+  return context.now - std::max(agent.last_report, context.since) >=
+         context.options.agent_timeout;
+}
+
+std::string DescribeAgent(const PlanContext& context, const std::string& node_id) {
+  const AgentLiveness& agent = context.Agent(node_id);
+  std::string text;
+  if (agent.watchers == 0) {
+    text = "its agent is not connected";
+  } else if (!agent.observed.has_value()) {
+    text = "its agent is connected but has not reported since the controller started";
+  } else if (context.now - agent.last_report >= context.options.agent_timeout) {
+    text = absl::StrCat("its agent is connected but has not reported for ",
+                        CompactSeconds(context.now - agent.last_report));
+  } else {
+    text = absl::StrCat("its agent reported ", CompactSeconds(context.now - agent.last_report),
+                        " ago");
+  }
+  if (agent.observed.has_value() && !agent.observed->last_error.empty()) {
+    absl::StrAppend(&text, "; its last error: ", agent.observed->last_error);
+  }
+  return text;
+}
+
+absl::Status CheckNoSwitchover(const ControllerState& state, const std::string& master_id,
+                               absl::Time now) {
+  if (master_id.empty()) return absl::OkStatus();
+  auto it = state.switchovers.find(master_id);
+  if (it == state.switchovers.end()) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      "a switchover (promote ", it->second.promoted, ") is in progress in ", master_id,
+      "'s group: ", DescribeSwitchover(state, state.nodes.at(master_id), now),
+      "; try again when it is done, or promote --force ", it->second.promoted,
+      " to take over without waiting"));
+}
+
+void ClearAborted(ControllerState* next, const std::string& master_id) {
+  auto it = next->nodes.find(master_id);
+  if (it != next->nodes.end()) it->second.switchover_aborted.clear();
+}
+
+void Note(ControllerState* next, const std::string& node, const std::string& message,
+          const PlanContext& context) {
+  Event event;
+  event.unix_time = UnixSeconds(context.now);
+  event.node = node;
+  event.kind = kEventDesired;
+  event.message = Truncate(message);
+  AppendEvent(next, std::move(event), context.options);
+}
+
+namespace {
 
 std::string HostPort(const std::string& host, uint32_t port) {
   if (host.find(':') != std::string::npos) return absl::StrCat("[", host, "]:", port);
@@ -225,11 +281,15 @@ absl::StatusOr<Decision> PlanEnable(const ControllerState& state, const std::str
     return absl::InvalidArgumentError(
         absl::StrCat("a node cannot be its own upstream (", master, ")"));
   }
-  if (absl::Status st = CheckNoSwitchover(state); !st.ok()) return st;
   absl::StatusOr<const NodeRecord*> m = Find(state, master);
   if (!m.ok()) return m.status();
   absl::StatusOr<const NodeRecord*> s = Find(state, slave);
   if (!s.ok()) return s.status();
+  for (const NodeRecord* record : {*m, *s}) {
+    if (absl::Status st = CheckNoSwitchover(state, GroupMasterId(*record), context.now); !st.ok()) {
+      return st;
+    }
+  }
   const NodeInfo& mi = (*m)->info;
   const NodeInfo& si = (*s)->info;
   if (mi.engine != si.engine) {
@@ -255,13 +315,9 @@ absl::StatusOr<Decision> PlanEnable(const ControllerState& state, const std::str
     next->nodes.at(master).auto_resync = *auto_resync;
     lines->push_back(absl::StrCat(master, ": group policy auto_resync ",
                                   *auto_resync ? "on" : "off"));
-    Event event;
-    event.unix_time = UnixSeconds(context.now);
-    event.node = master;
-    event.kind = kEventDesired;
-    event.message = absl::StrCat("group policy auto_resync ", *auto_resync ? "on" : "off", ": ",
-                                 cause);
-    AppendEvent(next, std::move(event), context.options);
+    Note(next, master,
+         absl::StrCat("group policy auto_resync ", *auto_resync ? "on" : "off", ": ", cause),
+         context);
   };
   if ((*s)->role == Role::kSlave) {
     if ((*s)->upstream_id == master) {
@@ -291,6 +347,7 @@ absl::StatusOr<Decision> PlanEnable(const ControllerState& state, const std::str
   new_slave.catch_up_position.clear();
   new_slave.upstream_id = master;
   RequestCopy(&next, slave, /*rejoin_first=*/false);
+  ClearAborted(&next, master);
   Changes policy;
   set_policy(&next, &policy);
   Decision decision = Finish(state, std::move(next), cause, context);
@@ -300,9 +357,11 @@ absl::StatusOr<Decision> PlanEnable(const ControllerState& state, const std::str
 
 absl::StatusOr<Decision> PlanDisable(const ControllerState& state, const std::string& master,
                                      const PlanContext& context) {
-  if (absl::Status st = CheckNoSwitchover(state); !st.ok()) return st;
   absl::StatusOr<const NodeRecord*> m = Named(state, "master node", master);
   if (!m.ok()) return m.status();
+  if (absl::Status st = CheckNoSwitchover(state, GroupMasterId(**m), context.now); !st.ok()) {
+    return st;
+  }
   if ((*m)->role != Role::kMaster) {
     std::string hint;
     if ((*m)->role == Role::kSlave) {
@@ -314,29 +373,35 @@ absl::StatusOr<Decision> PlanDisable(const ControllerState& state, const std::st
   ControllerState next = state;
   for (const std::string& id : SlaveIds(state, master)) LeaveGroup(&next.nodes.at(id));
   LeaveGroup(&next.nodes.at(master));
+  ClearAborted(&next, master);
   return Finish(state, std::move(next), absl::StrCat("replication disable --master ", master),
                 context);
 }
 
 absl::StatusOr<Decision> PlanRemoveSlave(const ControllerState& state, const std::string& slave,
                                          const PlanContext& context) {
-  if (absl::Status st = CheckNoSwitchover(state); !st.ok()) return st;
   absl::StatusOr<const NodeRecord*> s = Named(state, "slave node", slave);
   if (!s.ok()) return s.status();
+  if (absl::Status st = CheckNoSwitchover(state, GroupMasterId(**s), context.now); !st.ok()) {
+    return st;
+  }
   if ((*s)->role != Role::kSlave) {
     return absl::FailedPreconditionError(
         absl::StrCat(slave, " is not a slave: it is ", DescribeIntent(state, **s)));
   }
   ControllerState next = state;
   LeaveGroup(&next.nodes.at(slave));
+  ClearAborted(&next, (*s)->upstream_id);
   return Finish(state, std::move(next), absl::StrCat("slave remove ", slave), context);
 }
 
 absl::StatusOr<Decision> PlanResync(const ControllerState& state, const std::string& slave,
                                     const PlanContext& context) {
-  if (absl::Status st = CheckNoSwitchover(state); !st.ok()) return st;
   absl::StatusOr<const NodeRecord*> s = Named(state, "slave node", slave);
   if (!s.ok()) return s.status();
+  if (absl::Status st = CheckNoSwitchover(state, GroupMasterId(**s), context.now); !st.ok()) {
+    return st;
+  }
   if ((*s)->role != Role::kSlave) {
     return absl::FailedPreconditionError(absl::StrCat(slave, " is not a slave: it is ",
                                                       DescribeIntent(state, **s),
@@ -344,6 +409,7 @@ absl::StatusOr<Decision> PlanResync(const ControllerState& state, const std::str
   }
   ControllerState next = state;
   RequestCopy(&next, slave, /*rejoin_first=*/false);
+  ClearAborted(&next, (*s)->upstream_id);
   return Finish(state, std::move(next), absl::StrCat("resync ", slave), context);
 }
 

@@ -52,6 +52,13 @@ struct PlannerOptions {
   // an operator (cheap path first), at most once per interval per node.
   bool auto_resync = false;
   absl::Duration auto_resync_interval = absl::Minutes(5);
+  // Phase 1 of a switchover (the old master's fence) is aborted when its
+  // agent has not reported the fence within this time (controller.yaml
+  // switchover_timeout).
+  absl::Duration switchover_timeout = absl::Seconds(30);
+  // An agent answers while its Watch stream is open and it reported within
+  // this time (agents report at least every 5 s).
+  absl::Duration agent_timeout = absl::Seconds(15);
 };
 
 // What the controller knows of one node's agent beyond the persisted state:
@@ -70,6 +77,9 @@ struct PlanContext {
   absl::Time now;
   const PlannerOptions& options;
   const Liveness& agents;
+  // When the controller started: an agent is not taken as silent before it
+  // had agent_timeout to reconnect.
+  absl::Time since = absl::InfinitePast();
 
   // The node's liveness (a default one when nothing is known).
   const AgentLiveness& Agent(const std::string& node_id) const;
@@ -119,9 +129,31 @@ absl::StatusOr<Decision> PlanRemoveSlave(const ControllerState& state, const std
 absl::StatusOr<Decision> PlanResync(const ControllerState& state, const std::string& slave,
                                     const PlanContext& context);
 
-// `promote N [--force]`: see switchover.cc.
+// `promote N [--force]`. N must be a slave holding a full copy, M its
+// master.
+//  - plain: M's agent must answer (else FailedPrecondition, suggesting
+//    --force). Phase 1 publishes M fenced and records the switchover with
+//    a deadline (switchover_timeout); phase 2 (PlanReport) makes N the
+//    master once M's agent reports the fence and its position (N replays
+//    it before it becomes writable), and M and the other slaves its slaves,
+//    rejoining in place first. PlanTick aborts phase 1 at the deadline.
+//  - --force, M's agent silent: N takes over at once; M and the other
+//    slaves become its slaves, rebuilt by full copies (they may hold writes
+//    N lacks; the old data is kept aside). M's published target revokes
+//    its writability at once (desired.h), whatever the bootstrap queue.
+//  - --force, M's agent answering: M is fenced first (phase 1, marked
+//    forced): the switchover completes as a plain one when M reports the
+//    fence, or without the fence if M's agent stops answering first.
+// A switchover in progress in the group refuses a plain promote; --force
+// overrides it. Switchovers of other groups never matter.
 absl::StatusOr<Decision> PlanPromote(const ControllerState& state, const std::string& node,
                                      bool force, const PlanContext& context);
+
+// The passing of time: a forced switchover whose old master's agent went
+// silent takes over without the fence; a switchover whose fence was not
+// reported by its deadline is aborted (the old master unfenced, the reason
+// recorded on the group and in an event). Never an error.
+Decision PlanTick(const ControllerState& state, const PlanContext& context);
 
 // An agent's report: records one "step" event per step outcome, and decides
 // what the report allows: the old master of a switchover reported its
@@ -139,6 +171,15 @@ absl::StatusOr<Decision> PlanReport(const ControllerState& state, const std::str
 // The auto_resync policy of `record`'s group in `state`.
 bool GroupAutoResync(const ControllerState& state, const NodeRecord& record,
                      const PlannerOptions& options);
+
+// The switchover in progress in `record`'s group, described
+// ("promote db2: fencing db1 for 4 s (aborted after 30 s)"); "" when none.
+std::string DescribeSwitchover(const ControllerState& state, const NodeRecord& record,
+                               absl::Time now);
+
+// Why the last switchover of `record`'s group was aborted ("" if it was
+// not, or the group changed since).
+std::string SwitchoverAborted(const ControllerState& state, const NodeRecord& record);
 
 }  // namespace tandem
 

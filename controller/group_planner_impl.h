@@ -56,6 +56,30 @@ void RequestCopy(ControllerState* next, const std::string& node_id, bool rejoin_
 void SwitchMaster(ControllerState* next, const std::string& node, const std::string& position,
                   bool rejoin_first);
 
+// Whether `node_id`'s agent answers: its Watch stream is open and it
+// reported within options.agent_timeout.
+bool AgentAnswers(const PlanContext& context, const std::string& node_id);
+// Whether it has been silent for agent_timeout (counted from the
+// controller's start at the earliest), connected or not.
+bool AgentSilent(const PlanContext& context, const std::string& node_id);
+// "its agent is not connected", "its agent is connected but has not
+// reported for 20 s", "its agent reported 2 s ago", with its last error.
+std::string DescribeAgent(const PlanContext& context, const std::string& node_id);
+
+// FailedPrecondition when a switchover is in progress in the group whose
+// master is `master_id` ("" : no group, OK).
+absl::Status CheckNoSwitchover(const ControllerState& state, const std::string& master_id,
+                               absl::Time now);
+
+// An operator change of the group of `master_id`: the note of its last
+// aborted switchover goes.
+void ClearAborted(ControllerState* next, const std::string& master_id);
+
+// Records a "desired" event about `node` that no new generation carries
+// (a policy change, a switchover decision that changes no target).
+void Note(ControllerState* next, const std::string& node, const std::string& message,
+          const PlanContext& context);
+
 // Event text bounded for the history.
 std::string Truncate(std::string text);
 

@@ -25,8 +25,10 @@ absl::StatusOr<Decision> PlanReport(const ControllerState& state, const std::str
                           observed.converged_generation == record.desired.generation;
   // The old master of a switchover reports the fence and its position:
   // the promoted slave may now catch up with it and take over.
-  const bool fenced_now = !state.promoting.empty() && record.fenced && record.desired.fenced &&
-                          !observed.writable && !observed.position.empty() &&
+  auto switchover = state.switchovers.find(node_id);
+  const bool fenced_now = switchover != state.switchovers.end() && record.fenced &&
+                          record.desired.fenced && !observed.writable &&
+                          !observed.position.empty() &&
                           observed.converged_generation == record.desired.generation;
   // A slave whose agent says it can no longer follow its master: with the
   // auto_resync policy the controller asks for a copy itself (cheap path
@@ -36,7 +38,7 @@ absl::StatusOr<Decision> PlanReport(const ControllerState& state, const std::str
   const bool resync_now =
       !observed.out_of_sync.empty() && record.role == Role::kSlave &&
       GroupAutoResync(state, record, context.options) && record.seeded &&
-      state.promoting.empty() && PublishedInGroup(record) &&
+      state.switchovers.count(record.upstream_id) == 0 && PublishedInGroup(record) &&
       record.desired.resync_token == record.resync_token &&
       (record.auto_resync_time == 0 ||
        now - record.auto_resync_time >=
@@ -64,7 +66,7 @@ absl::StatusOr<Decision> PlanReport(const ControllerState& state, const std::str
   }
   std::string cause;
   if (fenced_now) {
-    const std::string promoted = state.promoting;
+    const std::string promoted = switchover->second.promoted;
     // The old master was fenced before the promoted slave caught up, so
     // every follower may rejoin in place: none holds a write the new
     // master lacks.

@@ -92,6 +92,8 @@ int Main(int argc, char** argv) {
   registry_options.policy.bootstraps_per_group = config->bootstraps_per_group;
   registry_options.auto_resync = config->auto_resync;
   registry_options.auto_resync_interval = absl::Seconds(config->auto_resync_interval_seconds);
+  registry_options.switchover_timeout = absl::Seconds(config->switchover_timeout_seconds);
+  registry_options.tick_interval = absl::Milliseconds(250);
   absl::StatusOr<std::unique_ptr<Registry>> registry =
       Registry::Open(*std::move(store), registry_options);
   if (!registry.ok()) return Fail(kExitStartup, std::string(registry.status().message()));

@@ -92,7 +92,12 @@ absl::Status ValidateInfo(const NodeInfo& info) {
 }  // namespace
 
 Registry::Registry(std::unique_ptr<Store> store, RegistryOptions options)
-    : options_(std::move(options)), store_(std::move(store)) {}
+    : options_(std::move(options)), store_(std::move(store)), since_(options_.now()) {}
+
+Registry::~Registry() {
+  Shutdown();
+  if (ticker_.joinable()) ticker_.join();
+}
 
 absl::StatusOr<std::unique_ptr<Registry>> Registry::Open(std::unique_ptr<Store> store,
                                                          RegistryOptions options) {
@@ -106,6 +111,14 @@ absl::StatusOr<std::unique_ptr<Registry>> Registry::Open(std::unique_ptr<Store> 
     if (loaded->has_value()) {
       ControllerState state = **std::move(loaded);
       while (state.events.size() > registry->options_.events_keep) state.events.pop_front();
+      // A switchover saved without a deadline (an older format) gets one.
+      for (auto& [old_master, switchover] : state.switchovers) {
+        if (switchover.deadline == 0) {
+          switchover.started = absl::ToDoubleSeconds(registry->since_ - absl::UnixEpoch());
+          switchover.deadline = switchover.started +
+                                absl::ToDoubleSeconds(registry->options_.switchover_timeout);
+        }
+      }
       registry->state_ = state;
       // A build whose desired-state computation differs from the one that
       // saved the state publishes the new targets under new generations.
@@ -116,13 +129,25 @@ absl::StatusOr<std::unique_ptr<Registry>> Registry::Open(std::unique_ptr<Store> 
       return st;
     }
   }
+  if (registry->options_.tick_interval > absl::ZeroDuration()) {
+    Registry* self = registry.get();
+    registry->ticker_ = std::thread([self] {
+      absl::MutexLock lock(&self->mu_);
+      while (!self->shutdown_) {
+        self->changed_.WaitWithTimeout(&self->mu_, self->options_.tick_interval);
+        if (self->shutdown_) break;
+        // A failed save is tried again at the next tick.
+        (void)self->ApplyLocked(PlanTick(self->state_, self->ContextLocked()));
+      }
+    });
+  }
   return registry;
 }
 
 // ------------------------------------------------------------------ changes
 
 PlanContext Registry::ContextLocked() const {
-  return PlanContext{options_.now(), options_, live_};
+  return PlanContext{options_.now(), options_, live_, since_};
 }
 
 absl::StatusOr<Changes> Registry::ApplyLocked(absl::StatusOr<Decision> decision) {
@@ -172,6 +197,11 @@ absl::StatusOr<Changes> Registry::Resync(const std::string& slave) {
 absl::StatusOr<Changes> Registry::Promote(const std::string& node, bool force) {
   absl::MutexLock lock(&mu_);
   return ApplyLocked(PlanPromote(state_, node, force, ContextLocked()));
+}
+
+absl::StatusOr<Changes> Registry::Tick() {
+  absl::MutexLock lock(&mu_);
+  return ApplyLocked(PlanTick(state_, ContextLocked()));
 }
 
 // ------------------------------------------------------------------- agents
@@ -235,6 +265,8 @@ NodeView Registry::ViewLocked(const NodeRecord& record,
   // A queued slave is not converged: its new target is not published yet.
   view.queued = queued.count(record.info.id) != 0;
   view.auto_resync = GroupAutoResync(state_, record, options_);
+  view.switchover = DescribeSwitchover(state_, record, options_.now());
+  view.switchover_aborted = SwitchoverAborted(state_, record);
   const bool live_agent = it != live_.end() && it->second.watchers > 0 &&
                           it->second.reported_since_connect;
   view.converged = !view.queued && live_agent && view.observed.has_value() &&

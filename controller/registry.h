@@ -31,6 +31,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -50,6 +51,9 @@ namespace tandem {
 struct RegistryOptions : PlannerOptions {
   // The clock for event times and report ages.
   std::function<absl::Time()> now = [] { return absl::Now(); };
+  // How often a thread of the registry calls Tick() (deadlines of
+  // switchovers, silent agents). Zero: no thread; the owner calls Tick().
+  absl::Duration tick_interval = absl::ZeroDuration();
 };
 
 // A node as the operator sees it (ListNodes / GetNode).
@@ -63,6 +67,8 @@ struct NodeView {
   double seconds_since_report = -1;       // -1: never reported
   bool queued = false;                    // a slave waiting for its turn to bootstrap
   bool auto_resync = false;  // the policy of the node's group (its own as a master)
+  std::string switchover;    // the switchover in progress in its group ("" : none)
+  std::string switchover_aborted;  // why its group's last switchover was aborted
 };
 
 class Registry {
@@ -127,6 +133,12 @@ class Registry {
   // writable by itself). Without force, M's agent must be connected.
   absl::StatusOr<Changes> Promote(const std::string& node, bool force);
 
+  // What the passing of time decides (PlanTick): a switchover whose fence
+  // did not come within switchover_timeout is aborted; a forced one whose
+  // old master's agent went silent takes over. Returns the change lines
+  // (empty: nothing changed); an error only when the store cannot save.
+  absl::StatusOr<Changes> Tick();
+
   // ---- Agents.
 
   // Stores the node's observed state and report time (in memory only) and
@@ -165,8 +177,11 @@ class Registry {
                                    absl::Time deadline);
 
   // Wakes every waiter; later waits return at once. Changes still work.
+  // Stops the tick thread.
   void Shutdown();
   bool IsShutdown() const;
+
+  ~Registry();
 
   // A copy of the persisted part of the state (for tests and diagnostics).
   ControllerState Snapshot() const;
@@ -195,6 +210,8 @@ class Registry {
   ControllerState state_ ABSL_GUARDED_BY(mu_);
   Liveness live_ ABSL_GUARDED_BY(mu_);
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time since_;  // when the registry was opened
+  std::thread ticker_;
 };
 
 }  // namespace tandem

@@ -114,6 +114,8 @@ void NodeStatusToProto(const NodeView& view, v1::NodeStatus* out) {
   out->set_seconds_since_report(view.seconds_since_report);
   out->set_queued(view.queued);
   out->set_auto_resync(view.auto_resync);
+  out->set_switchover(view.switchover);
+  out->set_switchover_aborted(view.switchover_aborted);
 }
 
 void EventToProto(const Event& in, v1::Event* out) {
@@ -331,9 +333,17 @@ grpc::Status OperatorService::Resync(grpc::ServerContext* context, const v1::Res
 grpc::Status OperatorService::Promote(grpc::ServerContext* context,
                                       const v1::PromoteRequest* request,
                                       v1::ChangeResponse* response) {
-  return Change(
+  grpc::Status st = Change(
       context, absl::StrCat("Promote node=", request->node(), request->force() ? " force" : ""),
       [&] { return registry_->Promote(request->node(), request->force()); }, response);
+  if (st.ok()) MarkSwitchoverPending(request->node(), response);
+  return st;
+}
+
+void OperatorService::MarkSwitchoverPending(const std::string& node,
+                                            v1::ChangeResponse* response) const {
+  absl::StatusOr<NodeView> view = registry_->GetNode(node);
+  response->set_switchover_pending(view.ok() && !view->switchover.empty());
 }
 
 grpc::Status OperatorService::ListEvents(grpc::ServerContext* context,

@@ -109,6 +109,9 @@ class OperatorService final : public v1::Operator::Service {
                            v1::ChangeResponse* response) override;
   grpc::Status Resync(grpc::ServerContext* context, const v1::ResyncRequest* request,
                       v1::ChangeResponse* response) override;
+  // Returns once phase 1 of the switchover is published (or the forced
+  // takeover); switchover_pending tells the client to follow it through
+  // GetNode (tandemctl promote waits for its end).
   grpc::Status Promote(grpc::ServerContext* context, const v1::PromoteRequest* request,
                        v1::ChangeResponse* response) override;
   // The events after `after_seq` (of `node` when given: NOT_FOUND for an
@@ -121,6 +124,9 @@ class OperatorService final : public v1::Operator::Service {
   grpc::Status Change(grpc::ServerContext* context, const std::string& verb,
                       const std::function<absl::StatusOr<Changes>()>& apply,
                       v1::ChangeResponse* response);
+  // Sets response.switchover_pending when `node`'s group has a switchover
+  // in progress.
+  void MarkSwitchoverPending(const std::string& node, v1::ChangeResponse* response) const;
 
   Registry* registry_;
   ServiceOptions options_;

@@ -51,6 +51,10 @@ struct NodeRecord {
   // The copy asked for with resync_token may first try the engine's cheap
   // path (a follower of a fenced switchover, an automatic resync).
   bool rejoin_first = false;
+  // The group's last switchover that was aborted, and why (on the group's
+  // master; "" when none). Shown until the next operator change of the
+  // group, so that `promote` and `wait` can say why.
+  std::string switchover_aborted;
   // A master's group policy: resync out-of-sync slaves without an
   // operator (nullopt: the controller's default, controller.yaml
   // auto_resync).
@@ -70,10 +74,23 @@ struct NodeRecord {
            seeded == other.seeded && fenced == other.fenced &&
            catch_up_position == other.catch_up_position &&
            rejoin_first == other.rejoin_first && auto_resync_time == other.auto_resync_time &&
-           auto_resync == other.auto_resync &&
+           auto_resync == other.auto_resync && switchover_aborted == other.switchover_aborted &&
            desired.generation == other.desired.generation &&
            desired.SameTarget(other.desired);
   }
+};
+
+// A switchover in progress (`promote`), phase 1: the group's old master is
+// being fenced.
+struct Switchover {
+  std::string promoted;  // the slave that takes over
+  // promote --force while the old master's agent answered: it is fenced
+  // first, and taken over without the fence if its agent stops answering.
+  bool force = false;
+  double started = 0;   // Unix seconds
+  double deadline = 0;  // Unix seconds: aborted when not fenced by then
+
+  bool operator==(const Switchover&) const = default;
 };
 
 // Everything that survives a restart of the controller.
@@ -82,8 +99,9 @@ struct ControllerState {
   std::deque<Event> events;                 // oldest first, bounded
   uint64_t next_event_seq = 1;
   uint64_t resync_counter = 0;  // makes every resync token unique
-  // The slave being promoted while its master is being fenced ("" if none).
-  std::string promoting;
+  // The switchovers in progress, by the id of the group's old master. Other
+  // groups are never held up by them.
+  std::map<std::string, Switchover> switchovers;
 
   bool operator==(const ControllerState&) const = default;
 };

@@ -89,6 +89,7 @@ json NodeToJson(const NodeRecord& n) {
               {"rejoin_first", n.rejoin_first},
               {"auto_resync_time", n.auto_resync_time},
               {"auto_resync", n.auto_resync.has_value() ? json(*n.auto_resync) : json(nullptr)},
+              {"switchover_aborted", n.switchover_aborted},
               {"desired", DesiredToJson(n.desired)}};
 }
 
@@ -120,8 +121,14 @@ NodeRecord NodeFromJson(const json& j) {
   if (auto it = j.find("auto_resync"); it != j.end() && it->is_boolean()) {
     n.auto_resync = it->get<bool>();
   }
+  n.switchover_aborted = j.value("switchover_aborted", std::string());
   n.desired = DesiredFromJson(j.at("desired"));
   return n;
+}
+
+json SwitchoverToJson(const std::string& old_master, const Switchover& s) {
+  return json{{"old_master", old_master}, {"promoted", s.promoted}, {"force", s.force},
+              {"started", s.started},       {"deadline", s.deadline}};
 }
 
 json EventToJson(const Event& e) {
@@ -175,6 +182,15 @@ absl::Status Validate(const ControllerState& state) {
                                               " but has upstream \"", n.upstream_id, "\""));
     }
   }
+  for (const auto& [old_master, s] : state.switchovers) {
+    auto master = state.nodes.find(old_master);
+    auto promoted = state.nodes.find(s.promoted);
+    if (master == state.nodes.end() || master->second.role != Role::kMaster ||
+        promoted == state.nodes.end() || promoted->second.upstream_id != old_master) {
+      return absl::DataLossError(absl::StrCat("switchover of ", old_master, " to ", s.promoted,
+                                              ": not a master and its slave"));
+    }
+  }
   uint64_t last = 0;
   for (const Event& e : state.events) {
     if (e.seq <= last || e.seq >= state.next_event_seq) {
@@ -193,11 +209,15 @@ std::string SerializeState(const ControllerState& state) {
   for (const auto& [id, record] : state.nodes) nodes.push_back(NodeToJson(record));
   json events = json::array();
   for (const Event& e : state.events) events.push_back(EventToJson(e));
+  json switchovers = json::array();
+  for (const auto& [old_master, s] : state.switchovers) {
+    switchovers.push_back(SwitchoverToJson(old_master, s));
+  }
   json doc{{"format", kFormat},
            {"version", kVersion},
            {"next_event_seq", state.next_event_seq},
            {"resync_counter", state.resync_counter},
-           {"promoting", state.promoting},
+           {"switchovers", std::move(switchovers)},
            {"nodes", std::move(nodes)},
            {"events", std::move(events)}};
   // Invalid UTF-8 (which the registry never lets in) is replaced rather
@@ -221,7 +241,14 @@ absl::StatusOr<ControllerState> ParseState(const std::string& text) {
     }
     state.next_event_seq = doc.at("next_event_seq").get<uint64_t>();
     state.resync_counter = doc.at("resync_counter").get<uint64_t>();
-    state.promoting = doc.value("promoting", std::string());
+    for (const json& j : doc.value("switchovers", json::array())) {
+      Switchover s;
+      s.promoted = j.at("promoted").get<std::string>();
+      s.force = j.value("force", false);
+      s.started = j.value("started", 0.0);
+      s.deadline = j.value("deadline", 0.0);
+      state.switchovers[j.at("old_master").get<std::string>()] = std::move(s);
+    }
     for (const json& j : doc.at("nodes")) {
       NodeRecord record = NodeFromJson(j);
       std::string id = record.info.id;
@@ -230,6 +257,12 @@ absl::StatusOr<ControllerState> ParseState(const std::string& text) {
       }
     }
     for (const json& j : doc.at("events")) state.events.push_back(EventFromJson(j));
+    // States saved before switchovers were per group name the slave being
+    // promoted; the deadline is set when the registry opens the state.
+    const std::string promoting = doc.value("promoting", std::string());
+    if (auto it = state.nodes.find(promoting); it != state.nodes.end()) {
+      state.switchovers[it->second.upstream_id] = Switchover{promoting, false, 0, 0};
+    }
   } catch (const std::exception& e) {
     return absl::DataLossError(e.what());
   }

@@ -81,6 +81,8 @@ Json NodeJson(const v1::NodeStatus& node) {
       NeverReported(node) ? Json(nullptr) : Json(node.seconds_since_report());
   out["queued"] = node.queued();
   out["auto_resync"] = node.auto_resync();
+  out["switchover"] = node.switchover();
+  out["switchover_aborted"] = node.switchover_aborted();
   out["desired"] = Json{
       {"generation", desired.generation()},
       {"role", RoleText(desired.role())},
@@ -244,6 +246,12 @@ std::string Rfc3339Utc(double unix_time) {
                          tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
+std::string NodeNote(const v1::NodeStatus& node) {
+  if (!node.switchover().empty()) return absl::StrCat("switchover: ", node.switchover());
+  if (!node.switchover_aborted().empty()) return node.switchover_aborted();
+  return node.observed().last_error();
+}
+
 std::string NodesTable(const v1::ListNodesResponse& nodes) {
   std::vector<std::vector<std::string>> rows;
   for (const v1::NodeStatus& node : nodes.nodes()) {
@@ -257,7 +265,7 @@ std::string NodesTable(const v1::ListNodesResponse& nodes) {
         NeverReported(node) ? "-" : LagCell(node.observed()),
         node.queued() ? std::string("queued") : YesNo(node.converged()),
         absl::StrCat(node.desired().generation(), "/", node.observed().converged_generation()),
-        OrDash(OneLine(node.observed().last_error(), kErrorCellChars)),
+        OrDash(OneLine(NodeNote(node), kErrorCellChars)),
     });
   }
   return RenderTable({"NODE", "STACK", "ENGINE", "DESIRED", "OBSERVED", "UPSTREAM", "LAG",
@@ -306,6 +314,10 @@ std::string StatusText(const v1::NodeStatus& node) {
   add("  generation", absl::StrCat(desired.generation()));
   add("  resync token", desired.resync_token().empty() ? "none" : "present");
   if (node.queued()) add("  queued", "yes, waiting for its turn to bootstrap");
+  if (!node.switchover().empty()) add("  switchover", OneLine(node.switchover()));
+  if (!node.switchover_aborted().empty()) {
+    add("  switchover aborted", OneLine(node.switchover_aborted()));
+  }
   if (desired.role() != v1::ROLE_STANDALONE) {
     add("  auto resync", node.auto_resync() ? "on (group policy)" : "off (group policy)");
   }

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <optional>
 #include <string>
 #include <thread>
@@ -35,6 +36,9 @@ constexpr int kExitFailed = 1;
 constexpr int kExitUsage = 2;
 
 constexpr std::chrono::milliseconds kWaitPollInterval{200};
+// The controller ends every switchover by its switchover_timeout; this only
+// bounds the wait when the controller is gone.
+constexpr std::chrono::milliseconds kSwitchoverWait{std::chrono::minutes(10)};
 
 int Fail(int code, absl::string_view reason) {
   std::string line =
@@ -78,41 +82,67 @@ v1::ListNodesResponse Select(const v1::ListNodesResponse& all,
   return selected;
 }
 
-// Polls ListNodes until DecideWait says done or fail, or the timeout. Once
-// the controller has answered, a poll that cannot reach it (a controller
+// Polls `poll` until `decide` says done or fail, or `timeout`. Once the
+// controller has answered, a poll that cannot reach it (a controller
 // restart) is retried until the timeout; a first poll that fails ends the
-// wait at once.
-int Wait(const Command& command, OperatorClient& client) {
+// wait at once. `done` prints the final answer.
+template <typename Answer>
+int PollUntilDecided(std::chrono::milliseconds timeout,
+                     const std::function<absl::StatusOr<Answer>()>& poll,
+                     const std::function<WaitDecision(const Answer&)>& decide,
+                     const std::function<int(const Answer&)>& done) {
   using Clock = std::chrono::steady_clock;
-  const Clock::time_point deadline = Clock::now() + command.timeout;
+  const Clock::time_point deadline = Clock::now() + timeout;
   bool answered = false;
   WaitDecision last;
   absl::Status last_error;
   while (true) {
-    absl::StatusOr<v1::ListNodesResponse> nodes = client.ListNodes();
-    if (!nodes.ok()) {
+    absl::StatusOr<Answer> answer = poll();
+    if (!answer.ok()) {
       bool transient =
-          absl::IsUnavailable(nodes.status()) || absl::IsDeadlineExceeded(nodes.status());
-      if (!answered || !transient) return Fail(nodes.status());
-      last_error = nodes.status();
+          absl::IsUnavailable(answer.status()) || absl::IsDeadlineExceeded(answer.status());
+      if (!answered || !transient) return Fail(answer.status());
+      last_error = answer.status();
     } else {
       answered = true;
       last_error = absl::OkStatus();
-      last = DecideWait(*nodes, command.nodes);
+      last = decide(*answer);
       if (last.outcome == WaitOutcome::kFail) return Fail(kExitFailed, last.message);
-      if (last.outcome == WaitOutcome::kDone) {
-        if (command.output != OutputFormat::kJson) return kExitOk;
-        return Done(NodesJson(Select(*nodes, command.nodes)));
-      }
+      if (last.outcome == WaitOutcome::kDone) return done(*answer);
     }
     Clock::time_point now = Clock::now();
     if (now >= deadline) {
-      std::string message = TimeoutMessage(command.timeout, last);
+      std::string message = TimeoutMessage(timeout, last);
       if (!last_error.ok()) absl::StrAppend(&message, " (last poll: ", last_error.message(), ")");
       return Fail(kExitFailed, message);
     }
     std::this_thread::sleep_for(std::min<Clock::duration>(kWaitPollInterval, deadline - now));
   }
+}
+
+// `wait`: polls ListNodes until DecideWait says done or fail.
+int Wait(const Command& command, OperatorClient& client) {
+  return PollUntilDecided<v1::ListNodesResponse>(
+      command.timeout, [&] { return client.ListNodes(); },
+      [&](const v1::ListNodesResponse& nodes) { return DecideWait(nodes, command.nodes); },
+      [&](const v1::ListNodesResponse& nodes) {
+        if (command.output != OutputFormat::kJson) return kExitOk;
+        return Done(NodesJson(Select(nodes, command.nodes)));
+      });
+}
+
+// `promote`: the request, then (while phase 1 of the switchover runs) its
+// end: the changes are printed once it is done; an abort fails with the
+// controller's reason.
+int Promote(const Command& command, OperatorClient& client) {
+  absl::StatusOr<v1::ChangeResponse> response = client.Promote(command.node, command.force);
+  if (!response.ok() || !response->switchover_pending()) return Changes(command, response);
+  return PollUntilDecided<v1::NodeStatus>(
+      kSwitchoverWait, [&] { return client.GetNode(command.node); }, DecideSwitchover,
+      [&](const v1::NodeStatus&) {
+        response->add_changes(absl::StrCat(command.node, ": the switchover is done"));
+        return Changes(command, response);
+      });
 }
 
 int Events(const Command& command, OperatorClient& client) {
@@ -265,7 +295,7 @@ int Run(const Command& command) {
     case Verb::kResync:
       return Changes(command, client.Resync(command.slave));
     case Verb::kPromote:
-      return Changes(command, client.Promote(command.node, command.force));
+      return Promote(command, client);
     case Verb::kWait:
       return Wait(command, client);
     case Verb::kEvents:

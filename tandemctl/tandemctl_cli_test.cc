@@ -44,6 +44,7 @@ class FakeOperator final : public v1::Operator::Service {
   struct Answer {
     grpc::Status status = grpc::Status::OK;
     std::vector<std::string> changes;
+    bool switchover_pending = false;
   };
 
   void SetNodes(v1::ListNodesResponse nodes) {
@@ -62,6 +63,11 @@ class FakeOperator final : public v1::Operator::Service {
   void SetAnswer(const std::string& method, Answer answer) {
     std::lock_guard<std::mutex> lock(mu_);
     answers_[method] = std::move(answer);
+  }
+  // GetNode of `node` answers these in turn (the last one from then on).
+  void ScriptNode(const std::string& node, std::vector<v1::NodeStatus> answers) {
+    std::lock_guard<std::mutex> lock(mu_);
+    scripts_[node] = std::move(answers);
   }
   void SetEvents(std::vector<v1::Event> events) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -105,6 +111,11 @@ class FakeOperator final : public v1::Operator::Service {
                        v1::NodeStatus* response) override {
     std::lock_guard<std::mutex> lock(mu_);
     if (grpc::Status st = CheckAuth(context); !st.ok()) return st;
+    if (auto it = scripts_.find(request->node()); it != scripts_.end() && !it->second.empty()) {
+      *response = it->second.front();
+      if (it->second.size() > 1) it->second.erase(it->second.begin());
+      return grpc::Status::OK;
+    }
     for (const v1::NodeStatus& node : nodes_.nodes()) {
       if (node.info().id() == request->node()) {
         *response = node;
@@ -186,6 +197,7 @@ class FakeOperator final : public v1::Operator::Service {
     const Answer& answer = answers_[method];
     if (!answer.status.ok()) return answer.status;
     for (const std::string& line : answer.changes) response->add_changes(line);
+    response->set_switchover_pending(answer.switchover_pending);
     return grpc::Status::OK;
   }
 
@@ -199,6 +211,7 @@ class FakeOperator final : public v1::Operator::Service {
   std::map<std::string, Answer> answers_;
   std::vector<std::string> requests_;
   std::vector<v1::Event> events_;
+  std::map<std::string, std::vector<v1::NodeStatus>> scripts_;
   bool stream_cancelled_ = false;
 };
 
@@ -507,6 +520,34 @@ TEST_F(TandemctlCliTest, MutatingVerbsSendTheirRequestAndPrintChanges) {
   CliResult json = RunCtl({"slave", "remove", "db2", "-o", "json"});
   EXPECT_EQ(json.exit_code, 0) << json.err;
   EXPECT_TRUE(nlohmann::json::parse(json.out)["changes"].empty());
+}
+
+// promote returns once the switchover is over: its changes when it is
+// done, the controller's reason (exit 1) when it was aborted.
+TEST_F(TandemctlCliTest, PromoteWaitsForTheSwitchoverAndFailsWhenItIsAborted) {
+  fake_.SetAnswer("Promote", {grpc::Status::OK, {"db1: master of db2 -> fenced master (generation 5)"},
+                              /*switchover_pending=*/true});
+  v1::NodeStatus running = MakeNode("db2", v1::ENGINE_TYPE_POSTGRESQL, v1::ROLE_SLAVE, 4, 4);
+  running.set_switchover("promote db2: fencing db1 for 1 s (aborted after 30 s)");
+  v1::NodeStatus done = MakeNode("db2", v1::ENGINE_TYPE_POSTGRESQL, v1::ROLE_MASTER, 5, 4);
+  v1::NodeStatus aborted = MakeNode("db2", v1::ENGINE_TYPE_POSTGRESQL, v1::ROLE_SLAVE, 4, 4);
+  aborted.set_switchover_aborted(
+      "promote db2 aborted: db1 did not report its fence within 30s; db1 is unfenced");
+
+  fake_.ScriptNode("db2", {running, running, done});
+  CliResult ok = RunCtl({"promote", "db2"});
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  EXPECT_EQ(ok.out,
+            "db1: master of db2 -> fenced master (generation 5)\n"
+            "db2: the switchover is done\n");
+
+  fake_.ScriptNode("db2", {running, aborted});
+  CliResult failed = RunCtl({"promote", "db2"});
+  EXPECT_EQ(failed.exit_code, 1);
+  EXPECT_EQ(failed.out, "");
+  EXPECT_EQ(failed.err,
+            "tandemctl: promote db2 aborted: db1 did not report its fence within 30s; db1 is "
+            "unfenced\n");
 }
 
 TEST_F(TandemctlCliTest, Env) {

@@ -687,6 +687,8 @@ TEST(DecideWaitTest, Table) {
   transient.mutable_observed()->set_last_error("connection refused");
   v1::NodeStatus blocked_but_queued = blocked;  // its old target, waiting its turn
   blocked_but_queued.set_queued(true);
+  v1::NodeStatus aborted = converged_slave;  // its group's switchover was aborted
+  aborted.set_switchover_aborted("promote db2 aborted: db1 did not report its fence within 30s");
   v1::NodeStatus blocked_but_converged = converged_slave;
   blocked_but_converged.mutable_observed()->set_last_error("stale");
   blocked_but_converged.mutable_observed()->set_error_blocks(true);
@@ -732,6 +734,12 @@ TEST(DecideWaitTest, Table) {
        {},
        WaitOutcome::kDone,
        ""},
+      {"aborted switchover",
+       {master, aborted},
+       {},
+       WaitOutcome::kFail,
+       "promote db2 aborted: db1 did not report its fence within 30s"},
+      {"aborted switchover of another group", {master, aborted}, {"db1"}, WaitOutcome::kDone, ""},
       {"unknown node", {master, pending}, {"db1", "db9"}, WaitOutcome::kFail, "unknown node db9"},
       {"unknown nodes", {master}, {"db8", "db9"}, WaitOutcome::kFail, "unknown nodes db8, db9"},
   };
@@ -767,6 +775,21 @@ TEST(DecideWaitTest, PendingDescriptions) {
             "db4 (engine unreachable, gen 2/1)");
   EXPECT_EQ(TimeoutMessage(milliseconds(120'000), decision).substr(0, 46),
             "timed out after 120s waiting for: db2 (observe");
+}
+
+TEST(DecideSwitchoverTest, WaitsForTheEndAndFailsOnAnAbort) {
+  v1::NodeStatus node = MakeNode("db2", v1::ROLE_SLAVE, v1::ROLE_SLAVE, 4, 4);
+  node.set_switchover("promote db2: fencing db1 for 3 s (aborted after 30 s)");
+  WaitDecision running = DecideSwitchover(node);
+  EXPECT_EQ(running.outcome, WaitOutcome::kKeepWaiting);
+  EXPECT_EQ(running.message, "promote db2: fencing db1 for 3 s (aborted after 30 s)");
+  node.clear_switchover();
+  node.set_switchover_aborted("promote db2 aborted: db1 did not report its fence");
+  WaitDecision aborted = DecideSwitchover(node);
+  EXPECT_EQ(aborted.outcome, WaitOutcome::kFail);
+  EXPECT_EQ(aborted.message, "promote db2 aborted: db1 did not report its fence");
+  node.clear_switchover_aborted();
+  EXPECT_EQ(DecideSwitchover(node).outcome, WaitOutcome::kDone);
 }
 
 TEST(DecideWaitTest, TimeoutMessage) {

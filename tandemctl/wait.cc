@@ -74,6 +74,11 @@ WaitDecision DecideWait(const v1::ListNodesResponse& nodes, const std::vector<st
     return decision;
   }
   for (const v1::NodeStatus* node : targets) {
+    if (!node->switchover_aborted().empty()) {
+      decision.outcome = WaitOutcome::kFail;
+      decision.message = OneLine(node->switchover_aborted());
+      return decision;
+    }
     if (!node->converged() && BlockedOnCurrentTarget(*node)) {
       decision.outcome = WaitOutcome::kFail;
       decision.message = absl::StrCat(
@@ -95,6 +100,21 @@ WaitDecision DecideWait(const v1::ListNodesResponse& nodes, const std::vector<st
   } else {
     decision.outcome = WaitOutcome::kKeepWaiting;
     decision.message = absl::StrJoin(descriptions, "; ");
+  }
+  return decision;
+}
+
+WaitDecision DecideSwitchover(const v1::NodeStatus& node) {
+  WaitDecision decision;
+  if (!node.switchover().empty()) {
+    decision.outcome = WaitOutcome::kKeepWaiting;
+    decision.message = OneLine(node.switchover());
+    decision.pending.push_back(node.info().id());
+  } else if (!node.switchover_aborted().empty()) {
+    decision.outcome = WaitOutcome::kFail;
+    decision.message = OneLine(node.switchover_aborted());
+  } else {
+    decision.outcome = WaitOutcome::kDone;
   }
   return decision;
 }

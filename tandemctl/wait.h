@@ -30,6 +30,8 @@ struct WaitDecision {
 
 // `names` empty means every node in `nodes`. Rules, in this order:
 //  - a named node missing from `nodes` -> kFail ("unknown node X");
+//  - a node whose group's last switchover was aborted (switchover_aborted)
+//    -> kFail with that reason;
 //  - a node not converged whose observed.error_blocks is set and whose
 //    observed.seen_generation equals desired.generation (the error is about
 //    the current target and needs an operator) -> kFail naming the node and
@@ -38,6 +40,11 @@ struct WaitDecision {
 //  - any node not converged -> kKeepWaiting;
 //  - otherwise kDone (also when there are no nodes at all).
 WaitDecision DecideWait(const v1::ListNodesResponse& nodes, const std::vector<std::string>& names);
+
+// The end of `tandemctl promote NODE` from one GetNode answer of NODE:
+// kKeepWaiting while its group's switchover is in progress, kFail with the
+// reason when it was aborted, kDone otherwise.
+WaitDecision DecideSwitchover(const v1::NodeStatus& node);
 
 // One pending node for messages: "db2 (observed slave, gen 4/3, step restore,
 // last error: ...)". Parts that do not apply are left out.

@@ -1,0 +1,186 @@
+// "Never two masters", end to end on real PostgreSQL servers through the
+// real binaries: forced promotes with the old master coming back, hung
+// agents during a switchover, the cluster id of the controller's data dir,
+// and two agents started with one node id.
+#include <signal.h>
+
+#include <atomic>
+#include <future>
+#include <string>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "tests/e2e/pg_e2e_fixture.h"
+
+namespace tandem::testing {
+namespace {
+
+class SafetyE2eTest : public PostgresqlE2eTest {
+ protected:
+  // Runs tandemctl in the background (for verbs that block).
+  std::future<CtlResult> CtlAsync(std::vector<std::string> args) {
+    return std::async(std::launch::async, [this, args] { return cluster_.Ctl(args); });
+  }
+
+  // db1 master of db2, converged, with a table `t`.
+  void PairOf(PgServer& db1, PgServer& db2) {
+    (void)db2;
+    ASSERT_TRUE(PollUntil([&] { return cluster_.Nodes().size() >= 2; }, seconds(30)));
+    cluster_.Wait({"db1", "db2"});
+    ASSERT_TRUE(db1.Exec("CREATE TABLE t (v text); INSERT INTO t VALUES ('before')").ok());
+    CtlResult enable = cluster_.Ctl({"replication", "enable", "--master", "db1", "--slave", "db2"});
+    ASSERT_EQ(enable.exit_code, 0) << enable.out;
+    cluster_.Wait({"db1", "db2"});
+  }
+
+  std::string SwitchoverOf(const std::string& id) {
+    return cluster_.Nodes()[id].value("switchover", "");
+  }
+};
+
+// (b) One hung agent: db1's agent is stopped with its connection open while
+// db1 is the master of db2; db3 and db4 are an unrelated pair to be. A
+// switchover to db2 waits for db1's fence, but other groups are not held
+// up, and promote --force takes over once db1's agent stops answering.
+TEST_F(SafetyE2eTest, AHungAgentHoldsUpNoOtherGroupAndForceOverridesItsSwitchover) {
+  PgServer& db1 = AddPgNode("db1");
+  PgServer& db2 = AddPgNode("db2");
+  AddPgNode("db3");
+  PgServer& db4 = AddPgNode("db4");
+  ASSERT_TRUE(PollUntil([&] { return cluster_.Nodes().size() == 4; }, seconds(30)));
+  PairOf(db1, db2);
+  cluster_.Wait({"db3", "db4"});
+
+  HangAgent("db1");
+  std::future<CtlResult> promote = CtlAsync({"promote", "db2"});
+  ASSERT_TRUE(PollUntil([&] { return !SwitchoverOf("db2").empty(); }, seconds(30)))
+      << cluster_.Ctl({"nodes"}).out;
+  EXPECT_NE(cluster_.Ctl({"nodes"}).out.find("switchover: promote db2: fencing db1"),
+            std::string::npos);
+
+  // Another group is not held up by it.
+  CtlResult other = cluster_.Ctl({"replication", "enable", "--master", "db3", "--slave", "db4"});
+  EXPECT_EQ(other.exit_code, 0) << other.out;
+  EXPECT_EQ(other.out.find("in progress"), std::string::npos) << other.out;
+  cluster_.Wait({"db3", "db4"});
+  EXPECT_TRUE(InRecovery(db4));
+
+  // The group in switchover refuses other changes, saying how to get out.
+  CtlResult busy = cluster_.Ctl({"resync", "db2"});
+  EXPECT_NE(busy.exit_code, 0);
+  EXPECT_NE(busy.out.find("promote --force db2"), std::string::npos) << busy.out;
+
+  // --force overrides it: db1 is fenced first while its agent still counts
+  // as answering, and taken over without the fence once it does not.
+  const auto forced_at = std::chrono::steady_clock::now();
+  CtlResult forced = cluster_.Ctl({"promote", "db2", "--force"});
+  EXPECT_EQ(forced.exit_code, 0) << forced.out;
+  EXPECT_NE(forced.out.find("the switchover is done"), std::string::npos) << forced.out;
+  EXPECT_LT(std::chrono::steady_clock::now() - forced_at, seconds(30));
+  CtlResult first = promote.get();
+  EXPECT_EQ(first.exit_code, 0) << first.out;
+  cluster_.Wait({"db2"});
+  EXPECT_TRUE(Writable(db2));
+  EXPECT_EQ(cluster_.Env("db2")["TANDEM_ROLE"], "master");
+  bool overridden = false;
+  for (const std::string& message : cluster_.EventMessages("db2")) {
+    overridden |= absl::StrContains(message, "db1 stopped answering before it was fenced");
+  }
+  EXPECT_TRUE(overridden) << cluster_.Ctl({"events"}).out;
+
+  // db1's agent comes back: db1 is read-only at once and rebuilt from db2.
+  ResumeAgent("db1");
+  EXPECT_TRUE(PollUntil([&] { return !Writable(db1); }, seconds(30)));
+  cluster_.Wait({"db1", "db2"}, "180s");
+  EXPECT_TRUE(InRecovery(db1));
+  EXPECT_EQ(cluster_.Nodes()["db1"]["upstream_id"], "db2");
+}
+
+// (b) A switchover whose fence does not come within switchover_timeout is
+// aborted cleanly: db1 unfenced and still the master, promote and wait exit
+// non-zero with the reason, an event records it; a later promote works.
+TEST_F(SafetyE2eTest, ASwitchoverThatCannotFenceIsAbortedAtItsDeadline) {
+  cluster_.KillController();
+  cluster_.StartController("switchover_timeout: 6\n");
+  PgServer& db1 = AddPgNode("db1");
+  PgServer& db2 = AddPgNode("db2");
+  PairOf(db1, db2);
+
+  HangAgent("db1");
+  const auto started = std::chrono::steady_clock::now();
+  CtlResult promote = cluster_.Ctl({"promote", "db2"});
+  const auto took = std::chrono::steady_clock::now() - started;
+  EXPECT_EQ(promote.exit_code, 1) << promote.out;
+  EXPECT_NE(promote.out.find("promote db2 aborted: db1 did not report its fence within 6s"),
+            std::string::npos)
+      << promote.out;
+  EXPECT_NE(promote.out.find("db1 is unfenced and stays the master"), std::string::npos);
+  EXPECT_GE(took, seconds(5));
+  EXPECT_LT(took, seconds(30));
+  CtlResult wait = cluster_.Ctl({"wait", "db1", "db2", "--timeout", "60s"});
+  EXPECT_EQ(wait.exit_code, 1) << wait.out;
+  EXPECT_NE(wait.out.find("promote db2 aborted"), std::string::npos) << wait.out;
+  bool recorded = false;
+  for (const std::string& message : cluster_.EventMessages("db1")) {
+    recorded |= absl::StrContains(message, "promote db2 aborted");
+  }
+  EXPECT_TRUE(recorded) << cluster_.Ctl({"events"}).out;
+  EXPECT_TRUE(InRecovery(db2)) << "db2 was never made the master";
+
+  // db1's agent comes back: db1 is the writable master, db2 its slave.
+  ResumeAgent("db1");
+  EXPECT_TRUE(PollUntil([&] { return Writable(db1); }, seconds(30)));
+  auto nodes = cluster_.Nodes();
+  EXPECT_EQ(nodes["db1"]["desired"]["role"], "master");
+  EXPECT_EQ(nodes["db2"]["upstream_id"], "db1");
+  // The operator tries again; now the fence comes.
+  CtlResult again = cluster_.Ctl({"promote", "db2"});
+  EXPECT_EQ(again.exit_code, 0) << again.out;
+  cluster_.Wait({"db1", "db2"}, "180s");
+  EXPECT_TRUE(Writable(db2));
+  EXPECT_TRUE(InRecovery(db1));
+}
+
+// (c) promote --force while the old master's agent answers: the controller
+// fences it first (never two writable nodes, sampled every 50 ms), so the
+// switchover completes as a fenced one and db1 rejoins in place.
+TEST_F(SafetyE2eTest, ForceWhileTheOldMastersAgentAnswersFencesFirst) {
+  PgServer& db1 = AddPgNode("db1");
+  PgServer& db2 = AddPgNode("db2");
+  PairOf(db1, db2);
+  std::atomic<bool> stop{false};
+  std::atomic<int> max_writable{0};
+  std::atomic<int> samples{0};
+  std::thread sampler([&] {
+    PollUntil(
+        [&] {
+          // The new master first: once writable it stays so.
+          const int writable = Writable(db2) + Writable(db1);
+          max_writable = std::max(max_writable.load(), writable);
+          ++samples;
+          return stop.load();
+        },
+        std::chrono::minutes(5), milliseconds(50));
+  });
+  const size_t aside = MovedAside(db1);
+  CtlResult forced = cluster_.Ctl({"promote", "db2", "--force"});
+  EXPECT_EQ(forced.exit_code, 0) << forced.out;
+  cluster_.Wait({"db1", "db2"}, "180s");
+  stop = true;
+  sampler.join();
+  EXPECT_LE(max_writable.load(), 1) << "two writable nodes at once";
+  EXPECT_GT(samples.load(), 3);
+  EXPECT_TRUE(Writable(db2));
+  EXPECT_TRUE(InRecovery(db1));
+  EXPECT_EQ(MovedAside(db1), aside) << "fenced first, db1 rejoined without a full copy";
+  bool fenced_first = false;
+  for (const std::string& message : cluster_.EventMessages("db1")) {
+    fenced_first |= absl::StrContains(message, "db1's agent answers, so it is fenced first");
+  }
+  EXPECT_TRUE(fenced_first) << cluster_.Ctl({"events"}).out;
+}
+
+}  // namespace
+}  // namespace tandem::testing
