@@ -29,10 +29,14 @@ absl::StatusOr<bool> DesiredStateStore::Offer(const DesiredState& desired) {
   const bool changed =
       desired.generation != current_.generation || !desired.SameTarget(current_);
   current_.upstream_data_bytes = desired.upstream_data_bytes;
+  // A superseded target (a newer decision waits in the controller's queue)
+  // confirms nothing, however often it is sent again.
+  const bool confirms = !desired.superseded;
   if (!changed) {
-    const bool first_word = !confirmed_;
-    confirmed_ = true;
-    return first_word;
+    const bool news = confirmed_ != confirms || current_.superseded != desired.superseded;
+    confirmed_ = confirms;
+    current_.superseded = desired.superseded;
+    return news;
   }
   if (!path_.empty()) {
     v1::DesiredState message;
@@ -42,7 +46,7 @@ absl::StatusOr<bool> DesiredStateStore::Offer(const DesiredState& desired) {
     }
   }
   current_ = desired;
-  confirmed_ = true;
+  confirmed_ = confirms;
   return true;
 }
 

@@ -27,15 +27,18 @@ class DesiredStateStore {
   absl::Status Load();
 
   // Takes `desired` (from the controller) if its generation is not older
-  // than the one held. Returns true when the target changed, or when it is
-  // the controller's first word since Load() (the caller wakes the loop).
-  // Persists before returning; an error leaves the held state unchanged.
+  // than the one held. Returns true when the target changed, or when the
+  // confirmation changed (the controller's first word since Load(), or a
+  // target that became superseded or no longer is): the caller wakes the
+  // loop. Persists before returning; an error leaves the held state
+  // unchanged.
   absl::StatusOr<bool> Offer(const DesiredState& desired);
 
   // Whether the controller has confirmed the held state since the agent
-  // started (an Offer not older than it). A state only read from disk is
-  // not: a master that comes back after a while may have been replaced
-  // (promote --force) without knowing it.
+  // started (an Offer not older than it, not superseded). A state only read
+  // from disk is not: a master that comes back after a while may have been
+  // replaced (promote --force) without knowing it; nor is one the controller
+  // marks superseded: a newer decision revoked it.
   bool Confirmed() const;
 
   // The informational upstream size (not persisted, no generation change).

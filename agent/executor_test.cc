@@ -357,64 +357,85 @@ TEST(ReconcilerTest, AnErrorOfAnOlderTargetIsNotShownWithTheNewOne) {
   EXPECT_TRUE(sink.all.back().error_blocks);
 }
 
-TEST(ReconcilerTest, AMasterIsNotMadeWritableBeforeTheControllerConfirmsIt) {
-  ::tandem::testing::TempDir dir("tandem-desired");
-  const std::string path = dir.Sub("desired.pb");
-  {
-    DesiredStateStore before_restart(path);
-    ASSERT_TRUE(*before_restart.Offer(Desired(Role::kMaster)));
+// An agent that was told it is a master, restarted: its desired state read
+// back from its state dir, its server `running` (writable) or down.
+struct RestartedMaster {
+  explicit RestartedMaster(bool running)
+      : store(Persisted(dir)), reconciler(kSelf, &engine, &host, &clock, &store, &sink) {
+    engine.running = running;
+    host.facts.recorded_role = Role::kMaster;
+    EXPECT_TRUE(store.Load().ok());
   }
-  // The agent restarts with the server down and no controller yet.
+  static std::string Persisted(const ::tandem::testing::TempDir& dir) {
+    const std::string path = dir.Sub("desired.pb");
+    DesiredStateStore before_restart(path);
+    EXPECT_TRUE(*before_restart.Offer(Desired(Role::kMaster)));
+    return path;
+  }
+  int Calls(const std::string& name) const {
+    return static_cast<int>(std::count(engine.calls.begin(), engine.calls.end(), name));
+  }
+
+  ::tandem::testing::TempDir dir{"tandem-desired"};
   FakeEngine engine;
-  engine.running = false;
   FakeHost host;
-  host.facts.recorded_role = Role::kMaster;
   FakeClock clock;
-  DesiredStateStore store(path);
-  ASSERT_TRUE(store.Load().ok());
-  EXPECT_FALSE(store.Confirmed());
+  DesiredStateStore store;
   RecordingSink sink;
-  Reconciler reconciler(kSelf, &engine, &host, &clock, &store, &sink);
-  absl::Status held = reconciler.Pass();
+  Reconciler reconciler;
+};
+
+TEST(ReconcilerTest, AMasterIsNotMadeWritableBeforeTheControllerConfirmsIt) {
+  // The agent restarts with the server down and no controller yet.
+  RestartedMaster agent(/*running=*/false);
+  EXPECT_FALSE(agent.store.Confirmed());
+  absl::Status held = agent.reconciler.Pass();
   EXPECT_TRUE(absl::IsUnavailable(held)) << held;
   EXPECT_NE(held.message().find("confirms its role"), std::string::npos) << held;
-  EXPECT_TRUE(engine.running);
-  EXPECT_TRUE(engine.fenced) << "started fenced";
-  EXPECT_FALSE(engine.Observe()->writable);
+  EXPECT_TRUE(agent.engine.running);
+  EXPECT_TRUE(agent.engine.fenced) << "started fenced";
+  EXPECT_FALSE(agent.engine.Observe()->writable);
   // Fenced before it was started: never writable in between.
-  auto fence = std::find(engine.calls.begin(), engine.calls.end(), "fence");
-  auto start = std::find(engine.calls.begin(), engine.calls.end(), "start");
-  ASSERT_NE(fence, engine.calls.end());
+  const std::vector<std::string>& calls = agent.engine.calls;
+  auto fence = std::find(calls.begin(), calls.end(), "fence");
+  auto start = std::find(calls.begin(), calls.end(), "start");
+  ASSERT_NE(fence, calls.end());
   EXPECT_LT(fence, start);
-  EXPECT_EQ(std::count(engine.calls.begin(), engine.calls.end(), "make-writable"), 0);
+  EXPECT_EQ(agent.Calls("make-writable"), 0);
   // The controller's word (the same generation) wakes the loop and the
   // master becomes writable.
-  EXPECT_TRUE(*store.Offer(Desired(Role::kMaster)));
-  EXPECT_TRUE(store.Confirmed());
-  EXPECT_TRUE(reconciler.Pass().ok());
-  EXPECT_TRUE(engine.Observe()->writable);
-  EXPECT_FALSE(*store.Offer(Desired(Role::kMaster))) << "nothing new the second time";
+  EXPECT_TRUE(*agent.store.Offer(Desired(Role::kMaster)));
+  EXPECT_TRUE(agent.store.Confirmed());
+  EXPECT_TRUE(agent.reconciler.Pass().ok());
+  EXPECT_TRUE(agent.engine.Observe()->writable);
+  EXPECT_FALSE(*agent.store.Offer(Desired(Role::kMaster))) << "nothing new the second time";
 }
 
 TEST(ReconcilerTest, AWritableMasterIsLeftAloneWithoutTheController) {
-  ::tandem::testing::TempDir dir("tandem-desired");
-  const std::string path = dir.Sub("desired.pb");
-  {
-    DesiredStateStore before_restart(path);
-    ASSERT_TRUE(*before_restart.Offer(Desired(Role::kMaster)));
-  }
   // Only the agent restarted: the server runs on, writable.
-  FakeEngine engine;
-  FakeHost host;
-  host.facts.recorded_role = Role::kMaster;
-  FakeClock clock;
-  DesiredStateStore store(path);
-  ASSERT_TRUE(store.Load().ok());
-  RecordingSink sink;
-  Reconciler reconciler(kSelf, &engine, &host, &clock, &store, &sink);
-  EXPECT_TRUE(reconciler.Pass().ok());
-  EXPECT_TRUE(engine.Observe()->writable);
-  EXPECT_EQ(std::count(engine.calls.begin(), engine.calls.end(), "fence"), 0);
+  RestartedMaster agent(/*running=*/true);
+  EXPECT_TRUE(agent.reconciler.Pass().ok());
+  EXPECT_TRUE(agent.engine.Observe()->writable);
+  EXPECT_EQ(agent.Calls("fence"), 0);
+}
+
+// Bug (a): a master restarted after promote --force must not take the
+// re-sent target the controller still holds back (superseded) as the
+// confirmation of its role; a writable one is fenced.
+TEST(ReconcilerTest, ASupersededMasterTargetConfirmsNothingAndIsFenced) {
+  for (bool running : {false, true}) {
+    SCOPED_TRACE(running ? "server running writable" : "server down");
+    RestartedMaster agent(running);
+    DesiredState resent = Desired(Role::kMaster);
+    resent.superseded = true;
+    EXPECT_TRUE(*agent.store.Offer(resent)) << "news: the loop must look again";
+    EXPECT_FALSE(agent.store.Confirmed());
+    (void)agent.reconciler.Pass();
+    (void)agent.reconciler.Pass();
+    EXPECT_TRUE(agent.engine.running);
+    EXPECT_FALSE(agent.engine.Observe()->writable);
+    EXPECT_EQ(agent.Calls("make-writable"), 0);
+  }
 }
 
 TEST(DesiredStoreTest, IgnoresOlderGenerationsAndPersists) {

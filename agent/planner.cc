@@ -25,6 +25,11 @@ const std::vector<StepKind> kFencedMasterSteps = {
     StepKind::kStartEngine, StepKind::kFence, StepKind::kServeSlaves, StepKind::kRecordRole,
     StepKind::kWriteEnv};
 
+// A slave whose copy waits its turn (the bootstrap queue): fenced, so that
+// a node the queue holds back (an old master after promote --force) is
+// never writable meanwhile; its env file already names the new master.
+const std::vector<StepKind> kQueuedSlaveSteps = {StepKind::kFence, StepKind::kWriteEnv};
+
 // Slave: fenced before anything else so that the group never has two
 // writers, data replaced only when it is not already a copy of the upstream.
 const std::vector<StepKind> kSlaveSteps = {
@@ -150,6 +155,11 @@ std::string FormatRoleTable() {
   absl::StrAppendFormat(&out, "%-10s  %-10s  %s\n", "(any)", "master*", absl::StrJoin(fenced, ", "));
   absl::StrAppendFormat(&out, "%-10s  %-10s  # %s\n", "", "",
                         "* fenced for a switchover: refuses writes while a slave catches up");
+  std::vector<std::string> queued;
+  for (StepKind k : kQueuedSlaveSteps) queued.emplace_back(StepName(k));
+  absl::StrAppendFormat(&out, "%-10s  %-10s  %s\n", "(any)", "slave*", absl::StrJoin(queued, ", "));
+  absl::StrAppendFormat(&out, "%-10s  %-10s  # %s\n", "", "",
+                        "* queued: fenced while its copy waits its turn");
   return out;
 }
 
@@ -173,17 +183,21 @@ Plan PlanSteps(const Observation& observed, const DesiredState& desired) {
     return plan;
   }
   plan.reason = std::string(row->reason);
-  const std::vector<StepKind>& steps =
-      desired.role == Role::kMaster && desired.fenced ? kFencedMasterSteps : row->steps;
+  const std::vector<StepKind>* steps = &row->steps;
   if (desired.role == Role::kMaster && desired.fenced) {
+    steps = &kFencedMasterSteps;
     plan.reason = "fenced for a switchover: refuses writes while a slave catches up";
+  } else if (desired.role == Role::kSlave && desired.queued) {
+    steps = &kQueuedSlaveSteps;
+    plan.reason = absl::StrCat("waits its turn to become a slave of ", desired.upstream.id,
+                               ": fenced meanwhile");
   }
   // Every step after the first unmet one runs too: it may depend on the
   // change that step makes (and each step is a no-op when its goal holds).
-  auto first_unmet = std::find_if(steps.begin(), steps.end(), [&](StepKind kind) {
+  auto first_unmet = std::find_if(steps->begin(), steps->end(), [&](StepKind kind) {
     return !GoalHolds(kind, observed, desired);
   });
-  plan.steps.assign(first_unmet, steps.end());
+  plan.steps.assign(first_unmet, steps->end());
   return plan;
 }
 

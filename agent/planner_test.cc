@@ -267,6 +267,26 @@ TEST(PlannerTest, APromotedSlaveCatchesUpBeforeItBecomesWritable) {
                                                K::kRecordRole, K::kWriteEnv}));
 }
 
+TEST(PlannerTest, AQueuedSlaveIsOnlyFencedWhateverItWas) {
+  DesiredState waiting = Desired(Role::kSlave);
+  waiting.queued = true;
+  waiting.resync_token.clear();
+  for (Role was : {Role::kMaster, Role::kStandalone}) {
+    Observation o = ConvergedFor(Desired(was));
+    Plan plan = PlanSteps(o, waiting);
+    ASSERT_TRUE(plan.status.ok()) << plan.status;
+    EXPECT_EQ(plan.steps, (std::vector<StepKind>{K::kFence, K::kWriteEnv})) << RoleName(was);
+    EXPECT_NE(plan.reason.find("waits its turn to become a slave of db1"), std::string::npos);
+    // Fenced and told where the master is: converged, nothing else yet.
+    o.engine.writable = false;
+    o.host.env = waiting.env;
+    EXPECT_TRUE(PlanSteps(o, waiting).Converged()) << RoleName(was);
+  }
+  // A slave that still streams keeps doing so.
+  Observation slave = ConvergedFor(Desired(Role::kSlave));
+  EXPECT_TRUE(PlanSteps(slave, waiting).Converged());
+}
+
 TEST(PlannerTest, NoDesiredStateHolds) {
   Plan plan = PlanSteps(FreshStandalone(), DesiredState{});
   EXPECT_TRUE(plan.Converged());

@@ -90,6 +90,10 @@ absl::Status Reconciler::Pass() {
     unconfirmed_master = desired.role == Role::kMaster && !desired.fenced &&
                          !confirmed && !observed->engine.writable;
     if (unconfirmed_master) desired.fenced = true;
+    // A master the controller says a newer decision revoked (superseded)
+    // is fenced even when it is writable: it is no longer the group's
+    // writer.
+    if (desired.role == Role::kMaster && desired.superseded) desired.fenced = true;
     Plan plan = PlanSteps(*observed, desired);
     const bool held = held_generation_ == desired.generation && desired.generation != 0 &&
                       clock_->Now() - held_since_ < options_.hold_retry;

@@ -93,16 +93,25 @@ struct DesiredState {
   // a switchover and for automatic resyncs; an operator's resync makes a
   // full copy.
   bool rejoin_first = false;
+  // A slave whose copy waits its turn (the bootstrap queue): until then it
+  // is only fenced, whatever it was before (an old master after promote
+  // --force is never left writable by the queue). No resync token yet.
+  bool queued = false;
   // Informational, not part of the generation: the upstream's data size as
   // last reported, for the free-disk check before a bootstrap (0: unknown).
   uint64_t upstream_data_bytes = 0;
+  // Informational: the controller has decided a newer target for this node
+  // that waits in the bootstrap queue; this one is not a confirmation of
+  // its role (an agent treats a superseded master as revoked: fenced).
+  bool superseded = false;
 
   // Equality on the parts that define the desired state (generation and the
   // informational size excluded).
   bool SameTarget(const DesiredState& other) const {
     return role == other.role && upstream == other.upstream && slaves == other.slaves &&
            env == other.env && resync_token == other.resync_token && fenced == other.fenced &&
-           catch_up_position == other.catch_up_position && rejoin_first == other.rejoin_first;
+           catch_up_position == other.catch_up_position && rejoin_first == other.rejoin_first &&
+           queued == other.queued;
   }
 };
 

@@ -1019,41 +1019,57 @@ TEST(QueueTest, SlavesOfOneMasterBootstrapOneAtATime) {
   MustEnable(*registry, "db1", "db3");
   MustEnable(*registry, "db1", "db4");
 
-  // Only db2 is published as a slave; db3 and db4 wait, unpublished.
+  // Only db2 is published as a slave with a copy to make; db3 and db4 wait
+  // their turn, fenced meanwhile (queued: no resync token, superseded).
   EXPECT_EQ(DesiredOf(*registry, "db2").role, Role::kSlave);
-  EXPECT_EQ(DesiredOf(*registry, "db3").role, Role::kStandalone);
-  EXPECT_EQ(DesiredOf(*registry, "db3").generation, 1u);
-  EXPECT_EQ(DesiredOf(*registry, "db4").role, Role::kStandalone);
+  EXPECT_FALSE(DesiredOf(*registry, "db2").queued);
+  for (const char* id : {"db3", "db4"}) {
+    DesiredState waiting = DesiredOf(*registry, id);
+    EXPECT_EQ(waiting.role, Role::kSlave) << id;
+    EXPECT_TRUE(waiting.queued) << id;
+    EXPECT_TRUE(waiting.superseded) << id;
+    EXPECT_TRUE(waiting.resync_token.empty()) << id;
+    EXPECT_EQ(waiting.upstream.id, "db1") << id;
+    EXPECT_EQ(waiting.generation, 2u) << id;
+  }
   ASSERT_EQ(DesiredOf(*registry, "db1").slaves.size(), 1u);
   EXPECT_EQ(DesiredOf(*registry, "db1").slaves[0].id, "db2");
   auto views = Views(*registry);
   EXPECT_FALSE(views["db2"].queued);
   EXPECT_TRUE(views["db3"].queued);
   EXPECT_TRUE(views["db4"].queued);
-  // A queued node is never reported converged, even on its old target.
-  ASSERT_TRUE(registry->Report("db3", ConvergedOn(1), {}).ok());
+  // A queued node is never reported converged, even on its waiting target,
+  // and converging on it seeds nothing.
+  ASSERT_TRUE(registry->Report("db3", ConvergedOn(2), {}).ok());
   EXPECT_FALSE(Views(*registry)["db3"].converged);
+  EXPECT_FALSE(registry->Snapshot().nodes.at("db3").seeded);
 
   // A report that is not yet on db2's new generation releases nothing.
   ASSERT_TRUE(registry->Report("db2", ConvergedOn(1), {}).ok());
-  EXPECT_EQ(DesiredOf(*registry, "db3").role, Role::kStandalone);
+  EXPECT_TRUE(DesiredOf(*registry, "db3").queued);
 
   // db2 converged on its copy: db3's turn (in the order they were added).
   ASSERT_TRUE(registry->Report("db2", ConvergedOn(Gen(*registry, "db2")), {}).ok());
   EXPECT_EQ(DesiredOf(*registry, "db3").role, Role::kSlave);
-  EXPECT_EQ(DesiredOf(*registry, "db3").generation, 2u);
-  EXPECT_EQ(DesiredOf(*registry, "db4").role, Role::kStandalone);
+  EXPECT_FALSE(DesiredOf(*registry, "db3").queued);
+  EXPECT_FALSE(DesiredOf(*registry, "db3").resync_token.empty());
+  EXPECT_EQ(DesiredOf(*registry, "db3").generation, 3u);
+  EXPECT_TRUE(DesiredOf(*registry, "db4").queued);
   EXPECT_EQ(DesiredOf(*registry, "db1").slaves.size(), 2u);
   EXPECT_EQ(DesiredOf(*registry, "db1").env.at("POSTGRESQL_SLAVE_ADDRESSES"), "10.0.0.3,10.0.0.3");
 
   ASSERT_TRUE(registry->Report("db3", ConvergedOn(Gen(*registry, "db3")), {}).ok());
   EXPECT_EQ(DesiredOf(*registry, "db4").role, Role::kSlave);
+  EXPECT_FALSE(DesiredOf(*registry, "db4").queued);
   EXPECT_FALSE(Views(*registry)["db4"].queued);
 
-  // A resync waits its turn but keeps streaming meanwhile (still listed).
+  // A resync waits its turn but keeps streaming meanwhile (still listed,
+  // same target, marked superseded).
   ASSERT_TRUE(registry->Resync("db2").ok());
   const DesiredState before = DesiredOf(*registry, "db2");
   EXPECT_TRUE(Views(*registry)["db2"].queued);
+  EXPECT_FALSE(before.queued);
+  EXPECT_TRUE(before.superseded);
   EXPECT_EQ(DesiredOf(*registry, "db1").slaves.size(), 3u);
   ASSERT_TRUE(registry->Report("db4", ConvergedOn(Gen(*registry, "db4")), {}).ok());
   EXPECT_GT(DesiredOf(*registry, "db2").generation, before.generation);

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/test_hooks.h"
 
 namespace tandem {
 namespace {
@@ -110,10 +111,25 @@ DesiredState DesiredFor(const ControllerState& state, const NodeRecord& node,
   return desired;
 }
 
+// Whether a queued node's writable target is revoked at once (the fix that
+// a test build can undo: common/test_hooks.h).
+bool RevokeWhileQueued() {
+#ifdef TANDEM_TEST_HOOKS
+  return !test_hooks::revert_queued_revocation;
+#else
+  return true;
+#endif
+}
+
 }  // namespace
 
 bool PublishedInGroup(const NodeRecord& record) {
-  return record.desired.role == Role::kSlave && record.desired.upstream.id == record.upstream_id;
+  return record.desired.role == Role::kSlave && record.desired.upstream.id == record.upstream_id &&
+         !record.desired.queued;
+}
+
+bool Superseded(const NodeRecord& record, const std::set<std::string>& queued) {
+  return RevokeWhileQueued() && queued.count(record.info.id) != 0;
 }
 
 std::set<std::string> QueuedSlaves(const ControllerState& state, const DesiredPolicy& policy) {
@@ -161,11 +177,21 @@ std::vector<std::string> RecomputeDesired(ControllerState* state, const DesiredP
   for (const auto& [id, record] : state->nodes) {
     if (queued.count(id) == 0 || record.desired.generation == 0) {
       fresh[id] = DesiredFor(*state, record, groups);
+    } else if (!PublishedInGroup(record) && RevokeWhileQueued()) {
+      // Queued, and what it was last told is not yet a slave of this
+      // master: it may be writable (an old master after promote --force, a
+      // standalone joining). It is fenced now, whatever the queue holds:
+      // its agent must never take that old target for a confirmation.
+      DesiredState waiting = DesiredFor(*state, record, groups);
+      waiting.queued = true;
+      waiting.resync_token.clear();
+      waiting.rejoin_first = false;
+      fresh[id] = std::move(waiting);
     }
   }
   std::vector<std::string> changed;
   for (auto& [id, record] : state->nodes) {
-    if (fresh.count(id) == 0) continue;  // queued: keeps what was published
+    if (fresh.count(id) == 0) continue;  // queued slave: keeps streaming as published
     DesiredState& next = fresh[id];
     const bool is_new = record.desired.generation == 0;
     if (!is_new && record.desired.SameTarget(next)) continue;
@@ -179,7 +205,7 @@ std::vector<std::string> RecomputeDesired(ControllerState* state, const DesiredP
 std::string DescribeTarget(const DesiredState& desired) {
   switch (desired.role) {
     case Role::kSlave:
-      return absl::StrCat("slave of ", desired.upstream.id);
+      return absl::StrCat("slave of ", desired.upstream.id, desired.queued ? " (queued)" : "");
     case Role::kMaster: {
       if (desired.fenced) return "fenced master";
       if (desired.slaves.empty()) return "master (no slaves)";

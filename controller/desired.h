@@ -24,15 +24,23 @@ struct DesiredPolicy {
 
 // The slaves whose new target is held back: per master, the unseeded slaves
 // (NodeRecord::seeded false) in (queue_seq, id) order after the first
-// `bootstraps_per_group`. A queued node keeps its published desired state
-// (no new generation) until it is released, and the group's lists (the
-// master's slaves, the env vars) leave it out unless it already was
-// published as a slave of that master (a queued resync keeps streaming).
-// Whether a slave's published desired state already makes it a slave of
-// the master its record names.
+// `bootstraps_per_group`. A queued node that was already published as a
+// slave of that master keeps that target (a queued resync keeps
+// streaming); any other queued node (an old master after a switchover, a
+// standalone being added) is published at once as a queued slave of its
+// master (DesiredState::queued: only fenced, no token), so that nothing
+// the queue holds back stays writable. The group's lists (the master's
+// slaves, the env vars) leave queued nodes out unless they stream already.
+std::set<std::string> QueuedSlaves(const ControllerState& state, const DesiredPolicy& policy);
+
+// Whether a slave's published desired state already makes it a streaming
+// slave of the master its record names (not a queued placeholder).
 bool PublishedInGroup(const NodeRecord& record);
 
-std::set<std::string> QueuedSlaves(const ControllerState& state, const DesiredPolicy& policy);
+// Whether `record` is queued (`queued` from QueuedSlaves): its published
+// target is not the controller's decision for it (sent as
+// DesiredState::superseded).
+bool Superseded(const NodeRecord& record, const std::set<std::string>& queued);
 
 // The address of `target` as reachable from a node in `from_stack`: the
 // internal address within a stack; between stacks the external one, or the

@@ -256,6 +256,36 @@ TEST(GroupPlannerTest, OutOfSyncSlavesAreResyncedOnlyUnderThePolicy) {
 
 // ------------------------------------------------------------- switchover
 
+// Bug (a): after promote --force the old master waits in the bootstrap
+// queue behind the other slave; its published target still revokes its
+// writability at once (a queued slave: fenced).
+TEST(SwitchoverPlannerTest, AForcedOutMasterIsRevokedWhateverTheQueue) {
+  World w;
+  w.Group();
+  const uint64_t gen = w.Rec("db1").desired.generation;
+  w.Disconnect("db1");
+  w.Disconnect("db3");
+  w.Must(PlanPromote(w.state_, "db2", true, w.Context()));
+  EXPECT_EQ(QueuedSlaves(w.state_, w.options_.policy), std::set<std::string>{"db1"});
+  const DesiredState& db1 = w.Rec("db1").desired;
+  EXPECT_EQ(db1.generation, gen + 1);
+  EXPECT_EQ(db1.role, Role::kSlave);
+  EXPECT_TRUE(db1.queued);
+  EXPECT_EQ(db1.upstream.id, "db2");
+  EXPECT_TRUE(db1.resync_token.empty());
+  EXPECT_EQ(db1.env.at("POSTGRESQL_ADDRESS"), "10.0.0.2") << "applications go to db2";
+  EXPECT_EQ(DescribeTarget(db1), "slave of db2 (queued)");
+  // db2 does not serve it yet; db3 (first in the queue) gets its copy.
+  ASSERT_EQ(w.Rec("db2").desired.slaves.size(), 1u);
+  EXPECT_EQ(w.Rec("db2").desired.slaves[0].id, "db3");
+  EXPECT_FALSE(w.Rec("db3").desired.queued);
+  // Its turn comes once db3 holds its copy: a full copy, no longer queued.
+  w.Converged("db2");
+  w.Converged("db3");
+  EXPECT_FALSE(w.Rec("db1").desired.queued);
+  EXPECT_FALSE(w.Rec("db1").desired.resync_token.empty());
+}
+
 TEST(SwitchoverPlannerTest, TheFenceReportStartsPhaseTwo) {
   World w;
   w.Group();

@@ -242,6 +242,10 @@ DesiredState Registry::DesiredLocked(const NodeRecord& record) const {
     if (it != live_.end() && it->second.observed) {
       desired.upstream_data_bytes = it->second.observed->data_bytes;
     }
+    // Only an unseeded slave can be queued.
+    if (!record.seeded) {
+      desired.superseded = Superseded(record, QueuedSlaves(state_, options_.policy));
+    }
   }
   return desired;
 }

@@ -159,7 +159,8 @@ class Registry {
   std::vector<NodeView> ListNodes() const;  // sorted by id
 
   // The node's current desired state (upstream_data_bytes filled in from
-  // the master's last report). NotFound for an unknown node.
+  // the master's last report, superseded set while it is queued). NotFound
+  // for an unknown node.
   absl::StatusOr<DesiredState> Desired(const std::string& node_id) const;
 
   // Blocks until the node's generation exceeds `known_generation` or

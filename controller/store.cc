@@ -46,7 +46,8 @@ json DesiredToJson(const DesiredState& d) {
               {"resync_token", d.resync_token},
               {"fenced", d.fenced},
               {"catch_up_position", d.catch_up_position},
-              {"rejoin_first", d.rejoin_first}};
+              {"rejoin_first", d.rejoin_first},
+              {"queued", d.queued}};
 }
 
 // Throws std::invalid_argument for values json cannot catch by type alone.
@@ -67,6 +68,7 @@ DesiredState DesiredFromJson(const json& j) {
   d.fenced = j.value("fenced", false);
   d.catch_up_position = j.value("catch_up_position", std::string());
   d.rejoin_first = j.value("rejoin_first", false);
+  d.queued = j.value("queued", false);
   return d;
 }
 

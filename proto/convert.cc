@@ -92,6 +92,8 @@ void ToProto(const DesiredState& in, v1::DesiredState* out) {
   out->set_fenced(in.fenced);
   out->set_catch_up_position(in.catch_up_position);
   out->set_rejoin_first(in.rejoin_first);
+  out->set_queued(in.queued);
+  out->set_superseded(in.superseded);
 }
 
 DesiredState FromProto(const v1::DesiredState& in) {
@@ -106,6 +108,8 @@ DesiredState FromProto(const v1::DesiredState& in) {
   out.fenced = in.fenced();
   out.catch_up_position = in.catch_up_position();
   out.rejoin_first = in.rejoin_first();
+  out.queued = in.queued();
+  out.superseded = in.superseded();
   return out;
 }
 

@@ -40,6 +40,76 @@ class SafetyE2eTest : public PostgresqlE2eTest {
   }
 };
 
+// (a) promote --force with the old master's host gone, as an operator
+// would: db1 master of db2 and db3 (one bootstrap per group at a time);
+// db1's agent is killed and its server stopped; db3's agent is down too.
+// After promote db2 --force, db1's host comes back: its server starts first
+// (as a boot would), then its agent. db1 waits in the bootstrap queue
+// behind db3, yet its writability is revoked at once: it refuses writes
+// within seconds of its agent's start and every write tried every 250 ms
+// for 20 s after; it is rebuilt from db2 when its turn comes.
+TEST_F(SafetyE2eTest, AMasterForcedOutStaysReadOnlyWhenItReturnsWhateverTheQueue) {
+  PgServer& db1 = AddPgNode("db1");
+  PgServer& db2 = AddPgNode("db2");
+  PgServer& db3 = AddPgNode("db3");
+  ASSERT_TRUE(PollUntil([&] { return cluster_.Nodes().size() == 3; }, seconds(30)));
+  PairOf(db1, db2);
+  ASSERT_EQ(cluster_.Ctl({"slave", "add", "db3", "--master", "db1"}).exit_code, 0);
+  cluster_.Wait({"db1", "db2", "db3"}, "180s");
+
+  cluster_.KillAgent("db1");
+  ASSERT_TRUE(db1.Stop().ok());
+  cluster_.KillAgent("db3");
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        auto nodes = cluster_.Nodes();
+        return !nodes["db1"].value("agent_connected", true) &&
+               !nodes["db3"].value("agent_connected", true);
+      },
+      seconds(30)));
+  CtlResult forced = cluster_.Ctl({"promote", "db2", "--force"});
+  ASSERT_EQ(forced.exit_code, 0) << forced.out;
+  cluster_.Wait({"db2"});
+  ASSERT_TRUE(Writable(db2));
+  {
+    auto nodes = cluster_.Nodes();
+    EXPECT_TRUE(nodes["db1"].value("queued", false)) << cluster_.Ctl({"nodes"}).out;
+    EXPECT_EQ(nodes["db1"]["desired"]["role"], "slave");
+  }
+
+  // db1's host comes back: the server first, writable as a boot leaves it.
+  ASSERT_TRUE(db1.Start().ok());
+  ASSERT_TRUE(Writable(db1)) << "the boot starts it writable (the agent is not there yet)";
+  cluster_.StartAgent("db1");
+  const auto agent_started = std::chrono::steady_clock::now();
+  ASSERT_TRUE(PollUntil([&] { return !db1.Exec("INSERT INTO t VALUES ('split')").ok(); },
+                        seconds(20), milliseconds(250)))
+      << "db1 still accepts writes 20 s after its agent started";
+  EXPECT_LT(std::chrono::steady_clock::now() - agent_started, seconds(20));
+  int accepted = 0;
+  int tried = 0;
+  PollUntil(
+      [&] {
+        ++tried;
+        accepted += db1.Exec(absl::StrCat("INSERT INTO t VALUES ('try ", tried, "')")).ok();
+        return false;
+      },
+      seconds(20), milliseconds(250));
+  EXPECT_GE(tried, 40);
+  EXPECT_EQ(accepted, 0) << "db1 accepted writes while db2 was the master";
+  EXPECT_TRUE(Writable(db2));
+  EXPECT_TRUE(cluster_.Nodes()["db1"].value("queued", false)) << "still behind db3";
+
+  // db3's agent returns: db3 is rebuilt, then db1 (its own data kept aside).
+  const size_t aside = MovedAside(db1);
+  cluster_.StartAgent("db3");
+  cluster_.Wait({"db1", "db2", "db3"}, "240s");
+  EXPECT_TRUE(InRecovery(db1));
+  EXPECT_TRUE(InRecovery(db3));
+  EXPECT_EQ(MovedAside(db1), aside + 1);
+  EXPECT_EQ(cluster_.Nodes()["db1"]["upstream_id"], "db2");
+}
+
 // (b) One hung agent: db1's agent is stopped with its connection open while
 // db1 is the master of db2; db3 and db4 are an unrelated pair to be. A
 // switchover to db2 waits for db1's fence, but other groups are not held
