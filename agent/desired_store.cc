@@ -6,6 +6,36 @@
 
 namespace tandem {
 
+OfferVerdict JudgeOffer(const DesiredState& held, const DesiredState& offered) {
+  constexpr char kAdopt[] = "; holding the current role until `tandemctl adopt` of this node";
+  const bool nothing_held = held.generation == 0 && held.cluster_id.empty();
+  const bool other_cluster = !held.cluster_id.empty() && !offered.cluster_id.empty() &&
+                             held.cluster_id != offered.cluster_id;
+  if (nothing_held) return {true, ""};
+  if (offered.adopt && (other_cluster || offered.generation >= held.generation)) {
+    return {true, ""};
+  }
+  if (other_cluster) {
+    return {false, absl::StrCat("the controller's desired state comes from cluster ",
+                                offered.cluster_id, ", the one held (generation ",
+                                held.generation, ") from cluster ", held.cluster_id,
+                                ": the controller's data dir was lost or replaced?", kAdopt)};
+  }
+  if (offered.generation < held.generation) {
+    return {false, absl::StrCat("the controller sent generation ", offered.generation,
+                                ", older than the held generation ", held.generation,
+                                ": its state went back (restored from an older backup?)",
+                                kAdopt)};
+  }
+  if (offered.generation == held.generation && !offered.SameTarget(held)) {
+    return {false, absl::StrCat("the controller sent generation ", offered.generation,
+                                " with another target than the one held at that generation: "
+                                "its state diverged (restored from another backup?)",
+                                kAdopt)};
+  }
+  return {true, ""};
+}
+
 DesiredStateStore::DesiredStateStore(std::string path) : path_(std::move(path)) {}
 
 absl::Status DesiredStateStore::Load() {
@@ -25,15 +55,26 @@ absl::Status DesiredStateStore::Load() {
 
 absl::StatusOr<bool> DesiredStateStore::Offer(const DesiredState& desired) {
   absl::MutexLock lock(&mu_);
-  if (desired.generation < current_.generation) return false;
-  const bool changed =
-      desired.generation != current_.generation || !desired.SameTarget(current_);
+  const OfferVerdict verdict = JudgeOffer(current_, desired);
+  if (!verdict.take) {
+    const bool news = hold_reason_ != verdict.hold_reason || confirmed_;
+    hold_reason_ = verdict.hold_reason;
+    confirmed_ = false;
+    return news;
+  }
+  const bool held_before = !hold_reason_.empty();
+  hold_reason_.clear();
+  // The cluster id is kept with the state: a state from another cluster is
+  // then recognised.
+  const bool changed = desired.generation != current_.generation ||
+                       !desired.SameTarget(current_) || desired.cluster_id != current_.cluster_id;
   current_.upstream_data_bytes = desired.upstream_data_bytes;
   // A superseded target (a newer decision waits in the controller's queue)
   // confirms nothing, however often it is sent again.
   const bool confirms = !desired.superseded;
   if (!changed) {
-    const bool news = confirmed_ != confirms || current_.superseded != desired.superseded;
+    const bool news = held_before || confirmed_ != confirms ||
+                      current_.superseded != desired.superseded;
     confirmed_ = confirms;
     current_.superseded = desired.superseded;
     return news;
@@ -48,6 +89,19 @@ absl::StatusOr<bool> DesiredStateStore::Offer(const DesiredState& desired) {
   current_ = desired;
   confirmed_ = confirms;
   return true;
+}
+
+void DesiredStateStore::LoadFrom(const DesiredState& persisted) {
+  absl::MutexLock lock(&mu_);
+  current_ = persisted;
+  current_.superseded = false;
+  confirmed_ = false;
+  hold_reason_.clear();
+}
+
+std::string DesiredStateStore::HoldReason() const {
+  absl::MutexLock lock(&mu_);
+  return hold_reason_;
 }
 
 bool DesiredStateStore::Confirmed() const {

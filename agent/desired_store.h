@@ -1,8 +1,12 @@
 // The agent's copy of its desired state, persisted in the state dir so that
 // a restarted agent without a controller holds its role and changes nothing.
 //
-// Offer() applies the generation rule: a desired state older than the one
-// held is ignored. Thread-safe.
+// Offer() applies the rules of DESIGN.md "Safety rules": a desired state is
+// acted on only if it comes from this cluster's controller (cluster id) and
+// is not older than the one held; otherwise the agent holds its role and
+// says why (HoldReason(), reported to the controller) until the operator
+// adopts the node (DesiredState::adopt) or the controller catches up.
+// Thread-safe.
 #ifndef TANDEM_AGENT_DESIRED_STORE_H_
 #define TANDEM_AGENT_DESIRED_STORE_H_
 
@@ -17,6 +21,20 @@
 
 namespace tandem {
 
+// What an agent makes of a desired state `offered` by the controller while
+// it holds `held` (pure):
+//   - nothing held yet, or the operator adopted the node (offered.adopt,
+//     not older than held within one cluster): take it;
+//   - from another cluster id than held's: hold ("" cluster ids, from a
+//     controller or a state that has none, match any);
+//   - older than held, or of held's generation with another target: hold;
+//   - otherwise: take it (a no-op when it is the held one again).
+struct OfferVerdict {
+  bool take = false;
+  std::string hold_reason;  // set when not taken
+};
+OfferVerdict JudgeOffer(const DesiredState& held, const DesiredState& offered);
+
 class DesiredStateStore {
  public:
   // `path` is the file (e.g. <state_dir>/desired.pb); "" keeps it in memory.
@@ -26,12 +44,16 @@ class DesiredStateStore {
   // DataLoss for an unreadable file.
   absl::Status Load();
 
-  // Takes `desired` (from the controller) if its generation is not older
-  // than the one held. Returns true when the target changed, or when the
-  // confirmation changed (the controller's first word since Load(), or a
-  // target that became superseded or no longer is): the caller wakes the
-  // loop. Persists before returning; an error leaves the held state
-  // unchanged.
+  // Like Load(), from a copy of what was persisted (an agent restarted in
+  // the simulation): held, not confirmed, no hold.
+  void LoadFrom(const DesiredState& persisted);
+
+  // Takes `desired` (from the controller) when JudgeOffer says so, and
+  // holds otherwise. Returns true when the target changed, when the hold
+  // started, changed or ended, or when the confirmation changed (the
+  // controller's first word since Load(), or a target that became
+  // superseded or no longer is): the caller wakes the loop. Persists before
+  // returning; an error leaves the held state unchanged.
   absl::StatusOr<bool> Offer(const DesiredState& desired);
 
   // Whether the controller has confirmed the held state since the agent
@@ -40,6 +62,10 @@ class DesiredStateStore {
   // replaced (promote --force) without knowing it; nor is one the controller
   // marks superseded: a newer decision revoked it.
   bool Confirmed() const;
+
+  // Why the agent holds its role against the controller ("" when it does
+  // not): the reason of the last offer that was not taken, until one is.
+  std::string HoldReason() const;
 
   // The informational upstream size (not persisted, no generation change).
   void SetUpstreamDataBytes(uint64_t bytes);
@@ -53,6 +79,7 @@ class DesiredStateStore {
   mutable absl::Mutex mu_;
   DesiredState current_ ABSL_GUARDED_BY(mu_);
   bool confirmed_ ABSL_GUARDED_BY(mu_) = false;
+  std::string hold_reason_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace tandem

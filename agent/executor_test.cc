@@ -448,8 +448,12 @@ TEST(DesiredStoreTest, IgnoresOlderGenerationsAndPersists) {
     EXPECT_TRUE(*store.Offer(Desired(Role::kSlave)));
     DesiredState older = Desired(Role::kStandalone);
     older.generation = 2;
-    EXPECT_FALSE(*store.Offer(older));
+    EXPECT_TRUE(*store.Offer(older)) << "news: the agent now holds its role";
     EXPECT_EQ(store.Current().role, Role::kSlave);
+    EXPECT_NE(store.HoldReason().find("older than the held generation 3"), std::string::npos);
+    EXPECT_FALSE(*store.Offer(older)) << "the same hold again";
+    EXPECT_TRUE(*store.Offer(Desired(Role::kSlave))) << "the hold ends";
+    EXPECT_TRUE(store.HoldReason().empty());
     EXPECT_FALSE(*store.Offer(Desired(Role::kSlave))) << "same target, same generation";
   }
   DesiredStateStore reloaded(path);
@@ -457,6 +461,102 @@ TEST(DesiredStoreTest, IgnoresOlderGenerationsAndPersists) {
   EXPECT_EQ(reloaded.Current().generation, 3u);
   EXPECT_EQ(reloaded.Current().role, Role::kSlave);
   EXPECT_EQ(reloaded.Current().upstream, kUpstream);
+}
+
+struct JudgeCase {
+  std::string name;
+  std::function<void(DesiredState& held, DesiredState& offered)> setup;
+  bool take;
+  std::string reason;  // part of the hold reason
+};
+
+TEST(DesiredStoreTest, JudgeOfferTable) {
+  const std::vector<JudgeCase> cases = {
+      {"same cluster, newer", [](DesiredState&, DesiredState& o) { o.generation = 4; }, true, ""},
+      {"same state again", [](DesiredState&, DesiredState&) {}, true, ""},
+      {"nothing held yet",
+       [](DesiredState& h, DesiredState& o) {
+         h = DesiredState{};
+         o.generation = 1;
+       },
+       true, ""},
+      {"held without a cluster id (an older agent)",
+       [](DesiredState& h, DesiredState& o) {
+         h.cluster_id.clear();
+         o.generation = 4;
+       },
+       true, ""},
+      {"controller without a cluster id",
+       [](DesiredState&, DesiredState& o) {
+         o.cluster_id.clear();
+         o.generation = 4;
+       },
+       true, ""},
+      {"older generation", [](DesiredState&, DesiredState& o) { o.generation = 2; }, false,
+       "older than the held generation 3"},
+      {"same generation, another target",
+       [](DesiredState&, DesiredState& o) { o.role = Role::kStandalone; }, false,
+       "with another target"},
+      {"another cluster",
+       [](DesiredState&, DesiredState& o) {
+         o.cluster_id = "c-new";
+         o.generation = 9;
+       },
+       false, "from cluster c-new, the one held (generation 3) from cluster c-old"},
+      {"another cluster, adopted",
+       [](DesiredState&, DesiredState& o) {
+         o.cluster_id = "c-new";
+         o.generation = 1;
+         o.adopt = true;
+       },
+       true, ""},
+      {"adopted but older within the cluster (a stale message)",
+       [](DesiredState&, DesiredState& o) {
+         o.generation = 2;
+         o.adopt = true;
+       },
+       false, "older"},
+  };
+  for (const JudgeCase& c : cases) {
+    SCOPED_TRACE(c.name);
+    DesiredState held = Desired(Role::kSlave);
+    held.cluster_id = "c-old";
+    DesiredState offered = held;
+    c.setup(held, offered);
+    OfferVerdict verdict = JudgeOffer(held, offered);
+    EXPECT_EQ(verdict.take, c.take);
+    EXPECT_NE(verdict.hold_reason.find(c.reason), std::string::npos) << verdict.hold_reason;
+    if (!c.take) {
+      EXPECT_NE(verdict.hold_reason.find("tandemctl adopt"), std::string::npos);
+    }
+  }
+}
+
+TEST(ReconcilerTest, AHoldIsReportedAndTheRoleKept) {
+  FakeEngine engine;
+  FakeHost host;
+  FakeClock clock;
+  DesiredStateStore store("");
+  RecordingSink sink;
+  Reconciler reconciler(kSelf, &engine, &host, &clock, &store, &sink);
+  DesiredState mine = Desired(Role::kSlave);
+  mine.cluster_id = "c-old";
+  ASSERT_TRUE(*store.Offer(mine));
+  ASSERT_TRUE(reconciler.Pass().ok());
+  DesiredState foreign = Desired(Role::kStandalone);
+  foreign.cluster_id = "c-new";
+  foreign.generation = 1;
+  ASSERT_TRUE(*store.Offer(foreign));
+  ASSERT_TRUE(reconciler.Pass().ok());
+  EXPECT_NE(sink.last.hold_reason.find("from cluster c-new"), std::string::npos);
+  EXPECT_EQ(sink.last.role, Role::kSlave) << "kept";
+  EXPECT_TRUE(engine.is_slave);
+  foreign.adopt = true;
+  ASSERT_TRUE(*store.Offer(foreign));
+  ASSERT_TRUE(reconciler.Pass().ok());
+  EXPECT_TRUE(sink.last.hold_reason.empty());
+  EXPECT_EQ(sink.last.role, Role::kStandalone);
+  EXPECT_EQ(store.Current().cluster_id, "c-new");
 }
 
 }  // namespace

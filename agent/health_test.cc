@@ -204,6 +204,7 @@ TEST(HealthEndpointsTest, StatusDocument) {
   v.observed.bootstrap = Progress{1000, 5000};
   v.observed.last_error = "";
   v.observed.out_of_sync = "timeline fork: new timeline 2 forked off";
+  v.observed.hold_reason = "the controller sent generation 2, older than the held generation 7";
   HttpResponse r = HandleHealthRequest(HttpRequest{"GET", "/status", ""}, v, nullptr);
   EXPECT_EQ(r.status, 200);
   EXPECT_EQ(r.content_type, "application/json");
@@ -216,6 +217,8 @@ TEST(HealthEndpointsTest, StatusDocument) {
   EXPECT_EQ(doc["observed"]["lag_bytes"], 4096);
   EXPECT_EQ(doc["observed"]["converged_generation"], 7);
   EXPECT_EQ(doc["observed"]["out_of_sync"], "timeline fork: new timeline 2 forked off");
+  EXPECT_EQ(doc["observed"]["hold_reason"],
+            "the controller sent generation 2, older than the held generation 7");
   EXPECT_EQ(doc["current_step"], "bootstrap");
   EXPECT_EQ(doc["bootstrap"]["done_bytes"], 1000);
   EXPECT_EQ(doc["bootstrap"]["total_bytes"], 5000);
@@ -304,6 +307,12 @@ TEST(AgentMetricsTest, CountsStepsAndPassesAndRendersStrictly) {
   auto broken_parsed = prom::ParseText(metrics.Render(broken));
   ASSERT_TRUE(broken_parsed.ok()) << broken_parsed.status();
   EXPECT_EQ(*prom::FindValue(*broken_parsed, "tandem_agent_replication_out_of_sync", {}), 1);
+  EXPECT_EQ(value("tandem_agent_desired_held"), 0);
+  HealthView held = view;
+  held.observed.hold_reason = "the controller's desired state comes from cluster c-2";
+  auto held_parsed = prom::ParseText(metrics.Render(held));
+  ASSERT_TRUE(held_parsed.ok()) << held_parsed.status();
+  EXPECT_EQ(*prom::FindValue(*held_parsed, "tandem_agent_desired_held", {}), 1);
   EXPECT_EQ(value("tandem_agent_converged"), 1);
   EXPECT_EQ(value("tandem_agent_desired_generation"), 7);
   EXPECT_EQ(value("tandem_agent_converged_generation"), 7);

@@ -113,6 +113,11 @@ std::string AgentMetrics::Render(const HealthView& view) const {
         "1 when the node is a slave that can no longer follow its upstream by itself "
         "(reason in /status: observed.out_of_sync).",
         o.out_of_sync.empty() ? 0 : 1);
+  Gauge(&w, "tandem_agent_desired_held",
+        "1 when the agent holds its role against the controller's desired state (another "
+        "cluster id, or older than the one held; reason in /status: observed.hold_reason; "
+        "tandemctl adopt ends it).",
+        o.hold_reason.empty() ? 0 : 1);
   w.Family("tandem_agent_replication_lag_bytes", MetricType::kGauge,
            "Replication lag of a slave in bytes (absent when unknown).");
   if (o.role == Role::kSlave && o.lag_bytes >= 0) w.Sample({}, static_cast<double>(o.lag_bytes));

@@ -75,6 +75,7 @@ absl::Status Reconciler::Pass() {
       observed_.error_blocks = false;
     }
     observed_.seen_generation = desired.generation;
+    observed_.hold_reason = desired_->HoldReason();
   }
   absl::Status status;
   bool unconfirmed_master = false;

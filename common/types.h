@@ -104,6 +104,13 @@ struct DesiredState {
   // that waits in the bootstrap queue; this one is not a confirmation of
   // its role (an agent treats a superseded master as revoked: fenced).
   bool superseded = false;
+  // The id of the controller's cluster (its data dir) this state comes
+  // from; "" from a controller that has none. Not part of the target: an
+  // agent holds its role against a state of another cluster.
+  std::string cluster_id;
+  // Informational: the operator adopted this node (tandemctl adopt): take
+  // this state even from another cluster id.
+  bool adopt = false;
 
   // Equality on the parts that define the desired state (generation and the
   // informational size excluded).
@@ -140,6 +147,10 @@ struct ObservedState {
   std::string last_error;           // empty when the last pass succeeded
   bool error_blocks = false;        // the error needs a change (not a retry)
   std::string out_of_sync;          // slave: why it cannot follow by itself ("" in sync)
+  // Why the agent holds its role against the controller's desired state
+  // (from another cluster id, or older than the one it holds); "" when it
+  // follows the controller. `tandemctl adopt` ends it.
+  std::string hold_reason;
 
   bool operator==(const ObservedState&) const = default;
 };

@@ -727,6 +727,28 @@ TEST(StoreTest, StartUpBumpsGenerationWhenSavedTargetDiffers) {
   EXPECT_THAT(events[0].message, HasSubstr("recomputed at controller start-up"));
 }
 
+TEST(StoreTest, TheDataDirCarriesAClusterIdSentWithEveryDesiredState) {
+  TempDir dir;
+  std::string id;
+  for (int round = 0; round < 2; ++round) {
+    absl::StatusOr<std::unique_ptr<FileStore>> store = FileStore::Open(dir.path());
+    ASSERT_TRUE(store.ok());
+    std::unique_ptr<Registry> registry = OpenOrDie(*std::move(store));
+    if (round == 0) {
+      id = registry->ClusterId();
+      EXPECT_EQ(id.substr(0, 2), "c-");
+      EXPECT_EQ(id.size(), 34u);
+      MustRegister(*registry, Node("db1"));
+    }
+    EXPECT_EQ(registry->ClusterId(), id) << "kept across restarts";
+    EXPECT_EQ(DesiredOf(*registry, "db1").cluster_id, id);
+  }
+  TempDir other;
+  absl::StatusOr<std::unique_ptr<FileStore>> store = FileStore::Open(other.path());
+  ASSERT_TRUE(store.ok());
+  EXPECT_NE(OpenOrDie(*std::move(store))->ClusterId(), id) << "a new data dir, a new cluster";
+}
+
 TEST(StoreTest, DataDirIsLockedAgainstASecondController) {
   TempDir dir;
   absl::StatusOr<std::unique_ptr<FileStore>> first = FileStore::Open(dir.path());

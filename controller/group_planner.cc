@@ -414,3 +414,35 @@ absl::StatusOr<Decision> PlanResync(const ControllerState& state, const std::str
 }
 
 }  // namespace tandem
+
+namespace tandem {
+
+absl::StatusOr<Decision> PlanAdopt(const ControllerState& state, const std::string& node,
+                                   const PlanContext& context) {
+  absl::StatusOr<const NodeRecord*> n = planner::Named(state, "node", node);
+  if (!n.ok()) return n.status();
+  const AgentLiveness& agent = context.Agent(node);
+  if (!agent.observed.has_value() || agent.observed->hold_reason.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        node, "'s agent does not hold its role against this controller",
+        agent.observed.has_value() ? "" : " (no report from it since the controller started)",
+        ": there is nothing to adopt"));
+  }
+  ControllerState next = state;
+  NodeRecord& record = next.nodes.at(node);
+  record.desired.generation =
+      std::max(record.desired.generation, agent.observed->seen_generation) + 1;
+  record.adopting = true;
+  const std::string cause = absl::StrCat(
+      "adopt ", node, ": its agent held its role (", agent.observed->hold_reason,
+      "); it takes this controller's desired state, ", DescribeTarget(record.desired),
+      " (generation ", record.desired.generation, ")");
+  planner::Note(&next, node, cause, context);
+  Decision decision = Finish(state, std::move(next), cause, context);
+  decision.changes.push_back(absl::StrCat(node, ": adopted: ", DescribeTarget(decision.state.nodes.at(node).desired),
+                                          " (generation ",
+                                          decision.state.nodes.at(node).desired.generation, ")"));
+  return decision;
+}
+
+}  // namespace tandem

@@ -155,8 +155,18 @@ absl::StatusOr<Decision> PlanPromote(const ControllerState& state, const std::st
 // recorded on the group and in an event). Never an error.
 Decision PlanTick(const ControllerState& state, const PlanContext& context);
 
+// `adopt N`: N's agent holds its role against this controller (its last
+// report says why: a state of another cluster id, or generations that went
+// back). N's desired state, as this controller has it, gets a generation
+// above the one the agent holds and is sent with `adopt` until the agent
+// reports it took it. FailedPrecondition when N's agent has not reported a
+// hold since the controller started.
+absl::StatusOr<Decision> PlanAdopt(const ControllerState& state, const std::string& node,
+                                   const PlanContext& context);
+
 // An agent's report: records one "step" event per step outcome, and decides
-// what the report allows: the old master of a switchover reported its
+// what the report allows: an event when the agent starts holding its role
+// against the controller, the end of an adoption, the old master of a switchover reported its
 // fence (phase 2), a slave converged on its copy (seeded: the next queued
 // slave of its group may start), a slave out of sync under the auto_resync
 // policy (an automatic resync). `context.agents` holds the liveness before

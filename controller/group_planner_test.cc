@@ -254,6 +254,38 @@ TEST(GroupPlannerTest, OutOfSyncSlavesAreResyncedOnlyUnderThePolicy) {
   }
 }
 
+// ---------------------------------------------------------------- adoption
+
+TEST(GroupPlannerTest, AnAgentHoldingItsRoleIsRecordedAndAdopted) {
+  World w;
+  w.Group();
+  // Nothing to adopt while the agent follows the controller.
+  absl::Status refused = w.Apply(PlanAdopt(w.state_, "db2", w.Context()));
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(refused.message()), HasSubstr("nothing to adopt"));
+  // db2's agent holds generation 9 from a newer state of this cluster.
+  ObservedState holding;
+  holding.converged_generation = 9;
+  holding.seen_generation = 9;
+  holding.hold_reason = "the controller sent generation 3, older than the held generation 9";
+  w.Must(PlanReport(w.state_, "db2", holding, {}, w.Context()));
+  EXPECT_THAT(w.LastEvent(), HasSubstr("db2's agent holds its role: the controller sent"));
+  const size_t events = w.state_.events.size();
+  w.agents_["db2"].observed = holding;
+  w.Must(PlanReport(w.state_, "db2", holding, {}, w.Context()));
+  EXPECT_EQ(w.state_.events.size(), events) << "recorded once";
+
+  w.Must(PlanAdopt(w.state_, "db2", w.Context()));
+  EXPECT_EQ(w.Rec("db2").desired.generation, 10u) << "above the held generation";
+  EXPECT_TRUE(w.Rec("db2").adopting);
+  EXPECT_EQ(w.Intent("db2"), "slave of db1") << "this controller's target";
+  EXPECT_THAT(w.LastEvent(), HasSubstr("adopt db2: its agent held its role"));
+  EXPECT_THAT(w.last_changes_, ::testing::Contains(HasSubstr("db2: adopted: slave of db1")));
+  // The agent took it: the adoption ends.
+  w.Converged("db2");
+  EXPECT_FALSE(w.Rec("db2").adopting);
+}
+
 // ------------------------------------------------------------- switchover
 
 // Bug (a): after promote --force the old master waits in the bootstrap

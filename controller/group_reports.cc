@@ -43,10 +43,25 @@ absl::StatusOr<Decision> PlanReport(const ControllerState& state, const std::str
       (record.auto_resync_time == 0 ||
        now - record.auto_resync_time >=
            absl::ToDoubleSeconds(context.options.auto_resync_interval));
-  if (events.empty() && !seeded_now && !fenced_now && !resync_now) {
+  // The agent starts holding its role against this controller (or holds it
+  // for another reason): worth an event. An adopted node that took the
+  // state ends its adoption.
+  const AgentLiveness& before = context.Agent(node_id);
+  const bool hold_news =
+      !observed.hold_reason.empty() &&
+      (!before.observed.has_value() || before.observed->hold_reason != observed.hold_reason);
+  const bool adopted_now = record.adopting && observed.hold_reason.empty() &&
+                           observed.seen_generation >= record.desired.generation;
+  if (events.empty() && !seeded_now && !fenced_now && !resync_now && !hold_news &&
+      !adopted_now) {
     return Decision{state, {}, false};
   }
   ControllerState next = state;
+  if (hold_news) {
+    Note(&next, node_id, absl::StrCat(node_id, "'s agent holds its role: ", observed.hold_reason),
+         context);
+  }
+  if (adopted_now) next.nodes.at(node_id).adopting = false;
   for (const StepEvent& step : events) {
     Event event;
     event.unix_time = now;

@@ -1,6 +1,7 @@
 #include "controller/registry.h"
 
 #include <algorithm>
+#include <random>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -89,6 +90,13 @@ absl::Status ValidateInfo(const NodeInfo& info) {
   return absl::OkStatus();
 }
 
+std::string RandomClusterId() {
+  std::random_device random;
+  std::string id = "c-";
+  for (int i = 0; i < 4; ++i) absl::StrAppend(&id, absl::Hex(random(), absl::kZeroPad8));
+  return id;
+}
+
 }  // namespace
 
 Registry::Registry(std::unique_ptr<Store> store, RegistryOptions options)
@@ -103,6 +111,7 @@ absl::StatusOr<std::unique_ptr<Registry>> Registry::Open(std::unique_ptr<Store> 
                                                          RegistryOptions options) {
   if (options.events_keep < 1) options.events_keep = 1;
   if (!options.now) options.now = [] { return absl::Now(); };
+  if (!options.new_cluster_id) options.new_cluster_id = RandomClusterId;
   absl::StatusOr<std::optional<ControllerState>> loaded = store->Load();
   if (!loaded.ok()) return loaded.status();
   std::unique_ptr<Registry> registry(new Registry(std::move(store), std::move(options)));
@@ -122,11 +131,14 @@ absl::StatusOr<std::unique_ptr<Registry>> Registry::Open(std::unique_ptr<Store> 
       registry->state_ = state;
       // A build whose desired-state computation differs from the one that
       // saved the state publishes the new targets under new generations.
+      ControllerState next = state;
+      if (next.cluster_id.empty()) next.cluster_id = registry->options_.new_cluster_id();
       absl::StatusOr<Changes> changes = registry->ApplyLocked(Finish(
-          state, state, "recomputed at controller start-up", registry->ContextLocked()));
+          state, std::move(next), "recomputed at controller start-up", registry->ContextLocked()));
       if (!changes.ok()) return changes.status();
-    } else if (absl::Status st = registry->store_->Save(registry->state_); !st.ok()) {
-      return st;
+    } else {
+      registry->state_.cluster_id = registry->options_.new_cluster_id();
+      if (absl::Status st = registry->store_->Save(registry->state_); !st.ok()) return st;
     }
   }
   if (registry->options_.tick_interval > absl::ZeroDuration()) {
@@ -199,6 +211,11 @@ absl::StatusOr<Changes> Registry::Promote(const std::string& node, bool force) {
   return ApplyLocked(PlanPromote(state_, node, force, ContextLocked()));
 }
 
+absl::StatusOr<Changes> Registry::Adopt(const std::string& node) {
+  absl::MutexLock lock(&mu_);
+  return ApplyLocked(PlanAdopt(state_, node, ContextLocked()));
+}
+
 absl::StatusOr<Changes> Registry::Tick() {
   absl::MutexLock lock(&mu_);
   return ApplyLocked(PlanTick(state_, ContextLocked()));
@@ -237,6 +254,8 @@ void Registry::AgentDisconnected(const std::string& node_id) {
 
 DesiredState Registry::DesiredLocked(const NodeRecord& record) const {
   DesiredState desired = record.desired;
+  desired.cluster_id = state_.cluster_id;
+  desired.adopt = record.adopting;
   if (record.role == Role::kSlave) {
     auto it = live_.find(record.upstream_id);
     if (it != live_.end() && it->second.observed) {
@@ -355,6 +374,11 @@ void Registry::Shutdown() {
 bool Registry::IsShutdown() const {
   absl::ReaderMutexLock lock(&mu_);
   return shutdown_;
+}
+
+std::string Registry::ClusterId() const {
+  absl::ReaderMutexLock lock(&mu_);
+  return state_.cluster_id;
 }
 
 ControllerState Registry::Snapshot() const {

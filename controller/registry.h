@@ -54,6 +54,9 @@ struct RegistryOptions : PlannerOptions {
   // How often a thread of the registry calls Tick() (deadlines of
   // switchovers, silent agents). Zero: no thread; the owner calls Tick().
   absl::Duration tick_interval = absl::ZeroDuration();
+  // Makes the cluster id of a data dir used for the first time (default:
+  // 128 random bits in hex, "c-" first).
+  std::function<std::string()> new_cluster_id;
 };
 
 // A node as the operator sees it (ListNodes / GetNode).
@@ -75,7 +78,8 @@ class Registry {
  public:
   // Loads the state from `store` (an empty registry when it holds none, in
   // which case the empty state is saved at once, so an unwritable store is
-  // a start-up error). If this build computes a different target for a
+  // a start-up error). A state without a cluster id gets one, saved at
+  // once. If this build computes a different target for a
   // node than the one saved, that node's generation is bumped. Errors: the
   // store's (DataLoss for a corrupt state, naming where it lives).
   static absl::StatusOr<std::unique_ptr<Registry>> Open(std::unique_ptr<Store> store,
@@ -139,6 +143,9 @@ class Registry {
   // (empty: nothing changed); an error only when the store cannot save.
   absl::StatusOr<Changes> Tick();
 
+  // `tandemctl adopt N` (PlanAdopt).
+  absl::StatusOr<Changes> Adopt(const std::string& node);
+
   // ---- Agents.
 
   // Stores the node's observed state and report time (in memory only) and
@@ -159,8 +166,9 @@ class Registry {
   std::vector<NodeView> ListNodes() const;  // sorted by id
 
   // The node's current desired state (upstream_data_bytes filled in from
-  // the master's last report, superseded set while it is queued). NotFound
-  // for an unknown node.
+  // the master's last report, superseded set while it is queued, the
+  // cluster id, adopt while it is being adopted). NotFound for an unknown
+  // node.
   absl::StatusOr<DesiredState> Desired(const std::string& node_id) const;
 
   // Blocks until the node's generation exceeds `known_generation` or
@@ -183,6 +191,9 @@ class Registry {
   bool IsShutdown() const;
 
   ~Registry();
+
+  // This controller's cluster id.
+  std::string ClusterId() const;
 
   // A copy of the persisted part of the state (for tests and diagnostics).
   ControllerState Snapshot() const;

@@ -340,6 +340,14 @@ grpc::Status OperatorService::Promote(grpc::ServerContext* context,
   return st;
 }
 
+grpc::Status OperatorService::Adopt(grpc::ServerContext* context,
+                                    const v1::AdoptRequest* request,
+                                    v1::ChangeResponse* response) {
+  return Change(
+      context, absl::StrCat("Adopt node=", request->node()),
+      [&] { return registry_->Adopt(request->node()); }, response);
+}
+
 void OperatorService::MarkSwitchoverPending(const std::string& node,
                                             v1::ChangeResponse* response) const {
   absl::StatusOr<NodeView> view = registry_->GetNode(node);

@@ -114,6 +114,8 @@ class OperatorService final : public v1::Operator::Service {
   // GetNode (tandemctl promote waits for its end).
   grpc::Status Promote(grpc::ServerContext* context, const v1::PromoteRequest* request,
                        v1::ChangeResponse* response) override;
+  grpc::Status Adopt(grpc::ServerContext* context, const v1::AdoptRequest* request,
+                     v1::ChangeResponse* response) override;
   // The events after `after_seq` (of `node` when given: NOT_FOUND for an
   // unknown node); with `follow`, then every new one until the client
   // cancels (or UNAVAILABLE when the controller shuts down).

@@ -55,6 +55,10 @@ struct NodeRecord {
   // master; "" when none). Shown until the next operator change of the
   // group, so that `promote` and `wait` can say why.
   std::string switchover_aborted;
+  // `tandemctl adopt`: the node's agent held its role against this
+  // controller; the desired state is sent with `adopt` until the agent
+  // reports it took it.
+  bool adopting = false;
   // A master's group policy: resync out-of-sync slaves without an
   // operator (nullopt: the controller's default, controller.yaml
   // auto_resync).
@@ -75,6 +79,7 @@ struct NodeRecord {
            catch_up_position == other.catch_up_position &&
            rejoin_first == other.rejoin_first && auto_resync_time == other.auto_resync_time &&
            auto_resync == other.auto_resync && switchover_aborted == other.switchover_aborted &&
+           adopting == other.adopting &&
            desired.generation == other.desired.generation &&
            desired.SameTarget(other.desired);
   }
@@ -95,6 +100,9 @@ struct Switchover {
 
 // Everything that survives a restart of the controller.
 struct ControllerState {
+  // Made when the data dir is first used; sent with every desired state,
+  // so that agents recognise a controller whose data dir was replaced.
+  std::string cluster_id;
   std::map<std::string, NodeRecord> nodes;  // by node id
   std::deque<Event> events;                 // oldest first, bounded
   uint64_t next_event_seq = 1;

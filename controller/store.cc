@@ -92,6 +92,7 @@ json NodeToJson(const NodeRecord& n) {
               {"auto_resync_time", n.auto_resync_time},
               {"auto_resync", n.auto_resync.has_value() ? json(*n.auto_resync) : json(nullptr)},
               {"switchover_aborted", n.switchover_aborted},
+              {"adopting", n.adopting},
               {"desired", DesiredToJson(n.desired)}};
 }
 
@@ -124,6 +125,7 @@ NodeRecord NodeFromJson(const json& j) {
     n.auto_resync = it->get<bool>();
   }
   n.switchover_aborted = j.value("switchover_aborted", std::string());
+  n.adopting = j.value("adopting", false);
   n.desired = DesiredFromJson(j.at("desired"));
   return n;
 }
@@ -217,6 +219,7 @@ std::string SerializeState(const ControllerState& state) {
   }
   json doc{{"format", kFormat},
            {"version", kVersion},
+           {"cluster_id", state.cluster_id},
            {"next_event_seq", state.next_event_seq},
            {"resync_counter", state.resync_counter},
            {"switchovers", std::move(switchovers)},
@@ -241,6 +244,7 @@ absl::StatusOr<ControllerState> ParseState(const std::string& text) {
       return absl::DataLossError(absl::StrCat(
           "format version ", version, " is not supported (this build reads ", kVersion, ")"));
     }
+    state.cluster_id = doc.value("cluster_id", std::string());
     state.next_event_seq = doc.at("next_event_seq").get<uint64_t>();
     state.resync_counter = doc.at("resync_counter").get<uint64_t>();
     for (const json& j : doc.value("switchovers", json::array())) {

@@ -94,6 +94,8 @@ void ToProto(const DesiredState& in, v1::DesiredState* out) {
   out->set_rejoin_first(in.rejoin_first);
   out->set_queued(in.queued);
   out->set_superseded(in.superseded);
+  out->set_cluster_id(in.cluster_id);
+  out->set_adopt(in.adopt);
 }
 
 DesiredState FromProto(const v1::DesiredState& in) {
@@ -110,6 +112,8 @@ DesiredState FromProto(const v1::DesiredState& in) {
   out.rejoin_first = in.rejoin_first();
   out.queued = in.queued();
   out.superseded = in.superseded();
+  out.cluster_id = in.cluster_id();
+  out.adopt = in.adopt();
   return out;
 }
 
@@ -131,6 +135,7 @@ void ToProto(const ObservedState& in, v1::ObservedState* out) {
   out->set_error_blocks(in.error_blocks);
   out->set_position(in.position);
   out->set_out_of_sync(in.out_of_sync);
+  out->set_hold_reason(in.hold_reason);
 }
 
 ObservedState FromProto(const v1::ObservedState& in) {
@@ -151,6 +156,7 @@ ObservedState FromProto(const v1::ObservedState& in) {
   out.error_blocks = in.error_blocks();
   out.position = in.position();
   out.out_of_sync = in.out_of_sync();
+  out.hold_reason = in.hold_reason();
   return out;
 }
 

@@ -128,6 +128,7 @@ const VerbSpec kVerbs[] = {
     {Verb::kSlaveRemove, "slave remove", {}},
     {Verb::kResync, "resync", {}},
     {Verb::kPromote, "promote", {"--force"}},
+    {Verb::kAdopt, "adopt", {}},
     {Verb::kEnv, "env", {}},
     {Verb::kWait, "wait", {"--timeout"}},
     {Verb::kEvents, "events", {"--follow", "--node"}},
@@ -169,6 +170,7 @@ absl::StatusOr<Verb> TakeVerb(std::vector<std::string>& positionals) {
   if (word == "slave") return sub("slave", Verb::kSlaveAdd, "add", Verb::kSlaveRemove, "remove");
   if (word == "resync") return Verb::kResync;
   if (word == "promote") return Verb::kPromote;
+  if (word == "adopt") return Verb::kAdopt;
   if (word == "env") return Verb::kEnv;
   if (word == "wait") return Verb::kWait;
   if (word == "events") return Verb::kEvents;
@@ -363,6 +365,7 @@ absl::StatusOr<Command> ParseArgs(const std::vector<std::string>& args, const En
       }
       [[fallthrough]];
     case Verb::kEnv:
+    case Verb::kAdopt:
     case Verb::kPromote: {
       absl::StatusOr<std::string> node = OneNode(pos, spec.name, "a NODE");
       if (!node.ok()) return node.status();
@@ -509,6 +512,8 @@ std::string_view HelpTopic(Verb verb) {
       return "resync";
     case Verb::kPromote:
       return "promote";
+    case Verb::kAdopt:
+      return "adopt";
     case Verb::kEnv:
       return "env";
     case Verb::kWait:
@@ -531,6 +536,7 @@ std::vector<VerbUsage> VerbUsages() {
       case Verb::kStatus:
       case Verb::kEnv:
       case Verb::kPromote:
+      case Verb::kAdopt:
       case Verb::kResync:
       case Verb::kSlaveRemove:
         usage.operands = "NODE";
@@ -583,6 +589,7 @@ Verbs:
   slave remove B                             B leaves its group and becomes standalone
   resync B                                   rebuild slave B from a fresh backup of its master
   promote B [--force]                        slave B becomes master; the others follow B
+  adopt NODE                                 NODE's agent, holding its role, takes this controller's state
   env NODE                                   the environment variables NODE's agent writes
   wait [NODE...] [--timeout 300s]            block until the nodes are converged
   events [--follow] [--node N]               desired-state changes and step outcomes
@@ -686,6 +693,19 @@ reached B are then lost.
 
 Example:
   tandemctl promote db2
+)"},
+      {"adopt",
+       R"(Usage: tandemctl adopt NODE
+
+An agent holds its role (and says why in 'tandemctl nodes' and status) when
+the controller's desired state comes from another cluster id (its data dir
+was lost or replaced) or is older than the one it holds (restored from an
+older backup). After checking what the controller wants for NODE ('tandemctl
+status NODE'; re-create its group first if the data dir was lost), adopt
+makes NODE's agent take the controller's desired state.
+
+Example:
+  tandemctl adopt db2
 )"},
       {"env",
        R"txt(Usage: tandemctl env NODE [-o table|json]

@@ -28,6 +28,7 @@ enum class Verb {
   kSlaveRemove,
   kResync,
   kPromote,
+  kAdopt,
   kEnv,
   kWait,
   kEvents,
@@ -50,7 +51,7 @@ struct Command {
   std::string controller = kDefaultController;  // HOST:PORT, validated
   OutputFormat output = OutputFormat::kTable;
   std::string token_file;          // empty: send no token
-  std::string node;                // status, env, promote
+  std::string node;                // status, env, promote, adopt
   std::string master;              // replication enable/disable, slave add
   std::string slave;               // replication enable, slave add/remove, resync
   bool force = false;              // promote

@@ -209,6 +209,13 @@ absl::StatusOr<v1::ChangeResponse> OperatorClient::Promote(const std::string& no
       "Promote", &v1::Operator::Stub::Promote, request);
 }
 
+absl::StatusOr<v1::ChangeResponse> OperatorClient::Adopt(const std::string& node) {
+  v1::AdoptRequest request;
+  request.set_node(node);
+  return impl_->Unary<v1::AdoptRequest, v1::ChangeResponse>("Adopt", &v1::Operator::Stub::Adopt,
+                                                            request);
+}
+
 absl::Status OperatorClient::ListEvents(const v1::ListEventsRequest& request,
                                         const std::function<void(const v1::Event&)>& on_event) {
   grpc::ClientContext context;

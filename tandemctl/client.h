@@ -61,6 +61,7 @@ class OperatorClient {
   absl::StatusOr<v1::ChangeResponse> RemoveSlave(const std::string& slave);
   absl::StatusOr<v1::ChangeResponse> Resync(const std::string& slave);
   absl::StatusOr<v1::ChangeResponse> Promote(const std::string& node, bool force);
+  absl::StatusOr<v1::ChangeResponse> Adopt(const std::string& node);
 
   // Calls `on_event` for every event of the stream, in order, until the
   // stream ends. Without request.follow the stream is the history and has a

@@ -109,6 +109,7 @@ Json NodeJson(const v1::NodeStatus& node) {
       {"last_error", observed.last_error()},
       {"error_blocks", observed.error_blocks()},
       {"out_of_sync", observed.out_of_sync()},
+      {"hold_reason", observed.hold_reason()},
   };
   return out;
 }
@@ -247,6 +248,9 @@ std::string Rfc3339Utc(double unix_time) {
 }
 
 std::string NodeNote(const v1::NodeStatus& node) {
+  if (!node.observed().hold_reason().empty()) {
+    return absl::StrCat("holds its role: ", node.observed().hold_reason());
+  }
   if (!node.switchover().empty()) return absl::StrCat("switchover: ", node.switchover());
   if (!node.switchover_aborted().empty()) return node.switchover_aborted();
   return node.observed().last_error();
@@ -333,6 +337,9 @@ std::string StatusText(const v1::NodeStatus& node) {
     add("  streaming", YesNo(observed.streaming()));
     add("  lag", LagText(observed));
     if (!observed.out_of_sync().empty()) add("  out of sync", OneLine(observed.out_of_sync()));
+    if (!observed.hold_reason().empty()) {
+      add("  holds its role", OneLine(observed.hold_reason()));
+    }
     add("  data size", HumanBytes(observed.data_bytes()));
     if (observed.bootstrap().total_bytes() > 0) {
       uint64_t done = observed.bootstrap().done_bytes();

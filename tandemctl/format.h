@@ -56,8 +56,9 @@ std::string OneLine(std::string_view text, size_t max_chars = 0);
 // UTC RFC 3339 with seconds: "2024-05-01T12:00:03Z".
 std::string Rfc3339Utc(double unix_time);
 
-// What the ERROR column of `nodes` shows for a node: its group's switchover
-// in progress or the reason it was aborted, else the agent's last error.
+// What the ERROR column of `nodes` shows for a node: why its agent holds
+// its role against the controller, its group's switchover in progress or
+// the reason it was aborted, else the agent's last error.
 std::string NodeNote(const v1::NodeStatus& node);
 
 // `tandemctl nodes`: columns NODE STACK ENGINE DESIRED OBSERVED UPSTREAM LAG

@@ -296,6 +296,8 @@ int Run(const Command& command) {
       return Changes(command, client.Resync(command.slave));
     case Verb::kPromote:
       return Promote(command, client);
+    case Verb::kAdopt:
+      return Changes(command, client.Adopt(command.node));
     case Verb::kWait:
       return Wait(command, client);
     case Verb::kEvents:

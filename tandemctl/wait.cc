@@ -74,6 +74,15 @@ WaitDecision DecideWait(const v1::ListNodesResponse& nodes, const std::vector<st
     return decision;
   }
   for (const v1::NodeStatus* node : targets) {
+    // A hold against the target the controller has now (not one it sent
+    // since, e.g. with tandemctl adopt: that is waited for).
+    if (!node->observed().hold_reason().empty() &&
+        node->desired().generation() <= node->observed().seen_generation()) {
+      decision.outcome = WaitOutcome::kFail;
+      decision.message = absl::StrCat(node->info().id(), " holds its role: ",
+                                      OneLine(node->observed().hold_reason()));
+      return decision;
+    }
     if (!node->switchover_aborted().empty()) {
       decision.outcome = WaitOutcome::kFail;
       decision.message = OneLine(node->switchover_aborted());

@@ -30,6 +30,9 @@ struct WaitDecision {
 
 // `names` empty means every node in `nodes`. Rules, in this order:
 //  - a named node missing from `nodes` -> kFail ("unknown node X");
+//  - a node whose agent holds its role against the controller
+//    (observed.hold_reason) and the generation it holds is not older than
+//    the desired one (not since adopted) -> kFail naming it;
 //  - a node whose group's last switchover was aborted (switchover_aborted)
 //    -> kFail with that reason;
 //  - a node not converged whose observed.error_blocks is set and whose

@@ -252,5 +252,75 @@ TEST_F(SafetyE2eTest, ForceWhileTheOldMastersAgentAnswersFencesFirst) {
   EXPECT_TRUE(fenced_first) << cluster_.Ctl({"events"}).out;
 }
 
+// (d) The controller's data dir restored from an older backup (generations
+// go back), then lost (another cluster id): the agents keep their roles and
+// say so (tandemctl nodes, status, wait), and `tandemctl adopt` brings them
+// back under the controller.
+TEST_F(SafetyE2eTest, AgentsHoldTheirRolesAgainstAnOlderOrForeignControllerUntilAdopted) {
+  PgServer& db1 = AddPgNode("db1");
+  PgServer& db2 = AddPgNode("db2");
+  PairOf(db1, db2);
+  const std::string state_file = cluster_.dir().Sub("controller/state.json");
+  cluster_.KillController();
+  absl::StatusOr<std::string> backup = ReadFile(state_file);
+  ASSERT_TRUE(backup.ok()) << backup.status();
+  cluster_.StartController();
+  ASSERT_EQ(cluster_.Ctl({"resync", "db2"}).exit_code, 0);
+  cluster_.Wait({"db1", "db2"}, "180s");
+
+  // Restored from the backup: db2's generation goes back.
+  cluster_.KillController();
+  ASSERT_TRUE(WriteFileAtomic(state_file, *backup, 0644).ok());
+  cluster_.StartController();
+  auto hold_of = [&](const std::string& id) -> std::string {
+    nlohmann::json node = cluster_.Nodes()[id];
+    if (!node.is_object()) return "";
+    return node.value("observed", nlohmann::json::object()).value("hold_reason", "");
+  };
+  ASSERT_TRUE(PollUntil([&] { return !hold_of("db2").empty(); }, seconds(30)))
+      << cluster_.Ctl({"nodes"}).out;
+  EXPECT_NE(hold_of("db2").find("older than the held generation"), std::string::npos);
+  EXPECT_NE(cluster_.Ctl({"nodes"}).out.find("holds its role"), std::string::npos);
+  EXPECT_NE(cluster_.Ctl({"status", "db2"}).out.find("holds its role"), std::string::npos);
+  CtlResult wait = cluster_.Ctl({"wait", "db2", "--timeout", "30s"});
+  EXPECT_EQ(wait.exit_code, 1);
+  EXPECT_NE(wait.out.find("db2 holds its role"), std::string::npos) << wait.out;
+  EXPECT_TRUE(InRecovery(db2)) << "db2 keeps its role";
+  CtlResult adopt = cluster_.Ctl({"adopt", "db2"});
+  EXPECT_EQ(adopt.exit_code, 0) << adopt.out;
+  EXPECT_NE(adopt.out.find("db2: adopted: slave of db1"), std::string::npos) << adopt.out;
+  cluster_.Wait({"db1", "db2"}, "180s");
+  EXPECT_TRUE(hold_of("db2").empty());
+
+  // The data dir is lost: a new cluster id. Both agents hold their roles.
+  cluster_.KillController();
+  ASSERT_EQ(::rename(cluster_.dir().Sub("controller").c_str(),
+                     cluster_.dir().Sub("controller.lost").c_str()),
+            0);
+  cluster_.StartController();
+  ASSERT_TRUE(PollUntil([&] { return !hold_of("db1").empty() && !hold_of("db2").empty(); },
+                        seconds(30)))
+      << cluster_.Ctl({"nodes"}).out;
+  EXPECT_NE(hold_of("db1").find("comes from cluster"), std::string::npos) << hold_of("db1");
+  EXPECT_TRUE(Writable(db1)) << "db1 stays the writable master";
+  EXPECT_TRUE(InRecovery(db2)) << "db2 stays its slave";
+  CtlResult refused = cluster_.Ctl({"adopt", "db9"});
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE(refused.out.find("unknown node db9"), std::string::npos) << refused.out;
+  // The operator re-creates the group on the new controller, then adopts.
+  ASSERT_EQ(cluster_.Ctl({"replication", "enable", "--master", "db1", "--slave", "db2"}).exit_code,
+            0);
+  for (const char* id : {"db1", "db2"}) {
+    CtlResult adopted = cluster_.Ctl({"adopt", id});
+    EXPECT_EQ(adopted.exit_code, 0) << adopted.out;
+  }
+  cluster_.Wait({"db1", "db2"}, "180s");
+  EXPECT_TRUE(hold_of("db1").empty());
+  EXPECT_TRUE(Writable(db1));
+  EXPECT_TRUE(InRecovery(db2));
+  ASSERT_TRUE(db1.Exec("INSERT INTO t VALUES ('after')").ok());
+  EXPECT_TRUE(HasRows(db2, "t", 2, seconds(10)));
+}
+
 }  // namespace
 }  // namespace tandem::testing
