@@ -3,6 +3,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
+#include <random>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
@@ -16,6 +17,11 @@ namespace {
 constexpr size_t kMaxQueuedEvents = 1000;
 constexpr auto kHeartbeat = std::chrono::seconds(5);
 
+std::string NewInstanceId() {
+  std::random_device random;
+  return absl::StrCat(absl::Hex(random(), absl::kZeroPad8), absl::Hex(random(), absl::kZeroPad8));
+}
+
 }  // namespace
 
 ControllerLink::ControllerLink(std::string address, std::string token, NodeInfo node,
@@ -23,6 +29,7 @@ ControllerLink::ControllerLink(std::string address, std::string token, NodeInfo 
     : address_(std::move(address)),
       token_(std::move(token)),
       node_(std::move(node)),
+      instance_(NewInstanceId()),
       store_(store),
       on_change_(std::move(on_change)) {
   grpc::ChannelArguments args;
@@ -85,6 +92,7 @@ void ControllerLink::WatchLoop() {
     }
     v1::WatchRequest request;
     ToProto(node_, request.mutable_node());
+    request.set_instance(instance_);
     std::unique_ptr<grpc::ClientReader<v1::DesiredState>> reader = stub->Watch(&context, request);
     v1::DesiredState message;
     bool got_any = false;
@@ -119,8 +127,12 @@ void ControllerLink::WatchLoop() {
       if (stop_) return;
     }
     if (!logged_down) {
-      LogWarning(absl::StrCat("controller ", address_, " unreachable (", status.error_message(),
-                              "); keeping the last desired state"));
+      // ALREADY_EXISTS: another agent runs with this node id.
+      LogWarning(absl::StrCat("controller ", address_,
+                              status.error_code() == grpc::StatusCode::ALREADY_EXISTS
+                                  ? " refuses this agent ("
+                                  : " unreachable (",
+                              status.error_message(), "); keeping the last desired state"));
       logged_down = true;
     }
     absl::MutexLock lock(&mu_);
@@ -143,6 +155,7 @@ void ControllerLink::ReportLoop() {
       if (stop_) return;
       if (!have_report_ && std::chrono::steady_clock::now() - last_sent < kHeartbeat) continue;
       ToProto(node_, request.mutable_node());
+      request.set_instance(instance_);
       ToProto(observed_, request.mutable_observed());
       for (const StepEvent& e : events_) ToProto(e, request.add_events());
       sent_events = events_.size();

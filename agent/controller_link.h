@@ -53,6 +53,9 @@ class ControllerLink : public ObservedSink {
   const std::string address_;
   const std::string token_;
   const NodeInfo node_;
+  // This agent process, for the controller to refuse a second agent with
+  // the same node id (random, made at start).
+  const std::string instance_;
   DesiredStateStore* const store_;
   const std::function<void()> on_change_;
   std::shared_ptr<grpc::Channel> channel_;

@@ -1032,6 +1032,46 @@ std::map<std::string, NodeView> Views(const Registry& registry) {
   return out;
 }
 
+// Two agent processes must never act as one node: the second is refused,
+// naming the first's address, while the first answers; a restarted agent
+// takes the place of one that stopped answering.
+TEST(AgentTest, ASecondAgentWithTheSameNodeIdIsRefused) {
+  absl::Time now = absl::FromUnixSeconds(1700000000);
+  RegistryOptions options = FixedClock();
+  options.now = [&now] { return now; };
+  std::unique_ptr<Registry> registry = OpenOrDie(std::make_unique<MemoryStore>(), options);
+  MustRegister(*registry, Node("db1"));
+  ASSERT_TRUE(registry->AgentConnected("db1", "first", "ipv4:10.0.0.1:4000").ok());
+  ASSERT_TRUE(registry->Report("db1", "first", ConvergedOn(1), {}).ok());
+  now += absl::Seconds(3);
+  absl::Status second = registry->AgentConnected("db1", "second", "ipv4:10.0.0.9:5000");
+  EXPECT_EQ(second.code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_THAT(std::string(second.message()),
+              HasSubstr("node db1 is already served by an agent connected from "
+                        "ipv4:10.0.0.1:4000 (last heard 3 s ago)"));
+  EXPECT_THAT(std::string(second.message()), HasSubstr("(ipv4:10.0.0.9:5000) is refused"));
+  EXPECT_EQ(registry->Report("db1", "second", ConvergedOn(1), {}).code(),
+            absl::StatusCode::kAlreadyExists);
+  NodeView view = *registry->GetNode("db1");
+  EXPECT_EQ(view.agent_address, "ipv4:10.0.0.1:4000");
+  EXPECT_THAT(view.duplicate_agent,
+              HasSubstr("a second agent tried to connect as db1 from ipv4:10.0.0.9:5000"));
+  EXPECT_TRUE(registry->CheckCurrentAgent("db1", "first").ok());
+  // The same process reconnecting is welcome.
+  EXPECT_TRUE(registry->AgentConnected("db1", "first", "ipv4:10.0.0.1:4001").ok());
+  registry->AgentDisconnected("db1", "first");
+
+  // The first stops answering (its host is gone, its stream lingers): a
+  // restarted agent takes over, and the old stream is told to end.
+  now += absl::Seconds(15);
+  EXPECT_TRUE(registry->AgentConnected("db1", "restarted", "ipv4:10.0.0.1:4100").ok());
+  EXPECT_EQ(registry->CheckCurrentAgent("db1", "first").code(), absl::StatusCode::kAlreadyExists);
+  registry->AgentDisconnected("db1", "first");  // the old stream ends: no effect
+  EXPECT_TRUE(registry->GetNode("db1")->agent_connected);
+  now += absl::Minutes(2);
+  EXPECT_TRUE(registry->GetNode("db1")->duplicate_agent.empty()) << "shown for a minute";
+}
+
 TEST(QueueTest, SlavesOfOneMasterBootstrapOneAtATime) {
   RegistryOptions options = FixedClock();
   options.policy.bootstraps_per_group = 1;

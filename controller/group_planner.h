@@ -64,7 +64,15 @@ struct PlannerOptions {
 // What the controller knows of one node's agent beyond the persisted state:
 // kept in memory only, lost (and rebuilt from the agents) on a restart.
 struct AgentLiveness {
-  int watchers = 0;  // open Watch streams
+  int watchers = 0;  // open Watch streams of `instance`
+  // The agent process the streams belong to (a random id it makes at
+  // start; "" from an agent that sends none) and where it connects from.
+  std::string instance;
+  std::string peer;
+  absl::Time connected = absl::InfinitePast();  // when `instance` connected last
+  // The last agent refused because another one serves the node, and when.
+  std::string refused_peer;
+  absl::Time refused = absl::InfinitePast();
   std::optional<ObservedState> observed;  // nullopt: no report since start-up
   absl::Time last_report = absl::InfinitePast();
   // A report arrived since the agent last connected: an agent that just

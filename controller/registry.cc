@@ -14,6 +14,8 @@ namespace {
 
 constexpr size_t kMaxNameLength = 128;
 constexpr size_t kMaxAddressLength = 255;
+// How long a refused second agent is shown in the node's view.
+constexpr absl::Duration kDuplicateShown = absl::Minutes(1);
 
 bool IsNameChar(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
@@ -225,7 +227,14 @@ absl::StatusOr<Changes> Registry::Tick() {
 
 absl::Status Registry::Report(const std::string& node_id, const ObservedState& observed,
                               const std::vector<StepEvent>& events) {
+  return Report(node_id, "", observed, events);
+}
+
+absl::Status Registry::Report(const std::string& node_id, const std::string& instance,
+                              const ObservedState& observed,
+                              const std::vector<StepEvent>& events) {
   absl::MutexLock lock(&mu_);
+  if (absl::Status st = CheckAgentLocked(node_id, instance, ""); !st.ok()) return st;
   absl::StatusOr<Changes> applied =
       ApplyLocked(PlanReport(state_, node_id, observed, events, ContextLocked()));
   if (!applied.ok()) return applied.status();
@@ -237,17 +246,68 @@ absl::Status Registry::Report(const std::string& node_id, const ObservedState& o
   return absl::OkStatus();
 }
 
-void Registry::AgentConnected(const std::string& node_id) {
+absl::Status Registry::CheckAgent(const std::string& node_id, const std::string& instance,
+                                  const std::string& peer) {
   absl::MutexLock lock(&mu_);
-  AgentLiveness& live = live_[node_id];
-  ++live.watchers;
-  live.reported_since_connect = false;
+  return CheckAgentLocked(node_id, instance, peer);
 }
 
-void Registry::AgentDisconnected(const std::string& node_id) {
+absl::Status Registry::CheckAgentLocked(const std::string& node_id, const std::string& instance,
+                                        const std::string& peer) {
+  auto it = live_.find(node_id);
+  if (instance.empty() || it == live_.end()) return absl::OkStatus();
+  AgentLiveness& live = it->second;
+  if (live.watchers == 0 || live.instance.empty() || live.instance == instance) {
+    return absl::OkStatus();
+  }
+  const absl::Time now = options_.now();
+  const absl::Time seen = std::max(live.last_report, live.connected);
+  if (now - seen >= options_.agent_timeout) return absl::OkStatus();  // it stopped answering
+  if (!peer.empty()) {
+    live.refused_peer = peer;
+    live.refused = now;
+  }
+  return absl::AlreadyExistsError(absl::StrCat(
+      "node ", node_id, " is already served by an agent connected from ",
+      live.peer.empty() ? "an unknown address" : live.peer, " (last heard ",
+      static_cast<int64_t>(absl::ToDoubleSeconds(now - seen)), " s ago); is a second agent "
+      "running with node: ", node_id, "? This one", peer.empty() ? "" : absl::StrCat(" (", peer, ")"),
+      " is refused"));
+}
+
+absl::Status Registry::AgentConnected(const std::string& node_id, const std::string& instance,
+                                      const std::string& peer) {
   absl::MutexLock lock(&mu_);
+  if (node_id.empty()) return absl::OkStatus();  // registration says what is wrong
+  if (absl::Status st = CheckAgentLocked(node_id, instance, peer); !st.ok()) return st;
   AgentLiveness& live = live_[node_id];
-  if (live.watchers > 0) --live.watchers;
+  if (live.instance != instance) {
+    // A new agent process: the streams of the one before no longer count.
+    live.instance = instance;
+    live.watchers = 0;
+  }
+  ++live.watchers;
+  live.peer = peer;
+  live.connected = options_.now();
+  live.reported_since_connect = false;
+  return absl::OkStatus();
+}
+
+absl::Status Registry::CheckCurrentAgent(const std::string& node_id,
+                                         const std::string& instance) const {
+  absl::ReaderMutexLock lock(&mu_);
+  auto it = live_.find(node_id);
+  if (it == live_.end() || it->second.instance == instance) return absl::OkStatus();
+  return absl::AlreadyExistsError(absl::StrCat("another agent process of node ", node_id,
+                                               " took over (connected from ", it->second.peer,
+                                               ") while this one did not answer"));
+}
+
+void Registry::AgentDisconnected(const std::string& node_id, const std::string& instance) {
+  absl::MutexLock lock(&mu_);
+  auto it = live_.find(node_id);
+  if (it == live_.end() || it->second.instance != instance) return;
+  if (it->second.watchers > 0) --it->second.watchers;
 }
 
 // -------------------------------------------------------------------- reads
@@ -280,6 +340,13 @@ NodeView Registry::ViewLocked(const NodeRecord& record,
     const AgentLiveness& live = it->second;
     view.observed = live.observed;
     view.agent_connected = live.watchers > 0;
+    if (view.agent_connected) view.agent_address = live.peer;
+    if (options_.now() - live.refused < kDuplicateShown) {
+      view.duplicate_agent = absl::StrCat(
+          "a second agent tried to connect as ", record.info.id, " from ", live.refused_peer, " ",
+          static_cast<int64_t>(absl::ToDoubleSeconds(options_.now() - live.refused)),
+          " s ago and was refused");
+    }
     if (live.last_report != absl::InfinitePast()) {
       view.seconds_since_report =
           std::max(0.0, absl::ToDoubleSeconds(options_.now() - live.last_report));

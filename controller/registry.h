@@ -72,6 +72,9 @@ struct NodeView {
   bool auto_resync = false;  // the policy of the node's group (its own as a master)
   std::string switchover;    // the switchover in progress in its group ("" : none)
   std::string switchover_aborted;  // why its group's last switchover was aborted
+  std::string agent_address;       // where its agent connects from ("" : not connected)
+  // A second agent refused as this node in the last minute ("" : none).
+  std::string duplicate_agent;
 };
 
 class Registry {
@@ -155,10 +158,33 @@ class Registry {
   // for an unknown node; with events, a save error changes nothing.
   absl::Status Report(const std::string& node_id, const ObservedState& observed,
                       const std::vector<StepEvent>& events);
+  // The same from agent process `instance` (WatchRequest/ReportRequest
+  // instance): AlreadyExists, changing nothing, while another agent process
+  // serves the node (CheckAgent).
+  absl::Status Report(const std::string& node_id, const std::string& instance,
+                      const ObservedState& observed, const std::vector<StepEvent>& events);
 
-  // Counts the node's open Watch streams (agent_connected while > 0).
-  void AgentConnected(const std::string& node_id);
-  void AgentDisconnected(const std::string& node_id);
+  // Two agents must never act as one node. AlreadyExists (naming where the
+  // other one connects from) when a Watch stream of another agent process
+  // of `node_id` is open and that agent answers (it connected or reported
+  // within agent_timeout); the refusal is shown in the node's view for a
+  // minute. OK otherwise, also for an agent that sends no instance.
+  absl::Status CheckAgent(const std::string& node_id, const std::string& instance,
+                          const std::string& peer);
+
+  // Counts the node's open Watch streams (agent_connected while > 0) of
+  // agent process `instance`, connected from `peer`. Refuses (CheckAgent)
+  // a second agent; a new process of a node whose previous one stopped
+  // answering takes its place (its streams no longer count).
+  absl::Status AgentConnected(const std::string& node_id, const std::string& instance,
+                              const std::string& peer);
+  void AgentDisconnected(const std::string& node_id, const std::string& instance);
+  // AlreadyExists when another agent process of the node took the place of
+  // `instance` (its streams should end).
+  absl::Status CheckCurrentAgent(const std::string& node_id, const std::string& instance) const;
+  // An agent that sends no instance.
+  void AgentConnected(const std::string& node_id) { (void)AgentConnected(node_id, "", ""); }
+  void AgentDisconnected(const std::string& node_id) { AgentDisconnected(node_id, ""); }
 
   // ---- Reads.
 
@@ -214,6 +240,8 @@ class Registry {
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   std::vector<Event> EventsLocked(uint64_t after_seq, const std::string& node) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  absl::Status CheckAgentLocked(const std::string& node_id, const std::string& instance,
+                                const std::string& peer) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const RegistryOptions options_;
   mutable absl::Mutex mu_;

@@ -116,6 +116,8 @@ void NodeStatusToProto(const NodeView& view, v1::NodeStatus* out) {
   out->set_auto_resync(view.auto_resync);
   out->set_switchover(view.switchover);
   out->set_switchover_aborted(view.switchover_aborted);
+  out->set_agent_address(view.agent_address);
+  out->set_duplicate_agent(view.duplicate_agent);
 }
 
 void EventToProto(const Event& in, v1::Event* out) {
@@ -169,6 +171,14 @@ grpc::Status AgentsService::Watch(grpc::ServerContext* context, const v1::WatchR
   CallScope scope(tracker_.get());
   if (grpc::Status st = Admit(scope, context, options_.auth_token); !st.ok()) return st;
   const NodeInfo info = FromProto(request->node());
+  // Before the registration: a second agent must not change the node.
+  if (grpc::Status st = AdmitAgent(info.id, request->instance(), context->peer()); !st.ok()) {
+    return st;
+  }
+  absl::Cleanup disconnected = [&] {
+    registry_->AgentDisconnected(info.id, request->instance());
+    options_.log(absl::StrCat("agent ", info.id, " disconnected"));
+  };
   absl::StatusOr<Changes> changes = registry_->Register(info);
   if (!changes.ok()) {
     grpc::Status st = ToGrpcStatus(changes.status());
@@ -179,14 +189,14 @@ grpc::Status AgentsService::Watch(grpc::ServerContext* context, const v1::WatchR
   if (!changes->empty()) {
     options_.log(absl::StrCat("Register node=", info.id, ": OK: ", DescribeChanges(*changes)));
   }
-  registry_->AgentConnected(info.id);
   options_.log(absl::StrCat("agent ", info.id, " connected from ", context->peer()));
-  absl::Cleanup disconnected = [&] {
-    registry_->AgentDisconnected(info.id);
-    options_.log(absl::StrCat("agent ", info.id, " disconnected"));
-  };
   uint64_t sent = 0;
   while (!context->IsCancelled()) {
+    // Another process of this node took over (this one had stopped
+    // answering): this stream ends.
+    if (absl::Status st = registry_->CheckCurrentAgent(info.id, request->instance()); !st.ok()) {
+      return ToGrpcStatus(st);
+    }
     absl::StatusOr<DesiredState> desired =
         registry_->WaitForDesired(info.id, sent, absl::Now() + options_.poll);
     if (!desired.ok()) return ToGrpcStatus(desired.status());
@@ -197,6 +207,15 @@ grpc::Status AgentsService::Watch(grpc::ServerContext* context, const v1::WatchR
     sent = desired->generation;
   }
   return grpc::Status(grpc::StatusCode::CANCELLED, "the watch was cancelled");
+}
+
+grpc::Status AgentsService::AdmitAgent(const std::string& node_id, const std::string& instance,
+                                       const std::string& peer) {
+  absl::Status admitted = registry_->AgentConnected(node_id, instance, peer);
+  if (!admitted.ok()) {
+    options_.log(absl::StrCat("agent ", node_id, " from ", peer, " refused: ", admitted.message()));
+  }
+  return ToGrpcStatus(admitted);
 }
 
 grpc::Status AgentsService::Report(grpc::ServerContext* context, const v1::ReportRequest* request,
@@ -211,6 +230,11 @@ grpc::Status AgentsService::Report(grpc::ServerContext* context, const v1::Repor
   // does); one that names the node only reports.
   const bool registration = info.engine != EngineType::kUnspecified || info.port != 0 ||
                             !info.stack.empty() || !info.addresses.internal.empty();
+  // A second agent of the node changes nothing (its registration neither).
+  if (absl::Status st = registry_->CheckAgent(info.id, request->instance(), context->peer());
+      !st.ok()) {
+    return ToGrpcStatus(st);
+  }
   if (registration) {
     absl::StatusOr<Changes> changes = registry_->Register(info);
     if (!changes.ok()) {
@@ -226,7 +250,8 @@ grpc::Status AgentsService::Report(grpc::ServerContext* context, const v1::Repor
   events.reserve(request->events_size());
   for (const v1::StepEvent& event : request->events()) events.push_back(FromProto(event));
   grpc::Status st =
-      ToGrpcStatus(registry_->Report(info.id, FromProto(request->observed()), events));
+      ToGrpcStatus(registry_->Report(info.id, request->instance(), FromProto(request->observed()),
+                                     events));
   // Reports come every few seconds: only the ones that record something
   // (step outcomes) or fail are worth a line.
   if (!st.ok() || !events.empty()) {

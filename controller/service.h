@@ -70,10 +70,12 @@ class AgentsService final : public v1::Agents::Service {
   AgentsService(Registry* registry, ServiceOptions options,
                 std::shared_ptr<CallTracker> tracker = nullptr);
 
-  // Registers the node (Registry::Register), marks its agent connected
-  // while the stream is open, sends the current desired state at once and
-  // then every newer generation. Ends with UNAVAILABLE when the controller
-  // shuts down and CANCELLED when the client goes away.
+  // Admits the agent (ALREADY_EXISTS, naming where the other connects
+  // from, while another agent process serves the node: Registry::
+  // CheckAgent), registers the node (Registry::Register), marks its agent
+  // connected while the stream is open, sends the current desired state at
+  // once and then every newer generation. Ends with UNAVAILABLE when the
+  // controller shuts down and CANCELLED when the client goes away.
   grpc::Status Watch(grpc::ServerContext* context, const v1::WatchRequest* request,
                      grpc::ServerWriter<v1::DesiredState>* writer) override;
 
@@ -85,6 +87,10 @@ class AgentsService final : public v1::Agents::Service {
                       v1::ReportResponse* response) override;
 
  private:
+  // Registry::AgentConnected, logged when refused.
+  grpc::Status AdmitAgent(const std::string& node_id, const std::string& instance,
+                          const std::string& peer);
+
   Registry* registry_;
   ServiceOptions options_;
   std::shared_ptr<CallTracker> tracker_;

@@ -83,6 +83,8 @@ Json NodeJson(const v1::NodeStatus& node) {
   out["auto_resync"] = node.auto_resync();
   out["switchover"] = node.switchover();
   out["switchover_aborted"] = node.switchover_aborted();
+  out["agent_address"] = node.agent_address();
+  out["duplicate_agent"] = node.duplicate_agent();
   out["desired"] = Json{
       {"generation", desired.generation()},
       {"role", RoleText(desired.role())},
@@ -253,6 +255,7 @@ std::string NodeNote(const v1::NodeStatus& node) {
   }
   if (!node.switchover().empty()) return absl::StrCat("switchover: ", node.switchover());
   if (!node.switchover_aborted().empty()) return node.switchover_aborted();
+  if (!node.duplicate_agent().empty()) return node.duplicate_agent();
   return node.observed().last_error();
 }
 
@@ -303,7 +306,10 @@ std::string StatusText(const v1::NodeStatus& node) {
   if (info.port() != 0) absl::StrAppend(&addresses, ", port ", info.port());
   add("addresses", addresses);
   add("converged", YesNo(node.converged()));
-  add("agent connected", YesNo(node.agent_connected()));
+  add("agent connected", node.agent_address().empty()
+                             ? YesNo(node.agent_connected())
+                             : absl::StrCat("yes, from ", node.agent_address()));
+  if (!node.duplicate_agent().empty()) add("second agent", OneLine(node.duplicate_agent()));
   add("last report",
       NeverReported(node) ? "never" : CompactSeconds(node.seconds_since_report()) + " ago");
 

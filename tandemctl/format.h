@@ -58,7 +58,8 @@ std::string Rfc3339Utc(double unix_time);
 
 // What the ERROR column of `nodes` shows for a node: why its agent holds
 // its role against the controller, its group's switchover in progress or
-// the reason it was aborted, else the agent's last error.
+// the reason it was aborted, a second agent refused as the node, else the
+// agent's last error.
 std::string NodeNote(const v1::NodeStatus& node);
 
 // `tandemctl nodes`: columns NODE STACK ENGINE DESIRED OBSERVED UPSTREAM LAG

@@ -322,5 +322,66 @@ TEST_F(SafetyE2eTest, AgentsHoldTheirRolesAgainstAnOlderOrForeignControllerUntil
   EXPECT_TRUE(HasRows(db2, "t", 2, seconds(10)));
 }
 
+// (e) A second agent started with a node id already connected is refused
+// (the controller shows it beside the address of the agent it serves) and
+// changes nothing; once the first is gone for good, it may take over.
+TEST_F(SafetyE2eTest, ASecondAgentWithTheSameNodeIdIsRefused) {
+  PgServer& db1 = AddPgNode("db1");
+  PgServer& db2 = AddPgNode("db2");
+  PairOf(db1, db2);
+  const std::string first_address = cluster_.Nodes()["db1"].value("agent_address", "");
+  ASSERT_FALSE(first_address.empty());
+
+  // The same agent.yaml, but its own state dir and env file.
+  absl::StatusOr<std::string> yaml = ReadFile(cluster_.node("db1").config_path);
+  ASSERT_TRUE(yaml.ok());
+  std::string copy = *yaml;
+  for (const std::string& key : {"state_dir: ", "env_file: "}) {
+    const size_t at = copy.find(key);
+    ASSERT_NE(at, std::string::npos);
+    copy.insert(copy.find('\n', at), "-twin");
+  }
+  const std::string twin_config = cluster_.dir().Sub("db1-twin.yaml");
+  ASSERT_TRUE(WriteFileAtomic(twin_config, copy, 0600).ok());
+  ChildOptions options;
+  options.log_file = cluster_.dir().Sub("db1-twin-agent.log");
+  absl::StatusOr<std::unique_ptr<ChildProcess>> twin =
+      ChildProcess::Start({TANDEM_AGENT_BIN, "--config", twin_config}, options);
+  ASSERT_TRUE(twin.ok()) << twin.status();
+
+  ASSERT_TRUE(PollUntil(
+      [&] { return !cluster_.Nodes()["db1"].value("duplicate_agent", "").empty(); }, seconds(30)))
+      << cluster_.Ctl({"nodes"}).out;
+  auto nodes = cluster_.Nodes();
+  EXPECT_NE(nodes["db1"].value("duplicate_agent", "").find("a second agent tried to connect as db1"),
+            std::string::npos);
+  EXPECT_EQ(nodes["db1"].value("agent_address", ""), first_address) << "the first one serves";
+  const std::string table = cluster_.Ctl({"nodes"}).out;
+  EXPECT_NE(table.find("a second agent tried"), std::string::npos) << table;
+  EXPECT_NE(cluster_.Ctl({"status", "db1"}).out.find(first_address), std::string::npos);
+  // The first agent keeps serving db1: a change converges.
+  ASSERT_TRUE(db1.Exec("INSERT INTO t VALUES ('during')").ok());
+  ASSERT_EQ(cluster_.Ctl({"resync", "db2"}).exit_code, 0);
+  cluster_.Wait({"db1", "db2"}, "180s");
+  EXPECT_TRUE(HasRows(db2, "t", 2, seconds(10)));
+  EXPECT_FALSE(PathExists(cluster_.node("db1").env_file + "-twin"))
+      << "the refused agent was never told anything";
+
+  // The first agent is gone for good: the second one may serve db1.
+  cluster_.KillAgent("db1");
+  EXPECT_TRUE(PollUntil(
+      [&] {
+        nlohmann::json db1_view = cluster_.Nodes()["db1"];
+        return db1_view.is_object() && db1_view.value("converged", false) &&
+               db1_view.value("agent_address", "") != first_address;
+      },
+      seconds(60)))
+      << cluster_.Ctl({"nodes"}).out;
+  EXPECT_TRUE(PathExists(cluster_.node("db1").env_file + "-twin"));
+  EXPECT_TRUE(Writable(db1));
+  ASSERT_TRUE((*twin)->Signal(SIGTERM).ok());
+  EXPECT_TRUE((*twin)->Wait(seconds(10)).ok());
+}
+
 }  // namespace
 }  // namespace tandem::testing
