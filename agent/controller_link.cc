@@ -169,6 +169,7 @@ void ControllerLink::ReportLoop() {
     absl::MutexLock lock(&mu_);
     if (status.ok()) {
       last_sent = std::chrono::steady_clock::now();
+      store_->NoteContact(response.desired_generation());
       events_.erase(events_.begin(), events_.begin() + static_cast<long>(
                                                            std::min(sent_events, events_.size())));
       if (response.upstream_data_bytes() != 0) {

@@ -55,6 +55,7 @@ absl::Status DesiredStateStore::Load() {
 
 absl::StatusOr<bool> DesiredStateStore::Offer(const DesiredState& desired) {
   absl::MutexLock lock(&mu_);
+  ++contacts_;
   const OfferVerdict verdict = JudgeOffer(current_, desired);
   if (!verdict.take) {
     const bool news = hold_reason_ != verdict.hold_reason || confirmed_;
@@ -97,6 +98,16 @@ void DesiredStateStore::LoadFrom(const DesiredState& persisted) {
   current_.superseded = false;
   confirmed_ = false;
   hold_reason_.clear();
+}
+
+void DesiredStateStore::NoteContact(uint64_t controller_generation) {
+  absl::MutexLock lock(&mu_);
+  if (controller_generation <= current_.generation) ++contacts_;
+}
+
+uint64_t DesiredStateStore::Contacts() const {
+  absl::MutexLock lock(&mu_);
+  return contacts_;
 }
 
 std::string DesiredStateStore::HoldReason() const {

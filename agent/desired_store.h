@@ -67,6 +67,15 @@ class DesiredStateStore {
   // not): the reason of the last offer that was not taken, until one is.
   std::string HoldReason() const;
 
+  // Word from the controller besides a desired state: a report it accepted,
+  // whose answer names the node's current desired generation (0: unknown).
+  // It counts only when the held state is not older than that one.
+  // Contacts() counts these and every desired state offered: the reconcile
+  // loop makes a master writable only while the count moved recently
+  // (ReconcilerOptions::lease).
+  void NoteContact(uint64_t controller_generation);
+  uint64_t Contacts() const;
+
   // The informational upstream size (not persisted, no generation change).
   void SetUpstreamDataBytes(uint64_t bytes);
 
@@ -80,6 +89,7 @@ class DesiredStateStore {
   DesiredState current_ ABSL_GUARDED_BY(mu_);
   bool confirmed_ ABSL_GUARDED_BY(mu_) = false;
   std::string hold_reason_ ABSL_GUARDED_BY(mu_);
+  uint64_t contacts_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace tandem

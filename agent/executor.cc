@@ -44,14 +44,20 @@ absl::Status Executor::Execute(const Plan& plan, const Observation& observed,
 absl::Status Executor::RunStep(StepKind kind, const Observation& observed,
                                const DesiredState& desired, StepListener* listener) {
   switch (kind) {
-    case StepKind::kStartEngine:
+    case StepKind::kStartEngine: {
       // A master that must refuse writes comes up fenced (every engine's
       // Fence of a stopped server takes effect at its start), not writable
-      // for the moment before the fence step.
-      if (desired.role == Role::kMaster && desired.fenced) {
-        TANDEM_RETURN_IF_ERROR(engine_->Fence());
+      // for the moment before the fence step. So does a server that is to
+      // become a slave and is not one yet (a demoted master kept running
+      // for its successor to catch up from).
+      bool fence = desired.role == Role::kMaster && desired.fenced;
+      if (desired.role == Role::kSlave) {
+        absl::StatusOr<EngineFacts> now = engine_->Observe();
+        fence = now.ok() && !now->running && !now->is_slave;
       }
+      if (fence) TANDEM_RETURN_IF_ERROR(engine_->Fence());
       return engine_->Start();
+    }
     case StepKind::kFence:
       return engine_->Fence();
     case StepKind::kBootstrap:
@@ -59,9 +65,9 @@ absl::Status Executor::RunStep(StepKind kind, const Observation& observed,
     case StepKind::kFollowUpstream:
       return engine_->Follow(self_, desired.upstream);
     case StepKind::kWaitStreaming:
-      return WaitStreaming();
+      return WaitStreaming(listener);
     case StepKind::kCatchUp:
-      return CatchUp(desired.catch_up_position);
+      return CatchUp(desired.catch_up_position, listener);
     case StepKind::kServeSlaves:
       return engine_->ServeSlaves(desired.role == Role::kMaster ? desired.slaves
                                                                 : std::vector<Peer>{});
@@ -128,13 +134,22 @@ absl::Status Executor::Bootstrap(const Observation& observed, const DesiredState
       BootstrapRecord{desired.upstream.id, desired.resync_token, *data_id});
 }
 
-absl::Status Executor::CatchUp(const std::string& position) {
+namespace {
+
+absl::Status Superseded() {
+  return absl::UnavailableError("a newer desired state came: looking again");
+}
+
+}  // namespace
+
+absl::Status Executor::CatchUp(const std::string& position, StepListener* listener) {
   if (position.empty()) return absl::OkStatus();  // nothing to wait for
   const auto deadline = clock_->Now() + options_.streaming_timeout;
   for (;;) {
     absl::StatusOr<bool> replayed = engine_->HasReplayed(position);
     if (!replayed.ok()) return replayed.status();
     if (*replayed) return absl::OkStatus();
+    if (listener != nullptr && listener->TargetChanged()) return Superseded();
     if (clock_->Now() >= deadline) break;
     clock_->SleepFor(options_.poll_interval);
   }
@@ -142,7 +157,7 @@ absl::Status Executor::CatchUp(const std::string& position) {
                                              options_.streaming_timeout.count() / 1000, " s"));
 }
 
-absl::Status Executor::WaitStreaming() {
+absl::Status Executor::WaitStreaming(StepListener* listener) {
   const auto deadline = clock_->Now() + options_.streaming_timeout;
   std::string last;
   for (;;) {
@@ -162,6 +177,7 @@ absl::Status Executor::WaitStreaming() {
             facts->out_of_sync, "; it needs a resync (tandemctl resync, or auto_resync)"));
       }
     }
+    if (listener != nullptr && listener->TargetChanged()) return Superseded();
     if (clock_->Now() >= deadline) break;
     clock_->SleepFor(options_.poll_interval);
   }

@@ -29,6 +29,11 @@ class StepListener {
   virtual void StepFinished(StepKind kind, const absl::Status& status,
                             std::chrono::milliseconds duration) = 0;
   virtual void Progress(uint64_t done_bytes, uint64_t total_bytes) = 0;
+  // Whether a newer desired state has come since the plan was made: the
+  // waits (wait-streaming, catch-up) give up at once with Unavailable, so
+  // that the next pass acts on it (a slave waiting for a master that is
+  // gone is promoted without waiting out the timeout).
+  virtual bool TargetChanged() { return false; }
 };
 
 struct ExecutorOptions {
@@ -51,9 +56,9 @@ class Executor {
                        StepListener* listener);
   absl::Status Bootstrap(const Observation& observed, const DesiredState& desired,
                          StepListener* listener);
-  absl::Status WaitStreaming();
+  absl::Status WaitStreaming(StepListener* listener);
   // Polls until the engine has replayed `position` (a promoted slave).
-  absl::Status CatchUp(const std::string& position);
+  absl::Status CatchUp(const std::string& position, StepListener* listener);
 
   const Peer self_;
   Engine* const engine_;

@@ -419,6 +419,81 @@ TEST(ReconcilerTest, AWritableMasterIsLeftAloneWithoutTheController) {
   EXPECT_EQ(agent.Calls("fence"), 0);
 }
 
+// A slave whose master is gone waits for its link; a newer desired state
+// (say, its promotion) ends the wait at once rather than at the timeout.
+TEST(ReconcilerTest, ANewerTargetEndsAWaitAtOnce) {
+  FakeEngine engine;
+  engine.link_up = false;
+  FakeHost host;
+  FakeClock clock;
+  DesiredStateStore store("");
+  RecordingSink sink;
+  ReconcilerOptions options;
+  options.executor.streaming_timeout = std::chrono::seconds(60);
+  ASSERT_TRUE(*store.Offer(Desired(Role::kSlave)));
+  // The promotion arrives while the pass waits.
+  class Promoting : public Clock {
+   public:
+    Promoting(FakeClock* clock, DesiredStateStore* store) : clock_(clock), store_(store) {}
+    std::chrono::steady_clock::time_point Now() override { return clock_->Now(); }
+    void SleepFor(std::chrono::milliseconds d) override {
+      clock_->SleepFor(d);
+      if (++sleeps_ == 5) {
+        DesiredState promoted = Desired(Role::kMaster);
+        promoted.generation = 4;
+        (void)store_->Offer(promoted);
+      }
+    }
+   private:
+    FakeClock* clock_;
+    DesiredStateStore* store_;
+    int sleeps_ = 0;
+  };
+  Promoting promoting(&clock, &store);
+  Reconciler waiting(kSelf, &engine, &host, &promoting, &store, &sink, options);
+  absl::Status st = waiting.Pass();
+  EXPECT_TRUE(absl::IsUnavailable(st)) << st;
+  EXPECT_NE(st.message().find("a newer desired state came"), std::string::npos) << st;
+  EXPECT_LT(clock.now.time_since_epoch(), std::chrono::seconds(5)) << "not the 60 s timeout";
+  EXPECT_TRUE(waiting.Pass().ok());
+  EXPECT_TRUE(engine.Observe()->writable) << "promoted on the next pass";
+}
+
+// A master whose agent has not heard from the controller for longer than
+// the lease (it hung, or was cut off) is not made writable on its old word:
+// it may have been replaced meanwhile.
+TEST(ReconcilerTest, AMasterIsMadeWritableOnlyOnRecentWordFromTheController) {
+  FakeEngine engine;
+  engine.running = false;
+  FakeHost host;
+  host.facts.recorded_role = Role::kMaster;
+  FakeClock clock;
+  DesiredStateStore store("");
+  RecordingSink sink;
+  ReconcilerOptions options;
+  options.lease = std::chrono::seconds(10);
+  Reconciler reconciler(kSelf, &engine, &host, &clock, &store, &sink, options);
+  ASSERT_TRUE(*store.Offer(Desired(Role::kMaster)));
+  ASSERT_TRUE(reconciler.Pass().ok());
+  ASSERT_TRUE(engine.Observe()->writable);
+  // The server stops; the agent hears nothing for 11 s.
+  engine.running = false;
+  clock.now += std::chrono::seconds(11);
+  absl::Status held = reconciler.Pass();
+  EXPECT_TRUE(absl::IsUnavailable(held)) << held;
+  EXPECT_NE(held.message().find("without recent word from the controller"), std::string::npos);
+  EXPECT_TRUE(engine.running) << "started, fenced";
+  EXPECT_FALSE(engine.Observe()->writable);
+  // A report accepted by a controller that has moved on is no word for it.
+  store.NoteContact(4);
+  EXPECT_TRUE(absl::IsUnavailable(reconciler.Pass()));
+  EXPECT_FALSE(engine.Observe()->writable);
+  // Word comes (a report accepted, generation 3 current): the master again.
+  store.NoteContact(3);
+  EXPECT_TRUE(reconciler.Pass().ok());
+  EXPECT_TRUE(engine.Observe()->writable);
+}
+
 // Bug (a): a master restarted after promote --force must not take the
 // re-sent target the controller still holds back (superseded) as the
 // confirmation of its role; a writable one is fenced.

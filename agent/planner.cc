@@ -27,8 +27,20 @@ const std::vector<StepKind> kFencedMasterSteps = {
 
 // A slave whose copy waits its turn (the bootstrap queue): fenced, so that
 // a node the queue holds back (an old master after promote --force) is
-// never writable meanwhile; its env file already names the new master.
-const std::vector<StepKind> kQueuedSlaveSteps = {StepKind::kFence, StepKind::kWriteEnv};
+// never writable meanwhile. Its server keeps running (started fenced if it
+// was down, when it has data): an old master is where the new one catches
+// up from. Its env file changes only with its role (the new master may not
+// be writable yet).
+const std::vector<StepKind> kQueuedSlaveSteps = {StepKind::kFence, StepKind::kStartEngine};
+const std::vector<StepKind> kQueuedSlaveWithoutDataSteps = {StepKind::kFence};
+
+// A demoted master: fenced, and its server kept running (started fenced if
+// it was down) until it rejoins or is rebuilt: the promoted slave may still
+// have to replay what it holds before it can become writable.
+const std::vector<StepKind> kDemotedMasterSteps = {
+    StepKind::kFence,         StepKind::kStartEngine,   StepKind::kBootstrap,
+    StepKind::kFollowUpstream, StepKind::kStartEngine,  StepKind::kWaitStreaming,
+    StepKind::kRecordRole,    StepKind::kWriteEnv};
 
 // Slave: fenced before anything else so that the group never has two
 // writers, data replaced only when it is not already a copy of the upstream.
@@ -127,9 +139,10 @@ const std::vector<RoleTableRow>& RoleTable() {
        "leaves replication: stops serving slaves, stays writable with its data"},
       {Role::kMaster, Role::kMaster, kWritableSteps,
        "stays master: serves exactly the slaves of its group"},
-      {Role::kMaster, Role::kSlave, kSlaveSteps,
-       "demoted (another member was promoted): fenced, then its data is replaced by a copy of "
-       "the new master's (old data moved aside)"},
+      {Role::kMaster, Role::kSlave, kDemotedMasterSteps,
+       "demoted (another member was promoted): fenced, kept running for the new master to "
+       "catch up from, then rejoins it or its data is replaced by a copy of the new master's "
+       "(old data moved aside)"},
       {Role::kSlave, Role::kStandalone, kWritableSteps,
        "leaves replication: stops streaming, becomes writable with the data it has"},
       {Role::kSlave, Role::kMaster, kWritableSteps,
@@ -188,7 +201,7 @@ Plan PlanSteps(const Observation& observed, const DesiredState& desired) {
     steps = &kFencedMasterSteps;
     plan.reason = "fenced for a switchover: refuses writes while a slave catches up";
   } else if (desired.role == Role::kSlave && desired.queued) {
-    steps = &kQueuedSlaveSteps;
+    steps = observed.engine.has_data ? &kQueuedSlaveSteps : &kQueuedSlaveWithoutDataSteps;
     plan.reason = absl::StrCat("waits its turn to become a slave of ", desired.upstream.id,
                                ": fenced meanwhile");
   }

@@ -238,9 +238,25 @@ TEST(PlannerTest, ADemotedMasterIsFencedBeforeItsDataIsReplaced) {
   Plan plan = PlanSteps(o, Desired(Role::kSlave));
   ASSERT_TRUE(plan.status.ok()) << plan.status;
   EXPECT_EQ(plan.from, Role::kMaster);
-  EXPECT_EQ(plan.steps, (std::vector<StepKind>{K::kFence, K::kBootstrap, K::kFollowUpstream,
-                                               K::kStartEngine, K::kWaitStreaming,
-                                               K::kRecordRole, K::kWriteEnv}));
+  EXPECT_EQ(plan.steps, (std::vector<StepKind>{K::kFence, K::kStartEngine, K::kBootstrap,
+                                               K::kFollowUpstream, K::kStartEngine,
+                                               K::kWaitStreaming, K::kRecordRole,
+                                               K::kWriteEnv}));
+}
+
+// Its server keeps running (fenced) until it rejoins: the promoted slave
+// may still have to catch up from it. One whose host restarted is started.
+TEST(PlannerTest, ADemotedMasterIsStartedFencedForItsSuccessorToCatchUp) {
+  Observation o = ConvergedFor(Desired(Role::kMaster));
+  o.engine.running = false;
+  o.engine.writable = false;
+  DesiredState d = Desired(Role::kSlave);
+  d.rejoin_first = true;
+  Plan plan = PlanSteps(o, d);
+  ASSERT_TRUE(plan.status.ok()) << plan.status;
+  ASSERT_GE(plan.steps.size(), 2u);
+  EXPECT_EQ(plan.steps[0], K::kStartEngine);
+  EXPECT_EQ(plan.steps[1], K::kBootstrap);
 }
 
 TEST(PlannerTest, AFencedMasterRefusesWritesAndKeepsServing) {
@@ -275,16 +291,24 @@ TEST(PlannerTest, AQueuedSlaveIsOnlyFencedWhateverItWas) {
     Observation o = ConvergedFor(Desired(was));
     Plan plan = PlanSteps(o, waiting);
     ASSERT_TRUE(plan.status.ok()) << plan.status;
-    EXPECT_EQ(plan.steps, (std::vector<StepKind>{K::kFence, K::kWriteEnv})) << RoleName(was);
+    EXPECT_EQ(plan.steps, (std::vector<StepKind>{K::kFence, K::kStartEngine})) << RoleName(was);
     EXPECT_NE(plan.reason.find("waits its turn to become a slave of db1"), std::string::npos);
-    // Fenced and told where the master is: converged, nothing else yet.
+    // Fenced: converged, nothing else yet (its env file changes with its
+    // role, once the new master is writable).
     o.engine.writable = false;
-    o.host.env = waiting.env;
     EXPECT_TRUE(PlanSteps(o, waiting).Converged()) << RoleName(was);
   }
   // A slave that still streams keeps doing so.
   Observation slave = ConvergedFor(Desired(Role::kSlave));
   EXPECT_TRUE(PlanSteps(slave, waiting).Converged());
+  // A stopped server with data is started (fenced) meanwhile; one without
+  // data is left alone until its copy is made.
+  Observation stopped = ConvergedFor(Desired(Role::kStandalone));
+  stopped.engine.running = false;
+  stopped.engine.writable = false;
+  EXPECT_EQ(PlanSteps(stopped, waiting).steps, (std::vector<StepKind>{K::kStartEngine}));
+  stopped.engine.has_data = false;
+  EXPECT_TRUE(PlanSteps(stopped, waiting).Converged());
 }
 
 TEST(PlannerTest, NoDesiredStateHolds) {

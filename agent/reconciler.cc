@@ -85,11 +85,19 @@ absl::Status Reconciler::Pass() {
                           absl::StrCat("observing: ", observed.status().message()));
   } else {
     // A master the controller has not confirmed since this agent started
-    // may have been replaced meanwhile (promote --force while it was away):
-    // it is not made writable (nor started writable) until the controller
-    // says it still is the master. One that is writable is left alone.
+    // may have been replaced meanwhile (promote --force while it was away),
+    // and so may one whose agent has not heard from the controller for a
+    // while (hung, cut off): it is not made writable (nor started writable)
+    // until the controller says it still is the master. One that is
+    // writable is left alone.
+    const uint64_t contacts = desired_->Contacts();
+    if (contacts != contacts_) {
+      contacts_ = contacts;
+      contact_seen_ = clock_->Now();
+    }
+    const bool recent = contacts != 0 && clock_->Now() - contact_seen_ < options_.lease;
     unconfirmed_master = desired.role == Role::kMaster && !desired.fenced &&
-                         !confirmed && !observed->engine.writable;
+                         (!confirmed || !recent) && !observed->engine.writable;
     if (unconfirmed_master) desired.fenced = true;
     // A master the controller says a newer decision revoked (superseded)
     // is fenced even when it is writable: it is no longer the group's
@@ -139,7 +147,7 @@ absl::Status Reconciler::Pass() {
   }
   if (unconfirmed_master && status.ok()) {
     status = absl::UnavailableError(
-        "a master restarted without word from the controller stays fenced until the "
+        "a master without recent word from the controller stays fenced until the "
         "controller confirms its role");
   }
   if (!status.ok() && ErrorBlocks(status) && held_generation_ != desired.generation) {
@@ -230,6 +238,10 @@ void Reconciler::Progress(uint64_t done_bytes, uint64_t total_bytes) {
     last_progress_publish_ = now;
     PublishLocked();
   }
+}
+
+bool Reconciler::TargetChanged() {
+  return desired_->Current().generation != running_desired_.generation;
 }
 
 void Reconciler::PublishLocked() {

@@ -42,6 +42,13 @@ struct ReconcilerOptions {
   std::chrono::milliseconds interval{std::chrono::seconds(5)};
   std::chrono::milliseconds max_backoff{std::chrono::seconds(30)};
   std::chrono::milliseconds hold_retry{std::chrono::seconds(60)};
+  // A master is made writable (started unfenced, or its fence lifted) only
+  // on recent word from the controller: no contact (a desired state, a
+  // report accepted) for this long and it waits. Shorter than the time after
+  // which the controller takes a silent agent's master away under promote
+  // --force (15 s), so that an agent that hung or lost the controller
+  // never revives a master that was replaced meanwhile.
+  std::chrono::milliseconds lease{std::chrono::seconds(10)};
   ExecutorOptions executor;
 };
 
@@ -71,6 +78,7 @@ class Reconciler : private StepListener {
   void StepFinished(StepKind kind, const absl::Status& status,
                     std::chrono::milliseconds duration) override;
   void Progress(uint64_t done_bytes, uint64_t total_bytes) override;
+  bool TargetChanged() override;
 
   // Observes engine and host; fills `observed_` from them.
   absl::StatusOr<Observation> Observe();
@@ -96,6 +104,8 @@ class Reconciler : private StepListener {
   DesiredState running_desired_;
   std::string running_reason_;
   uint64_t held_generation_ = 0;  // generation whose plan hit a blocking error
+  uint64_t contacts_ = 0;         // DesiredStateStore::Contacts() as last seen
+  std::chrono::steady_clock::time_point contact_seen_;  // when it last moved
   std::chrono::steady_clock::time_point held_since_;
 };
 

@@ -262,6 +262,7 @@ grpc::Status AgentsService::Report(grpc::ServerContext* context, const v1::Repor
   // check of a bootstrap) without a new generation.
   if (absl::StatusOr<DesiredState> desired = registry_->Desired(info.id); st.ok() && desired.ok()) {
     response->set_upstream_data_bytes(desired->upstream_data_bytes);
+    response->set_desired_generation(desired->generation);
   }
   return st;
 }
