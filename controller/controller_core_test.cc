@@ -1072,6 +1072,24 @@ TEST(AgentTest, ASecondAgentWithTheSameNodeIdIsRefused) {
   EXPECT_TRUE(registry->GetNode("db1")->duplicate_agent.empty()) << "shown for a minute";
 }
 
+// Found by the simulation: a restarted agent whose host crashed (the old
+// stream lingers, nobody closes it) reports before its Watch is admitted;
+// its reports must not keep the dead process looking alive.
+TEST(AgentTest, ARestartedAgentsReportsTakeThePlaceOfASilentProcess) {
+  absl::Time now = absl::FromUnixSeconds(1700000000);
+  RegistryOptions options = FixedClock();
+  options.now = [&now] { return now; };
+  std::unique_ptr<Registry> registry = OpenOrDie(std::make_unique<MemoryStore>(), options);
+  MustRegister(*registry, Node("db1"));
+  ASSERT_TRUE(registry->AgentConnected("db1", "dead", "ipv4:10.0.0.1:4000").ok());
+  ASSERT_TRUE(registry->Report("db1", "dead", ConvergedOn(1), {}).ok());
+  now += absl::Seconds(16);
+  ASSERT_TRUE(registry->Report("db1", "restarted", ConvergedOn(1), {}).ok());
+  now += absl::Seconds(1);
+  EXPECT_TRUE(registry->AgentConnected("db1", "restarted", "ipv4:10.0.0.1:4100").ok());
+  EXPECT_EQ(registry->CheckCurrentAgent("db1", "dead").code(), absl::StatusCode::kAlreadyExists);
+}
+
 TEST(QueueTest, SlavesOfOneMasterBootstrapOneAtATime) {
   RegistryOptions options = FixedClock();
   options.policy.bootstraps_per_group = 1;
@@ -1174,7 +1192,9 @@ TEST(QueueTest, SeededSurvivesTheStore) {
 class PromoteTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    registry_ = OpenOrDie(std::make_unique<MemoryStore>());
+    RegistryOptions options = FixedClock();
+    options.now = [this] { return now_; };
+    registry_ = OpenOrDie(std::make_unique<MemoryStore>(), options);
     for (const char* id : {"db1", "db2", "db3"}) MustRegister(*registry_, Node(id));
     MustEnable(*registry_, "db1", "db2");
     MustEnable(*registry_, "db1", "db3");
@@ -1186,6 +1206,10 @@ class PromoteTest : public ::testing::Test {
     observed.position = std::move(position);
     ASSERT_TRUE(registry_->Report(id, observed, {}).ok());
   }
+  // The agents fall silent for longer than agent_timeout: --force takes
+  // over without a fence.
+  void Silence() { now_ += absl::Seconds(16); }
+  absl::Time now_ = absl::FromUnixSeconds(1700000000);
   std::unique_ptr<Registry> registry_;
 };
 
@@ -1226,6 +1250,14 @@ TEST_F(PromoteTest, FencesTheMasterFirstThenSwitches) {
   EXPECT_EQ(DesiredOf(*registry_, "db3").upstream.id, "db2");
   EXPECT_EQ(DesiredOf(*registry_, "db3").env.at("POSTGRESQL_ADDRESS"), "10.0.0.3");
   EXPECT_TRUE(registry_->Snapshot().switchovers.empty());
+  // Until db2 replayed that far and is writable, the group still waits.
+  absl::StatusOr<Changes> catching_up = registry_->RemoveSlave("db3");
+  EXPECT_THAT(std::string(catching_up.status().message()),
+              HasSubstr("db2 replays its old master's writes up to 0/5000"));
+  EXPECT_THAT(registry_->GetNode("db1")->switchover, HasSubstr("replays"));
+  ReportConverged("db2", /*writable=*/true);
+  EXPECT_TRUE(DesiredOf(*registry_, "db2").catch_up_position.empty());
+  EXPECT_TRUE(registry_->GetNode("db1")->switchover.empty());
   EXPECT_TRUE(registry_->RemoveSlave("db3").ok());
 }
 
@@ -1250,6 +1282,7 @@ TEST_F(PromoteTest, RedisAndMysqlGroupsArePromotedToo) {
     MustEnable(*registry_, a, b);
     ReportConverged(a);
     ReportConverged(b);
+    Silence();
     absl::StatusOr<Changes> forced = registry_->Promote(b, true);
     ASSERT_TRUE(forced.ok()) << forced.status();
     EXPECT_EQ(DesiredOf(*registry_, b).role, Role::kMaster);
@@ -1258,6 +1291,7 @@ TEST_F(PromoteTest, RedisAndMysqlGroupsArePromotedToo) {
 }
 
 TEST_F(PromoteTest, ForceSkipsTheFenceAndRebuildsTheOldMaster) {
+  Silence();
   absl::StatusOr<Changes> forced = registry_->Promote("db2", true);
   ASSERT_TRUE(forced.ok()) << forced.status();
   EXPECT_EQ(DesiredOf(*registry_, "db2").role, Role::kMaster);
@@ -1346,6 +1380,7 @@ TEST_F(AutoResyncTest, TheGroupPolicyOverridesTheDefault) {
   // The policy is the group's: it follows a switchover, and goes with the
   // group when replication is disabled.
   Report("db2", "");
+  now_ += absl::Seconds(16);  // db1's agent silent: --force takes over at once
   ASSERT_TRUE(registry_->Promote("db2", true).ok());
   EXPECT_TRUE(registry_->GetNode("db2")->auto_resync);
   EXPECT_TRUE(registry_->GetNode("db1")->auto_resync);

@@ -136,7 +136,20 @@ absl::Status CheckNoSwitchover(const ControllerState& state, const std::string& 
                                absl::Time now) {
   if (master_id.empty()) return absl::OkStatus();
   auto it = state.switchovers.find(master_id);
-  if (it == state.switchovers.end()) return absl::OkStatus();
+  if (it == state.switchovers.end()) {
+    auto master = state.nodes.find(master_id);
+    if (master == state.nodes.end() || master->second.catch_up_position.empty()) {
+      return absl::OkStatus();
+    }
+    // Phase 2: the new master must still replay what the old one holds;
+    // taking the old master away now would leave it nothing to catch up
+    // from.
+    return absl::FailedPreconditionError(absl::StrCat(
+        "a switchover is in progress in ", master_id, "'s group: ",
+        DescribeSwitchover(state, master->second, now),
+        "; try again when it is done, or promote --force ", master_id,
+        " to take over without waiting (writes it has not replayed are then lost)"));
+  }
   return absl::FailedPreconditionError(absl::StrCat(
       "a switchover (promote ", it->second.promoted, ") is in progress in ", master_id,
       "'s group: ", DescribeSwitchover(state, state.nodes.at(master_id), now),

@@ -145,13 +145,15 @@ absl::StatusOr<Decision> PlanResync(const ControllerState& state, const std::str
 //    master once M's agent reports the fence and its position (N replays
 //    it before it becomes writable), and M and the other slaves its slaves,
 //    rejoining in place first. PlanTick aborts phase 1 at the deadline.
-//  - --force, M's agent silent: N takes over at once; M and the other
+//  - --force, M's agent silent for agent_timeout (counted from the
+//    controller's start at the earliest): N takes over at once; M and the other
 //    slaves become its slaves, rebuilt by full copies (they may hold writes
 //    N lacks; the old data is kept aside). M's published target revokes
 //    its writability at once (desired.h), whatever the bootstrap queue.
-//  - --force, M's agent answering: M is fenced first (phase 1, marked
-//    forced): the switchover completes as a plain one when M reports the
-//    fence, or without the fence if M's agent stops answering first.
+//  - --force, M's agent heard lately (answering, or reconnecting): M is
+//    fenced first (phase 1, marked forced): the switchover completes as a
+//    plain one when M reports the fence, or without the fence once M's
+//    agent has been silent for agent_timeout.
 // A switchover in progress in the group refuses a plain promote; --force
 // overrides it. Switchovers of other groups never matter.
 absl::StatusOr<Decision> PlanPromote(const ControllerState& state, const std::string& node,

@@ -185,10 +185,19 @@ TEST(GroupPlannerTest, OperationsChangeIntentsAndRecordWhy) {
       {"promote --force, master silent",
        [](World& w) {
          w.Disconnect("db1");
+         w.now_ += absl::Seconds(15);
          return w.Apply(PlanPromote(w.state_, "db2", true, w.Context()));
        },
        {{"db1", "slave of db2"}, {"db2", "master"}, {"db3", "slave of db2"}},
        "db1 not fenced (its agent is not connected)"},
+      {"promote --force, master heard lately: fence first",
+       [](World& w) {
+         w.Disconnect("db1");
+         w.now_ += absl::Seconds(14);
+         return w.Apply(PlanPromote(w.state_, "db2", true, w.Context()));
+       },
+       {{"db1", "master (fenced)"}, {"db2", "slave of db1"}},
+       "db1's agent was heard lately, so it is fenced first"},
       {"promote --force, master answers: fence first",
        [](World& w) { return w.Apply(PlanPromote(w.state_, "db2", true, w.Context())); },
        {{"db1", "master (fenced)"}, {"db2", "slave of db1"}},
@@ -297,6 +306,7 @@ TEST(SwitchoverPlannerTest, AForcedOutMasterIsRevokedWhateverTheQueue) {
   const uint64_t gen = w.Rec("db1").desired.generation;
   w.Disconnect("db1");
   w.Disconnect("db3");
+  w.now_ += absl::Seconds(20);
   w.Must(PlanPromote(w.state_, "db2", true, w.Context()));
   EXPECT_EQ(QueuedSlaves(w.state_, w.options_.policy), std::set<std::string>{"db1"});
   const DesiredState& db1 = w.Rec("db1").desired;
@@ -305,7 +315,6 @@ TEST(SwitchoverPlannerTest, AForcedOutMasterIsRevokedWhateverTheQueue) {
   EXPECT_TRUE(db1.queued);
   EXPECT_EQ(db1.upstream.id, "db2");
   EXPECT_TRUE(db1.resync_token.empty());
-  EXPECT_EQ(db1.env.at("POSTGRESQL_ADDRESS"), "10.0.0.2") << "applications go to db2";
   EXPECT_EQ(DescribeTarget(db1), "slave of db2 (queued)");
   // db2 does not serve it yet; db3 (first in the queue) gets its copy.
   ASSERT_EQ(w.Rec("db2").desired.slaves.size(), 1u);
@@ -332,6 +341,30 @@ TEST(SwitchoverPlannerTest, TheFenceReportStartsPhaseTwo) {
   EXPECT_EQ(w.Intent("db1"), "slave of db2");
   EXPECT_TRUE(w.Rec("db1").rejoin_first);
   EXPECT_TRUE(w.state_.switchovers.empty());
+  // Phase 2 lasts until db2 replayed that far and is writable: db1 cannot
+  // be taken away meanwhile (db2 would have nothing to catch up from).
+  EXPECT_THAT(DescribeSwitchover(w.state_, w.Rec("db3"), w.now_),
+              HasSubstr("db2 replays its old master's writes up to 0/10"));
+  EXPECT_FALSE(w.Apply(PlanRemoveSlave(w.state_, "db1", w.Context())).ok());
+  EXPECT_FALSE(w.Apply(PlanPromote(w.state_, "db2", false, w.Context())).ok());
+  w.Converged("db2", /*writable=*/true);
+  EXPECT_TRUE(w.Rec("db2").catch_up_position.empty());
+  EXPECT_THAT(w.LastEvent(), HasSubstr("the switchover is done"));
+  EXPECT_TRUE(w.Apply(PlanRemoveSlave(w.state_, "db1", w.Context())).ok());
+}
+
+// db1 dies for good after its fence, before db2 replayed what it holds:
+// promote --force db2 lets db2 take over without the rest.
+TEST(SwitchoverPlannerTest, ForceEndsACatchUpThatCannotFinish) {
+  World w;
+  w.Group();
+  w.Must(PlanPromote(w.state_, "db2", false, w.Context()));
+  w.Converged("db1", /*writable=*/false, "0/10");
+  ASSERT_EQ(w.Rec("db2").catch_up_position, "0/10");
+  w.Must(PlanPromote(w.state_, "db2", true, w.Context()));
+  EXPECT_TRUE(w.Rec("db2").catch_up_position.empty());
+  EXPECT_TRUE(w.Rec("db2").desired.catch_up_position.empty());
+  EXPECT_THAT(w.LastEvent(), HasSubstr("takes over without replaying up to 0/10"));
 }
 
 TEST(SwitchoverPlannerTest, PhaseOneIsAbortedAtItsDeadline) {

@@ -39,6 +39,8 @@ absl::StatusOr<Decision> PlanReport(const ControllerState& state, const std::str
       !observed.out_of_sync.empty() && record.role == Role::kSlave &&
       GroupAutoResync(state, record, context.options) && record.seeded &&
       state.switchovers.count(record.upstream_id) == 0 && PublishedInGroup(record) &&
+      state.nodes.count(record.upstream_id) != 0 &&
+      state.nodes.at(record.upstream_id).catch_up_position.empty() &&
       record.desired.resync_token == record.resync_token &&
       (record.auto_resync_time == 0 ||
        now - record.auto_resync_time >=
@@ -46,6 +48,11 @@ absl::StatusOr<Decision> PlanReport(const ControllerState& state, const std::str
   // The agent starts holding its role against this controller (or holds it
   // for another reason): worth an event. An adopted node that took the
   // state ends its adoption.
+  // A promoted master that replayed its old master's last position and is
+  // writable: the switchover is done (its group may change again).
+  const bool caught_up_now = record.role == Role::kMaster && !record.catch_up_position.empty() &&
+                             observed.writable &&
+                             observed.converged_generation == record.desired.generation;
   const AgentLiveness& before = context.Agent(node_id);
   const bool hold_news =
       !observed.hold_reason.empty() &&
@@ -53,7 +60,7 @@ absl::StatusOr<Decision> PlanReport(const ControllerState& state, const std::str
   const bool adopted_now = record.adopting && observed.hold_reason.empty() &&
                            observed.seen_generation >= record.desired.generation;
   if (events.empty() && !seeded_now && !fenced_now && !resync_now && !hold_news &&
-      !adopted_now) {
+      !adopted_now && !caught_up_now) {
     return Decision{state, {}, false};
   }
   ControllerState next = state;
@@ -92,6 +99,10 @@ absl::StatusOr<Decision> PlanReport(const ControllerState& state, const std::str
     RequestCopy(&next, node_id, /*rejoin_first=*/true);
     next.nodes.at(node_id).auto_resync_time = now;
     cause = absl::StrCat("auto-resync ", node_id, ": ", observed.out_of_sync);
+  } else if (caught_up_now) {
+    next.nodes.at(node_id).catch_up_position.clear();
+    cause = absl::StrCat(node_id, " replayed its old master's writes and is writable: the "
+                                  "switchover is done");
   } else if (seeded_now) {
     next.nodes.at(node_id).seeded = true;
     cause = absl::StrCat(node_id, " holds a copy of ", record.upstream_id);

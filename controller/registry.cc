@@ -239,6 +239,14 @@ absl::Status Registry::Report(const std::string& node_id, const std::string& ins
       ApplyLocked(PlanReport(state_, node_id, observed, events, ContextLocked()));
   if (!applied.ok()) return applied.status();
   AgentLiveness& live = live_[node_id];
+  if (!instance.empty() && live.instance != instance) {
+    // The process the node's streams belong to stopped answering (or there
+    // is none): this one takes its place, or its reports would make that
+    // one look alive and keep this one's Watch refused.
+    live.instance = instance;
+    live.watchers = 0;
+    live.peer.clear();
+  }
   live.observed = observed;
   live.last_report = options_.now();
   live.reported_since_connect = true;

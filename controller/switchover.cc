@@ -65,6 +65,18 @@ absl::StatusOr<Decision> PlanPromote(const ControllerState& state, const std::st
   absl::StatusOr<const NodeRecord*> n = Named(state, "node", node);
   if (!n.ok()) return n.status();
   const NodeRecord& promoted = **n;
+  if (promoted.role == Role::kMaster && !promoted.catch_up_position.empty()) {
+    // Promoted already, still replaying its old master's last writes.
+    if (!force) return CheckNoSwitchover(state, node, context.now);
+    ControllerState next = state;
+    next.nodes.at(node).catch_up_position.clear();
+    return Finish(state, std::move(next),
+                  absl::StrCat("promote --force ", node, ": ", node,
+                               " takes over without replaying up to ",
+                               promoted.catch_up_position,
+                               " (writes of its old master it lacks are lost)"),
+                  context);
+  }
   if (promoted.info.engine == EngineType::kMongodb) {
     return absl::FailedPreconditionError(
         absl::StrCat("promote is not supported for mongodb (", node, ")"));
@@ -92,7 +104,12 @@ absl::StatusOr<Decision> PlanPromote(const ControllerState& state, const std::st
     next.switchovers.erase(it);
   }
   const bool answers = AgentAnswers(context, old_master);
-  if (force && !answers) {
+  // --force takes over at once only from an agent silent for agent_timeout
+  // (counted from the controller's start at the earliest): one that
+  // reported lately, even if not connected right now (it may be
+  // reconnecting), could still make its server writable, so it is fenced
+  // first, and taken over without the fence if it stays silent.
+  if (force && AgentSilent(context, old_master)) {
     // The old master's published target revokes its writability at once
     // (a slave of `node`, fenced while its copy waits: desired.h), so its
     // agent, when it comes back, never takes it for a master.
@@ -103,7 +120,7 @@ absl::StatusOr<Decision> PlanPromote(const ControllerState& state, const std::st
                                "); it is rebuilt as a slave when it returns"),
                   context);
   }
-  if (!answers) {
+  if (!force && !answers) {
     return absl::FailedPreconditionError(absl::StrCat(
         old_master, "'s agent does not answer (", DescribeAgent(context, old_master),
         "), so it cannot be fenced first; promote --force ", node, " proceeds without it (",
@@ -123,7 +140,10 @@ absl::StatusOr<Decision> PlanPromote(const ControllerState& state, const std::st
   switchover.deadline = UnixSeconds(context.now + context.options.switchover_timeout);
   const std::string cause =
       force ? absl::StrCat("promote --force ", node, overridden, ": ", old_master,
-                           "'s agent answers, so it is fenced first")
+                           answers ? "'s agent answers" : "'s agent was heard lately",
+                           ", so it is fenced first (taken over without the fence if its agent "
+                           "stays silent for ",
+                           absl::FormatDuration(context.options.agent_timeout), ")")
             : absl::StrCat("promote ", node, ": fencing ", old_master);
   if (fenced_before) Note(&next, old_master, cause, context);
   return Finish(state, std::move(next), cause, context);
@@ -166,8 +186,15 @@ Decision PlanTick(const ControllerState& state, const PlanContext& context) {
 
 std::string DescribeSwitchover(const ControllerState& state, const NodeRecord& record,
                                absl::Time now) {
-  auto it = state.switchovers.find(GroupMasterId(record));
-  if (it == state.switchovers.end()) return "";
+  const std::string master_id = GroupMasterId(record);
+  auto it = state.switchovers.find(master_id);
+  if (it == state.switchovers.end()) {
+    auto master = state.nodes.find(master_id);
+    if (master == state.nodes.end() || master->second.catch_up_position.empty()) return "";
+    return absl::StrCat("promote ", master_id, ": ", master_id,
+                        " replays its old master's writes up to ",
+                        master->second.catch_up_position, " before it becomes writable");
+  }
   const Switchover& s = it->second;
   const double elapsed = UnixSeconds(now) - s.started;
   return absl::StrCat("promote ", s.force ? "--force " : "", s.promoted, ": fencing ", it->first,
