@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <string>
 
@@ -11,7 +12,14 @@
 
 namespace tandem {
 
+namespace {
+std::atomic<bool> quiet{false};
+}  // namespace
+
+void SetLogQuiet(bool value) { quiet.store(value); }
+
 void Log(LogLevel level, std::string_view message) {
+  if (quiet.load(std::memory_order_relaxed)) return;
   static const bool journal = std::getenv("JOURNAL_STREAM") != nullptr;
   std::string line;
   if (journal) {

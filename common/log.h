@@ -13,6 +13,10 @@ enum class LogLevel { kDebug = 7, kInfo = 6, kWarning = 4, kError = 3 };
 
 void Log(LogLevel level, std::string_view message);
 
+// Quiet: every message is dropped from now on (default: none). For programs
+// that run the agent's code many times over (the simulation).
+void SetLogQuiet(bool quiet);
+
 inline void LogInfo(std::string_view message) { Log(LogLevel::kInfo, message); }
 inline void LogWarning(std::string_view message) { Log(LogLevel::kWarning, message); }
 inline void LogError(std::string_view message) { Log(LogLevel::kError, message); }
