@@ -687,9 +687,16 @@ Example:
        R"(Usage: tandemctl promote B [--force]
 
 Slave B becomes the master of its group; the old master and the other slaves
-follow B. --force asks the controller to promote even where its safety checks
-would refuse (for example when the old master is down); writes that had not
-reached B are then lost.
+follow B. The old master is fenced first and B replays what it holds before
+it becomes writable; promote returns once that is done. A fence that does not
+come within the controller's switchover_timeout aborts the switchover (the
+old master stays the master) and promote exits 1 with the reason.
+
+--force is for an old master that is gone: if its agent was heard lately it
+is still fenced first, and B takes over without the fence once that agent has
+been silent for 15 s (writes that had not reached B are then lost; the old
+master is rebuilt as a slave, its data kept aside). --force also overrides a
+switchover in progress, and ends a catch-up that cannot finish.
 
 Example:
   tandemctl promote db2
