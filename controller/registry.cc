@@ -150,6 +150,7 @@ absl::StatusOr<std::unique_ptr<Registry>> Registry::Open(std::unique_ptr<Store> 
       while (!self->shutdown_) {
         self->changed_.WaitWithTimeout(&self->mu_, self->options_.tick_interval);
         if (self->shutdown_) break;
+        if (self->state_.switchovers.empty()) continue;  // nothing has a deadline
         // A failed save is tried again at the next tick.
         (void)self->ApplyLocked(PlanTick(self->state_, self->ContextLocked()));
       }
@@ -220,6 +221,7 @@ absl::StatusOr<Changes> Registry::Adopt(const std::string& node) {
 
 absl::StatusOr<Changes> Registry::Tick() {
   absl::MutexLock lock(&mu_);
+  if (state_.switchovers.empty()) return Changes{};  // nothing has a deadline
   return ApplyLocked(PlanTick(state_, ContextLocked()));
 }
 

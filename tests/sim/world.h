@@ -1,6 +1,7 @@
-// The simulation's world: the scheduler, the controller, the agents and the
-// network between them (world.cc), and what perturbs them: faults and the
-// operator (chaos.cc). Internal to tests/sim; see simulation.h.
+// The simulation's world: the scheduler, the controller and the agents
+// (world.cc), the links between them (links.cc), and what perturbs them:
+// faults and the operator (chaos.cc). Internal to tests/sim; see
+// simulation.h.
 #ifndef TANDEM_TESTS_SIM_WORLD_H_
 #define TANDEM_TESTS_SIM_WORLD_H_
 
@@ -26,6 +27,25 @@
 #include "tests/sim/simulation.h"
 
 namespace tandem::sim {
+
+inline constexpr Millis kPassInterval = 2000;
+inline constexpr Millis kMaxPassBackoff = 30000;
+inline constexpr Millis kHeartbeat = 5000;       // reports at least this often
+inline constexpr Millis kReportDeadline = 5000;  // a Report call gives up then
+inline constexpr Millis kTick = 1000;            // the controller's clock
+inline constexpr Millis kReplicationEvery = 200;
+inline constexpr Millis kWriteEvery = 300;
+inline constexpr Millis kConvergenceBound = 600000;  // after the faults stop
+
+// "master", "slave", "standalone", "-".
+inline const char* RoleWord(Role role) {
+  switch (role) {
+    case Role::kMaster: return "master";
+    case Role::kSlave: return "slave";
+    case Role::kStandalone: return "standalone";
+    default: return "-";
+  }
+}
 
 // The agent's clock: simulated time, plus what the running pass has slept.
 class SimClock : public Clock {
@@ -147,7 +167,7 @@ class World {
   void Push(const std::string& node);
   void Tick();
 
-  // ---- The agents and their links (world.cc).
+  // ---- The agents (world.cc) and their links (links.cc).
   void StartAgent(Node& node);
   void KillAgent(Node& node, bool host_crash);
   void SchedulePass(Node& node, Millis at);
