@@ -37,8 +37,10 @@ constexpr int kExitUsage = 2;
 
 constexpr std::chrono::milliseconds kWaitPollInterval{200};
 // The controller ends every switchover by its switchover_timeout; this only
-// bounds the wait when the controller is gone.
+// bounds the wait when the controller is gone. A switchover is polled more
+// often: it lasts a fraction of a second, and applications wait on it.
 constexpr std::chrono::milliseconds kSwitchoverWait{std::chrono::minutes(10)};
+constexpr std::chrono::milliseconds kSwitchoverPollInterval{25};
 
 int Fail(int code, absl::string_view reason) {
   std::string line =
@@ -82,12 +84,13 @@ v1::ListNodesResponse Select(const v1::ListNodesResponse& all,
   return selected;
 }
 
-// Polls `poll` until `decide` says done or fail, or `timeout`. Once the
+// Polls `poll` every `interval` until `decide` says done or fail, or
+// `timeout`. Once the
 // controller has answered, a poll that cannot reach it (a controller
 // restart) is retried until the timeout; a first poll that fails ends the
 // wait at once. `done` prints the final answer.
 template <typename Answer>
-int PollUntilDecided(std::chrono::milliseconds timeout,
+int PollUntilDecided(std::chrono::milliseconds timeout, std::chrono::milliseconds interval,
                      const std::function<absl::StatusOr<Answer>()>& poll,
                      const std::function<WaitDecision(const Answer&)>& decide,
                      const std::function<int(const Answer&)>& done) {
@@ -116,14 +119,14 @@ int PollUntilDecided(std::chrono::milliseconds timeout,
       if (!last_error.ok()) absl::StrAppend(&message, " (last poll: ", last_error.message(), ")");
       return Fail(kExitFailed, message);
     }
-    std::this_thread::sleep_for(std::min<Clock::duration>(kWaitPollInterval, deadline - now));
+    std::this_thread::sleep_for(std::min<Clock::duration>(interval, deadline - now));
   }
 }
 
 // `wait`: polls ListNodes until DecideWait says done or fail.
 int Wait(const Command& command, OperatorClient& client) {
   return PollUntilDecided<v1::ListNodesResponse>(
-      command.timeout, [&] { return client.ListNodes(); },
+      command.timeout, kWaitPollInterval, [&] { return client.ListNodes(); },
       [&](const v1::ListNodesResponse& nodes) { return DecideWait(nodes, command.nodes); },
       [&](const v1::ListNodesResponse& nodes) {
         if (command.output != OutputFormat::kJson) return kExitOk;
@@ -138,7 +141,8 @@ int Promote(const Command& command, OperatorClient& client) {
   absl::StatusOr<v1::ChangeResponse> response = client.Promote(command.node, command.force);
   if (!response.ok() || !response->switchover_pending()) return Changes(command, response);
   return PollUntilDecided<v1::NodeStatus>(
-      kSwitchoverWait, [&] { return client.GetNode(command.node); }, DecideSwitchover,
+      kSwitchoverWait, kSwitchoverPollInterval, [&] { return client.GetNode(command.node); },
+      DecideSwitchover,
       [&](const v1::NodeStatus&) {
         response->add_changes(absl::StrCat(command.node, ": the switchover is done"));
         return Changes(command, response);
