@@ -404,7 +404,8 @@ TEST(ChangeTest, EnableReplicationMakesMasterAndSlave) {
   DesiredState db1 = DesiredOf(*registry, "db1");
   DesiredState db2 = DesiredOf(*registry, "db2");
   EXPECT_EQ(db1.role, Role::kMaster);
-  EXPECT_THAT(db1.slaves, ElementsAre(Peer{"db2", "eu", "10.0.0.2", 5432}));
+  // db2's copy is under way: the one slave db1's agent streams a backup to.
+  EXPECT_THAT(db1.slaves, ElementsAre(Peer{"db2", "eu", "10.0.0.2", 5432, 0, 0, true}));
   EXPECT_TRUE(db1.resync_token.empty());
   EXPECT_EQ(db2.role, Role::kSlave);
   EXPECT_EQ(db2.upstream, (Peer{"db1", "eu", "10.0.0.1", 5432}));
@@ -568,8 +569,9 @@ TEST(EnvTest, WithinAStackAndBetweenStacks) {
   }
   // Peers: hosts as reachable from the receiving node's stack.
   EXPECT_THAT(DesiredOf(*registry, "m").slaves,
-              ElementsAre(Peer{"s1", "eu", "10.0.0.2", 6379}, Peer{"s2", "us", "203.0.113.2", 6379},
-                          Peer{"s3", "us", "10.1.0.3", 6380}));
+              ElementsAre(Peer{"s1", "eu", "10.0.0.2", 6379, 0, 0, true},
+                          Peer{"s2", "us", "203.0.113.2", 6379, 0, 0, true},
+                          Peer{"s3", "us", "10.1.0.3", 6380, 0, 0, true}));
   EXPECT_EQ(DesiredOf(*registry, "s2").upstream, (Peer{"m", "eu", "198.51.100.1", 6379}));
   EXPECT_EQ(DesiredOf(*registry, "s1").upstream, (Peer{"m", "eu", "10.0.0.1", 6379}));
 }

@@ -126,7 +126,7 @@ struct VerbSpec {
 
 // Options every verb accepts.
 const std::set<std::string, std::less<>> kGlobalOptions = {
-    "--controller", "--output", "--token-file", "--help", "--certs-dir", "--user", "--insecure"};
+    "--controller", "--output", "--help", "--certs-dir", "--user", "--insecure"};
 
 const VerbSpec kVerbs[] = {
     {Verb::kNodes, "nodes", {}},
@@ -361,6 +361,16 @@ absl::StatusOr<Command> ParseArgs(const std::vector<std::string>& args, const En
     return command;
   }
 
+  // The shared token was replaced by client certificates.
+  constexpr char kTokenGone[] =
+      " is no longer used: tandemctl authenticates with a client certificate of the "
+      "cluster's CA (--certs-dir DIR with ca.crt and client.NAME.crt/.key; create one with "
+      "'tandemctl cert create-client NAME --role admin|viewer')";
+  if (auto it = tokens.options.find("--token-file"); it != tokens.options.end()) {
+    return Usage(absl::StrCat("option '", it->second.spelling, "'", kTokenGone));
+  }
+  if (env.token_file.has_value()) return Usage(absl::StrCat("TANDEM_TOKEN_FILE", kTokenGone));
+
   command.verb = *verb;
   const VerbSpec& spec = SpecOf(*verb);
   for (const auto& [name, value] : tokens.options) {
@@ -560,15 +570,6 @@ absl::StatusOr<Command> ParseArgs(const std::vector<std::string>& args, const En
     }
     command.controller = *env.controller;
   }
-  // The shared token was replaced by client certificates.
-  constexpr char kTokenGone[] =
-      " is no longer used: tandemctl authenticates with a client certificate of the "
-      "cluster's CA (--certs-dir DIR with ca.crt and client.NAME.crt/.key; create one with "
-      "'tandemctl cert create-client NAME --role admin|viewer')";
-  if (auto it = tokens.options.find("--token-file"); it != tokens.options.end()) {
-    return Usage(absl::StrCat("option '", it->second.spelling, "'", kTokenGone));
-  }
-  if (env.token_file.has_value()) return Usage(absl::StrCat("TANDEM_TOKEN_FILE", kTokenGone));
   if (auto it = tokens.options.find("--certs-dir"); it != tokens.options.end()) {
     if (it->second.value.empty()) return Usage("option '--certs-dir' needs a directory");
     command.certs_dir = it->second.value;
