@@ -25,6 +25,18 @@ absl::StatusOr<const NodeRecord*> Named(const ControllerState& state, const char
   return Find(state, node_id);
 }
 
+absl::StatusOr<const NodeRecord*> NamedOutsideSwitchover(const ControllerState& state,
+                                                         const char* what,
+                                                         const std::string& node_id,
+                                                         const PlanContext& context) {
+  absl::StatusOr<const NodeRecord*> n = Named(state, what, node_id);
+  if (!n.ok()) return n.status();
+  if (absl::Status st = CheckNoSwitchover(state, GroupMasterId(**n), context.now); !st.ok()) {
+    return st;
+  }
+  return n;
+}
+
 absl::StatusOr<const NodeRecord*> Find(const ControllerState& state, const std::string& node_id) {
   auto it = state.nodes.find(node_id);
   if (it == state.nodes.end()) return absl::NotFoundError(absl::StrCat("unknown node ", node_id));
@@ -370,11 +382,9 @@ absl::StatusOr<Decision> PlanEnable(const ControllerState& state, const std::str
 
 absl::StatusOr<Decision> PlanDisable(const ControllerState& state, const std::string& master,
                                      const PlanContext& context) {
-  absl::StatusOr<const NodeRecord*> m = Named(state, "master node", master);
+  absl::StatusOr<const NodeRecord*> m =
+      NamedOutsideSwitchover(state, "master node", master, context);
   if (!m.ok()) return m.status();
-  if (absl::Status st = CheckNoSwitchover(state, GroupMasterId(**m), context.now); !st.ok()) {
-    return st;
-  }
   if ((*m)->role != Role::kMaster) {
     std::string hint;
     if ((*m)->role == Role::kSlave) {
@@ -393,11 +403,9 @@ absl::StatusOr<Decision> PlanDisable(const ControllerState& state, const std::st
 
 absl::StatusOr<Decision> PlanRemoveSlave(const ControllerState& state, const std::string& slave,
                                          const PlanContext& context) {
-  absl::StatusOr<const NodeRecord*> s = Named(state, "slave node", slave);
+  absl::StatusOr<const NodeRecord*> s =
+      NamedOutsideSwitchover(state, "slave node", slave, context);
   if (!s.ok()) return s.status();
-  if (absl::Status st = CheckNoSwitchover(state, GroupMasterId(**s), context.now); !st.ok()) {
-    return st;
-  }
   if ((*s)->role != Role::kSlave) {
     return absl::FailedPreconditionError(
         absl::StrCat(slave, " is not a slave: it is ", DescribeIntent(state, **s)));
@@ -410,11 +418,9 @@ absl::StatusOr<Decision> PlanRemoveSlave(const ControllerState& state, const std
 
 absl::StatusOr<Decision> PlanResync(const ControllerState& state, const std::string& slave,
                                     const PlanContext& context) {
-  absl::StatusOr<const NodeRecord*> s = Named(state, "slave node", slave);
+  absl::StatusOr<const NodeRecord*> s =
+      NamedOutsideSwitchover(state, "slave node", slave, context);
   if (!s.ok()) return s.status();
-  if (absl::Status st = CheckNoSwitchover(state, GroupMasterId(**s), context.now); !st.ok()) {
-    return st;
-  }
   if ((*s)->role != Role::kSlave) {
     return absl::FailedPreconditionError(absl::StrCat(slave, " is not a slave: it is ",
                                                       DescribeIntent(state, **s),

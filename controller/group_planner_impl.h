@@ -27,6 +27,13 @@ absl::StatusOr<const NodeRecord*> Find(const ControllerState& state, const std::
 absl::StatusOr<const NodeRecord*> Named(const ControllerState& state, const char* what,
                                         const std::string& node_id);
 
+// Named, then CheckNoSwitchover of the node's group: what a group change
+// of an operator starts with.
+absl::StatusOr<const NodeRecord*> NamedOutsideSwitchover(const ControllerState& state,
+                                                         const char* what,
+                                                         const std::string& node_id,
+                                                         const PlanContext& context);
+
 // The ids of the slaves of `master` by intent, sorted.
 std::vector<std::string> SlaveIds(const ControllerState& state, const std::string& master);
 

@@ -5,7 +5,6 @@
 // StreamBackup (the agent does the same over gRPC, agent/transfer_*.h).
 #include "engines/mysql/mysql_engine.h"
 
-#include <glob.h>
 
 #include <atomic>
 #include <chrono>
@@ -27,6 +26,7 @@ namespace {
 
 using std::chrono::milliseconds;
 using std::chrono::seconds;
+using testing::Glob;
 using testing::MysqlServer;
 using testing::MysqlServerOptions;
 using testing::PollUntil;
@@ -39,16 +39,6 @@ constexpr char kAppPassword[] = "app-pw";
     const absl::Status _st = (expr);               \
     ASSERT_TRUE(_st.ok()) << #expr << ": " << _st; \
   } while (0)
-
-std::vector<std::string> Glob(const std::string& pattern) {
-  glob_t g{};
-  std::vector<std::string> out;
-  if (::glob(pattern.c_str(), 0, nullptr, &g) == 0) {
-    for (size_t i = 0; i < g.gl_pathc; ++i) out.emplace_back(g.gl_pathv[i]);
-  }
-  ::globfree(&g);
-  return out;
-}
 
 // The slave's source: the master engine's StreamBackup, called directly.
 // Optionally breaks the stream after `fail_after` bytes, and runs

@@ -3,7 +3,6 @@
 // engine), driven by tandemctl. A slave is seeded with a mariadb-backup
 // stream that its agent fetches from the master's agent (transfer_listen).
 #include <dirent.h>
-#include <glob.h>
 
 #include <algorithm>
 #include <atomic>
@@ -38,16 +37,6 @@ using std::chrono::seconds;
 
 constexpr int64_t kRows = 300000;
 constexpr char kAppPassword[] = "app-secret";
-
-std::vector<std::string> Glob(const std::string& pattern) {
-  glob_t g{};
-  std::vector<std::string> out;
-  if (::glob(pattern.c_str(), 0, nullptr, &g) == 0) {
-    for (size_t i = 0; i < g.gl_pathc; ++i) out.emplace_back(g.gl_pathv[i]);
-  }
-  ::globfree(&g);
-  return out;
-}
 
 // Live processes named `comm` whose command line mentions `needle` (our
 // temp dirs): the tools an agent ran for this test.

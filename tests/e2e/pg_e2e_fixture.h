@@ -3,7 +3,6 @@
 #ifndef TANDEM_TESTS_E2E_PG_E2E_FIXTURE_H_
 #define TANDEM_TESTS_E2E_PG_E2E_FIXTURE_H_
 
-#include <glob.h>
 #include <signal.h>
 
 #include <memory>
@@ -22,16 +21,6 @@ namespace tandem::testing {
 
 using std::chrono::milliseconds;
 using std::chrono::seconds;
-
-inline std::vector<std::string> Glob(const std::string& pattern) {
-  glob_t g{};
-  std::vector<std::string> out;
-  if (::glob(pattern.c_str(), 0, nullptr, &g) == 0) {
-    for (size_t i = 0; i < g.gl_pathc; ++i) out.emplace_back(g.gl_pathv[i]);
-  }
-  ::globfree(&g);
-  return out;
-}
 
 class PostgresqlE2eTest : public ::testing::Test {
  protected:

@@ -268,7 +268,8 @@ TEST_F(SafetyE2eTest, AgentsHoldTheirRolesAgainstAnOlderOrForeignControllerUntil
   ASSERT_EQ(cluster_.Ctl({"resync", "db2"}).exit_code, 0);
   cluster_.Wait({"db1", "db2"}, "180s");
 
-  // Restored from the backup: db2's generation goes back.
+  // Restored from the backup: the generations of both go back (db1's
+  // changed too while db2's copy was under way).
   cluster_.KillController();
   ASSERT_TRUE(WriteFileAtomic(state_file, *backup, 0644).ok());
   cluster_.StartController();
@@ -277,19 +278,29 @@ TEST_F(SafetyE2eTest, AgentsHoldTheirRolesAgainstAnOlderOrForeignControllerUntil
     if (!node.is_object()) return "";
     return node.value("observed", nlohmann::json::object()).value("hold_reason", "");
   };
-  ASSERT_TRUE(PollUntil([&] { return !hold_of("db2").empty(); }, seconds(30)))
+  ASSERT_TRUE(PollUntil([&] { return !hold_of("db1").empty() && !hold_of("db2").empty(); },
+                        seconds(30)))
       << cluster_.Ctl({"nodes"}).out;
   EXPECT_NE(hold_of("db2").find("older than the held generation"), std::string::npos);
+  EXPECT_NE(hold_of("db1").find("older than the held generation"), std::string::npos);
   EXPECT_NE(cluster_.Ctl({"nodes"}).out.find("holds its role"), std::string::npos);
   EXPECT_NE(cluster_.Ctl({"status", "db2"}).out.find("holds its role"), std::string::npos);
   CtlResult wait = cluster_.Ctl({"wait", "db2", "--timeout", "30s"});
   EXPECT_EQ(wait.exit_code, 1);
   EXPECT_NE(wait.out.find("db2 holds its role"), std::string::npos) << wait.out;
   EXPECT_TRUE(InRecovery(db2)) << "db2 keeps its role";
+  EXPECT_TRUE(Writable(db1)) << "db1 keeps its role";
   CtlResult adopt = cluster_.Ctl({"adopt", "db2"});
   EXPECT_EQ(adopt.exit_code, 0) << adopt.out;
   EXPECT_NE(adopt.out.find("db2: adopted: slave of db1"), std::string::npos) << adopt.out;
+  // Adopting one node adopts only that one.
+  ASSERT_TRUE(PollUntil([&] { return hold_of("db2").empty(); }, seconds(30)))
+      << cluster_.Ctl({"nodes"}).out;
+  EXPECT_FALSE(hold_of("db1").empty());
+  adopt = cluster_.Ctl({"adopt", "db1"});
+  EXPECT_EQ(adopt.exit_code, 0) << adopt.out;
   cluster_.Wait({"db1", "db2"}, "180s");
+  EXPECT_TRUE(hold_of("db1").empty());
   EXPECT_TRUE(hold_of("db2").empty());
 
   // The data dir is lost: a new cluster id. Both agents hold their roles.

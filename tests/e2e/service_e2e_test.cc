@@ -9,7 +9,6 @@
 //     answer, READY/STATUS/WATCHDOG/STOPPING seen on a fake NOTIFY_SOCKET,
 //     and `tandemctl status --watch`.
 #include <arpa/inet.h>
-#include <glob.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -66,16 +65,6 @@ RunResult Shell(const std::string& command) {
   absl::StatusOr<RunResult> r = RunShell(command);
   EXPECT_TRUE(r.ok()) << command << ": " << r.status();
   return r.ok() ? *r : RunResult{-1, std::string(r.status().message())};
-}
-
-std::vector<std::string> Glob(const std::string& pattern) {
-  glob_t g{};
-  std::vector<std::string> out;
-  if (::glob(pattern.c_str(), 0, nullptr, &g) == 0) {
-    for (size_t i = 0; i < g.gl_pathc; ++i) out.emplace_back(g.gl_pathv[i]);
-  }
-  ::globfree(&g);
-  return out;
 }
 
 struct Reply {

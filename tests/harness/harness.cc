@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <glob.h>
 #include <netinet/in.h>
 #include <pwd.h>
 #include <signal.h>
@@ -33,6 +34,16 @@
 
 
 namespace tandem::testing {
+
+std::vector<std::string> Glob(const std::string& pattern) {
+  glob_t g{};
+  std::vector<std::string> out;
+  if (::glob(pattern.c_str(), 0, nullptr, &g) == 0) {
+    for (size_t i = 0; i < g.gl_pathc; ++i) out.emplace_back(g.gl_pathv[i]);
+  }
+  ::globfree(&g);
+  return out;
+}
 namespace fs = std::filesystem;
 
 namespace {

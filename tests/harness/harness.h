@@ -50,6 +50,10 @@ class TempDir {
   std::string path_;
 };
 
+// The paths that match the shell pattern `pattern`, sorted (glob(3)); empty
+// when none does.
+std::vector<std::string> Glob(const std::string& pattern);
+
 // A TCP port on 127.0.0.1 that is free right now: chosen at random in
 // 20000-29999 (below the kernel's ephemeral range, so outgoing connections do
 // not take it), checked by binding it, and never returned twice by one

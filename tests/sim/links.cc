@@ -96,7 +96,7 @@ void World::Deliver(Node& node, int incarnation, uint64_t epoch, const DesiredSt
   }
   absl::StatusOr<bool> changed = node.agent->store->Offer(desired);
   node.persisted = node.agent->store->Current();
-  oracle_.OnDelivered(node.id);
+  oracle_.OnDelivered(node.id, desired.generation);
   Trace(node.id, ": desired generation ", desired.generation, " ", RoleWord(desired.role),
         desired.fenced ? " fenced" : "", desired.queued ? " queued" : "",
         desired.superseded ? " superseded" : "",

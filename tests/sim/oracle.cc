@@ -48,7 +48,9 @@ void Oracle::OnControllerState(const ControllerState& state, const SimServers& s
       ++forced_takeovers_;
       lineages_[lineage].acked.clear();
       const SimServer* old = servers.Find(old_master);
-      if (old != nullptr && old->Writable()) excused_[old_master] = Excuse{};
+      if (old != nullptr && old->Writable()) {
+        excused_[old_master] = Excuse{state.nodes.at(old_master).desired.generation};
+      }
     }
   }
   intent_ = std::move(intent);
@@ -95,8 +97,10 @@ std::optional<std::string> Oracle::OnWritable(const std::string& node, const Sim
   return MissingWrites(node, lineage->second, servers);
 }
 
-void Oracle::OnDelivered(const std::string& node) {
-  if (auto it = excused_.find(node); it != excused_.end()) it->second.heard = true;
+void Oracle::OnDelivered(const std::string& node, uint64_t generation) {
+  if (auto it = excused_.find(node); it != excused_.end() && generation >= it->second.revoked) {
+    it->second.heard = true;
+  }
 }
 
 void Oracle::OnPassStart(const std::string& node) {
@@ -112,7 +116,10 @@ void Oracle::OnPassEnd(const std::string& node) {
 }
 
 void Oracle::OnAgentRestart(const std::string& node) {
-  if (auto it = excused_.find(node); it != excused_.end()) it->second = Excuse{};
+  if (auto it = excused_.find(node); it != excused_.end()) {
+    it->second.heard = false;
+    it->second.passing = false;
+  }
 }
 
 std::optional<std::string> Oracle::Check(const SimServers& servers,

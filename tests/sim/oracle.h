@@ -6,8 +6,11 @@
 //     while its server accepts writes and its agent holds a master target.
 //     One exception, which is what --force means: an old master forced out
 //     while its server still accepted writes (its agent hung or dead) is
-//     excused until its agent has heard from the controller since and then
-//     finished a pass.
+//     excused until its agent has taken the desired state that revoked its
+//     role (or a newer one) and then finished a pass. Desired states sent
+//     before the takeover may still reach it first (read from its stream
+//     when a hung agent resumes): they name it the master, and cannot be
+//     told from fresh ones.
 //  2. Without --force no write acknowledged by a group's master is lost:
 //     whenever a node becomes writable as the master of a lineage, and once
 //     the run has converged, it holds every write the lineage's masters
@@ -48,8 +51,8 @@ class Oracle {
   void OnWrite(const std::string& node, uint64_t id);
   // `node`'s server became writable (MakeWritable). Returns a violation.
   std::optional<std::string> OnWritable(const std::string& node, const SimServers& servers);
-  // `node`'s agent took a desired state from the controller.
-  void OnDelivered(const std::string& node);
+  // `node`'s agent took a desired state of `generation` from the controller.
+  void OnDelivered(const std::string& node, uint64_t generation);
   void OnPassStart(const std::string& node);
   void OnPassEnd(const std::string& node);
   void OnAgentRestart(const std::string& node);
@@ -69,7 +72,8 @@ class Oracle {
     std::vector<uint64_t> acked;  // since the last forced takeover
   };
   struct Excuse {
-    bool heard = false;       // its agent took a desired state since
+    uint64_t revoked = 0;     // the generation that revoked its role
+    bool heard = false;       // its agent took that one (or a newer one)
     bool passing = false;     // a pass started after that
   };
   std::optional<std::string> MissingWrites(const std::string& node, int lineage,
