@@ -69,6 +69,7 @@ bool ControllerLink::Connected() const {
 void ControllerLink::Publish(const ObservedState& observed, std::vector<StepEvent> events) {
   absl::MutexLock lock(&mu_);
   observed_ = observed;
+  published_ = true;
   have_report_ = true;
   for (StepEvent& e : events) events_.push_back(std::move(e));
   if (events_.size() > kMaxQueuedEvents) {
@@ -110,6 +111,12 @@ void ControllerLink::WatchLoop() {
       } else if (*changed) {
         LogInfo(absl::StrCat("desired state: generation ", desired.generation, " role ",
                              std::string(RoleName(desired.role))));
+        {
+          // A report now: its answer is the controller's word on the new
+          // target, which a master needs before it is made writable.
+          absl::MutexLock lock(&mu_);
+          if (published_) have_report_ = true;
+        }
         on_change_();
       } else if (desired.generation < held) {
         LogWarning(absl::StrCat("ignoring desired generation ", desired.generation,
@@ -161,11 +168,14 @@ void ControllerLink::ReportLoop() {
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
     v1::ReportResponse response;
+    const auto asked_at = std::chrono::steady_clock::now();
     grpc::Status status = stub->Report(&context, request, &response);
+    if (status.ok() && store_->NoteAnswer(response.desired_generation(), asked_at)) {
+      on_change_();  // a master may be waiting for this word
+    }
     absl::MutexLock lock(&mu_);
     if (status.ok()) {
       last_sent = std::chrono::steady_clock::now();
-      store_->NoteContact(response.desired_generation());
       events_.erase(events_.begin(), events_.begin() + static_cast<long>(
                                                            std::min(sent_events, events_.size())));
       if (response.upstream_data_bytes() != 0) {

@@ -66,6 +66,7 @@ class ControllerLink : public ObservedSink {
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   bool connected_ ABSL_GUARDED_BY(mu_) = false;
   bool have_report_ ABSL_GUARDED_BY(mu_) = false;
+  bool published_ ABSL_GUARDED_BY(mu_) = false;  // observed_ holds a pass's report
   ObservedState observed_ ABSL_GUARDED_BY(mu_);
   std::vector<StepEvent> events_ ABSL_GUARDED_BY(mu_);
   grpc::ClientContext* watch_context_ ABSL_GUARDED_BY(mu_) = nullptr;

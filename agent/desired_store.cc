@@ -55,7 +55,6 @@ absl::Status DesiredStateStore::Load() {
 
 absl::StatusOr<bool> DesiredStateStore::Offer(const DesiredState& desired) {
   absl::MutexLock lock(&mu_);
-  ++contacts_;
   const OfferVerdict verdict = JudgeOffer(current_, desired);
   if (!verdict.take) {
     const bool news = hold_reason_ != verdict.hold_reason || confirmed_;
@@ -98,16 +97,26 @@ void DesiredStateStore::LoadFrom(const DesiredState& persisted) {
   current_.superseded = false;
   confirmed_ = false;
   hold_reason_.clear();
+  word_at_.reset();
 }
 
-void DesiredStateStore::NoteContact(uint64_t controller_generation) {
+bool DesiredStateStore::NoteAnswer(uint64_t controller_generation,
+                                   std::chrono::steady_clock::time_point asked_at) {
   absl::MutexLock lock(&mu_);
-  if (controller_generation <= current_.generation) ++contacts_;
+  // Answers may come back out of order: the one asked last tells most.
+  if (word_at_.has_value() && asked_at < *word_at_) return false;
+  const bool news = controller_generation == current_.generation &&
+                    (word_generation_ != controller_generation || !word_at_.has_value());
+  word_generation_ = controller_generation;
+  word_at_ = asked_at;
+  return news;
 }
 
-uint64_t DesiredStateStore::Contacts() const {
+std::optional<std::chrono::steady_clock::time_point> DesiredStateStore::WordOn(
+    uint64_t generation) const {
   absl::MutexLock lock(&mu_);
-  return contacts_;
+  if (generation == 0 || word_generation_ != generation) return std::nullopt;
+  return word_at_;
 }
 
 std::string DesiredStateStore::HoldReason() const {

@@ -10,7 +10,9 @@
 #ifndef TANDEM_AGENT_DESIRED_STORE_H_
 #define TANDEM_AGENT_DESIRED_STORE_H_
 
+#include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
@@ -67,14 +69,20 @@ class DesiredStateStore {
   // not): the reason of the last offer that was not taken, until one is.
   std::string HoldReason() const;
 
-  // Word from the controller besides a desired state: a report it accepted,
-  // whose answer names the node's current desired generation (0: unknown).
-  // It counts only when the held state is not older than that one.
-  // Contacts() counts these and every desired state offered: the reconcile
-  // loop makes a master writable only while the count moved recently
-  // (ReconcilerOptions::lease).
-  void NoteContact(uint64_t controller_generation);
-  uint64_t Contacts() const;
+  // The controller answered a report sent at `asked_at` (the agent's
+  // steady clock), naming the node's current desired generation (0:
+  // unknown). Returns true when that is the first such word on the held
+  // generation (a pass may be waiting for it).
+  bool NoteAnswer(uint64_t controller_generation, std::chrono::steady_clock::time_point asked_at);
+
+  // When the controller last said `generation` is its current one for this
+  // node: the time the report it answered was sent (nullopt: not since the
+  // agent started, or its last answer named another generation). The
+  // reconcile loop makes a master writable only while this is recent
+  // (ReconcilerOptions::lease). A desired state read from the Watch stream
+  // is no such word: it may have waited there while the agent hung, and
+  // been revoked since.
+  std::optional<std::chrono::steady_clock::time_point> WordOn(uint64_t generation) const;
 
   // The informational upstream size (not persisted, no generation change).
   void SetUpstreamDataBytes(uint64_t bytes);
@@ -89,7 +97,10 @@ class DesiredStateStore {
   DesiredState current_ ABSL_GUARDED_BY(mu_);
   bool confirmed_ ABSL_GUARDED_BY(mu_) = false;
   std::string hold_reason_ ABSL_GUARDED_BY(mu_);
-  uint64_t contacts_ ABSL_GUARDED_BY(mu_) = 0;
+  // The last answer to a report: the generation it named, and when the
+  // report was sent.
+  uint64_t word_generation_ ABSL_GUARDED_BY(mu_) = 0;
+  std::optional<std::chrono::steady_clock::time_point> word_at_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace tandem

@@ -402,10 +402,15 @@ TEST(ReconcilerTest, AMasterIsNotMadeWritableBeforeTheControllerConfirmsIt) {
   ASSERT_NE(fence, calls.end());
   EXPECT_LT(fence, start);
   EXPECT_EQ(agent.Calls("make-writable"), 0);
-  // The controller's word (the same generation) wakes the loop and the
-  // master becomes writable.
+  // The controller sends the same generation again (on connecting): it
+  // confirms the target, but the master waits for an answer to a report.
   EXPECT_TRUE(*agent.store.Offer(Desired(Role::kMaster)));
   EXPECT_TRUE(agent.store.Confirmed());
+  EXPECT_TRUE(absl::IsUnavailable(agent.reconciler.Pass()));
+  EXPECT_FALSE(agent.engine.Observe()->writable);
+  // The controller's word (the same generation) wakes the loop and the
+  // master becomes writable.
+  EXPECT_TRUE(agent.store.NoteAnswer(3, agent.clock.now));
   EXPECT_TRUE(agent.reconciler.Pass().ok());
   EXPECT_TRUE(agent.engine.Observe()->writable);
   EXPECT_FALSE(*agent.store.Offer(Desired(Role::kMaster))) << "nothing new the second time";
@@ -455,6 +460,7 @@ TEST(ReconcilerTest, ANewerTargetEndsAWaitAtOnce) {
   EXPECT_TRUE(absl::IsUnavailable(st)) << st;
   EXPECT_NE(st.message().find("a newer desired state came"), std::string::npos) << st;
   EXPECT_LT(clock.now.time_since_epoch(), std::chrono::seconds(5)) << "not the 60 s timeout";
+  store.NoteAnswer(4, clock.now);  // the report sent on the news is answered
   EXPECT_TRUE(waiting.Pass().ok());
   EXPECT_TRUE(engine.Observe()->writable) << "promoted on the next pass";
 }
@@ -474,6 +480,12 @@ TEST(ReconcilerTest, AMasterIsMadeWritableOnlyOnRecentWordFromTheController) {
   options.lease = std::chrono::seconds(10);
   Reconciler reconciler(kSelf, &engine, &host, &clock, &store, &sink, options);
   ASSERT_TRUE(*store.Offer(Desired(Role::kMaster)));
+  // The desired state alone is not word enough to start it writable.
+  EXPECT_TRUE(absl::IsUnavailable(reconciler.Pass()));
+  EXPECT_FALSE(engine.Observe()->writable);
+  // A report answered: generation 3 is the controller's current one.
+  EXPECT_TRUE(store.NoteAnswer(3, clock.now)) << "news: the loop must look again";
+  EXPECT_FALSE(store.NoteAnswer(3, clock.now)) << "the same word again is no news";
   ASSERT_TRUE(reconciler.Pass().ok());
   ASSERT_TRUE(engine.Observe()->writable);
   // The server stops; the agent hears nothing for 11 s.
@@ -484,14 +496,58 @@ TEST(ReconcilerTest, AMasterIsMadeWritableOnlyOnRecentWordFromTheController) {
   EXPECT_NE(held.message().find("without recent word from the controller"), std::string::npos);
   EXPECT_TRUE(engine.running) << "started, fenced";
   EXPECT_FALSE(engine.Observe()->writable);
-  // A report accepted by a controller that has moved on is no word for it.
-  store.NoteContact(4);
+  // The same target from the stream (it may have waited there while the
+  // agent hung) is no word.
+  EXPECT_FALSE(*store.Offer(Desired(Role::kMaster)));
   EXPECT_TRUE(absl::IsUnavailable(reconciler.Pass()));
   EXPECT_FALSE(engine.Observe()->writable);
-  // Word comes (a report accepted, generation 3 current): the master again.
-  store.NoteContact(3);
+  // Nor is an answer to a report sent before the silence.
+  EXPECT_FALSE(store.NoteAnswer(3, clock.now - std::chrono::seconds(11)));
+  EXPECT_TRUE(absl::IsUnavailable(reconciler.Pass()));
+  // A report answered by a controller that has moved on is no word for it.
+  store.NoteAnswer(4, clock.now);
+  EXPECT_TRUE(absl::IsUnavailable(reconciler.Pass()));
+  EXPECT_FALSE(engine.Observe()->writable);
+  // Word comes (a report sent now, generation 3 current): the master again.
+  clock.now += std::chrono::seconds(1);
+  store.NoteAnswer(3, clock.now);
   EXPECT_TRUE(reconciler.Pass().ok());
   EXPECT_TRUE(engine.Observe()->writable);
+}
+
+// A promotion: the report sent when the target came is answered while the
+// pass waits for it, and the master is made writable in that same pass.
+TEST(ReconcilerTest, APromotedMasterWaitsARoundTripForTheControllersWord) {
+  FakeEngine engine;
+  engine.running = false;
+  FakeHost host;
+  FakeClock clock;
+  DesiredStateStore store("");
+  RecordingSink sink;
+  // The answer comes on the pass's third look.
+  class Answering : public Clock {
+   public:
+    Answering(FakeClock* clock, DesiredStateStore* store) : clock_(clock), store_(store) {}
+    std::chrono::steady_clock::time_point Now() override { return clock_->Now(); }
+    void SleepFor(std::chrono::milliseconds d) override {
+      clock_->SleepFor(d);
+      if (++sleeps_ == 3) store_->NoteAnswer(3, clock_->Now() - std::chrono::milliseconds(2));
+    }
+    int sleeps() const { return sleeps_; }
+
+   private:
+    FakeClock* clock_;
+    DesiredStateStore* store_;
+    int sleeps_ = 0;
+  };
+  Answering answering(&clock, &store);
+  Reconciler reconciler(kSelf, &engine, &host, &answering, &store, &sink);
+  ASSERT_TRUE(*store.Offer(Desired(Role::kMaster)));
+  EXPECT_TRUE(reconciler.Pass().ok());
+  EXPECT_TRUE(engine.Observe()->writable);
+  EXPECT_EQ(answering.sleeps(), 3);
+  EXPECT_EQ(std::count(engine.calls.begin(), engine.calls.end(), "fence"), 0)
+      << "no fenced pass first";
 }
 
 // Bug (a): a master restarted after promote --force must not take the

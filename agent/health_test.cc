@@ -1,11 +1,6 @@
 // The agent's endpoints and metrics: the answer of every endpoint for each
 // role and state, lag bounds, HEAD, /status, the exposition checked by the
 // strict parser and by promtool, and the systemd status line.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <string>
 #include <vector>
@@ -18,6 +13,7 @@
 #include "common/subprocess.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/harness/harness.h"
 
 namespace tandem {
 namespace {
@@ -413,43 +409,6 @@ TEST(AgentMetricsTest, MeteredSinkPassesEverythingOn) {
 
 // ------------------------------------------------------- Over a socket
 
-struct Reply {
-  int status = -1;
-  std::string head;
-  std::string body;
-};
-
-Reply Request(uint16_t port, const std::string& method, const std::string& target) {
-  Reply reply;
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(port);
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
-    ::close(fd);
-    return reply;
-  }
-  const std::string raw = absl::StrCat(method, " ", target, " HTTP/1.1\r\nHost: test\r\n\r\n");
-  (void)::send(fd, raw.data(), raw.size(), MSG_NOSIGNAL);
-  std::string out;
-  char buffer[8192];
-  for (;;) {
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, 5000) != 1) break;
-    ssize_t n = ::recv(fd, buffer, sizeof(buffer), 0);
-    if (n <= 0) break;
-    out.append(buffer, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  const size_t end = out.find("\r\n\r\n");
-  if (out.size() < 12 || end == std::string::npos) return reply;
-  reply.status = std::atoi(out.substr(9, 3).c_str());
-  reply.head = out.substr(0, end);
-  reply.body = out.substr(end + 4);
-  return reply;
-}
-
 TEST(HealthServerTest, ServesGetAndHeadAndRefusesWrites) {
   AgentMetrics metrics;
   HealthView view = Base(Role::kMaster);
@@ -467,28 +426,28 @@ TEST(HealthServerTest, ServesGetAndHeadAndRefusesWrites) {
       {"/metrics", 200}, {"/replica?lag=5s", 503}, {"/missing", 404},
   };
   for (const Case& c : cases) {
-    Reply get = Request(port, "GET", c.path);
-    Reply head = Request(port, "HEAD", c.path);
+    testing::HttpReply get = testing::HttpCall(port, c.path, "GET");
+    testing::HttpReply head = testing::HttpCall(port, c.path, "HEAD");
     EXPECT_EQ(get.status, c.status) << "GET " << c.path;
     EXPECT_EQ(head.status, c.status) << "HEAD " << c.path;
     EXPECT_FALSE(get.body.empty()) << c.path;
     EXPECT_EQ(head.body, "") << c.path;
-    EXPECT_NE(head.head.find(absl::StrCat("Content-Length: ", get.body.size())), std::string::npos)
-        << c.path << ": " << head.head;
+    EXPECT_NE(head.headers.find(absl::StrCat("Content-Length: ", get.body.size())), std::string::npos)
+        << c.path << ": " << head.headers;
     EXPECT_EQ(get.body.find(kSecretToken), std::string::npos) << c.path;
     EXPECT_EQ(get.body.find(kSecretEnv), std::string::npos) << c.path;
   }
-  EXPECT_NE(Request(port, "GET", "/metrics").head.find("text/plain; version=0.0.4"),
+  EXPECT_NE(testing::HttpCall(port, "/metrics").headers.find("text/plain; version=0.0.4"),
             std::string::npos);
   for (const char* method : {"POST", "PUT", "DELETE", "PATCH"}) {
-    EXPECT_EQ(Request(port, method, "/master").status, 405) << method;
+    EXPECT_EQ(testing::HttpCall(port, "/master", method).status, 405) << method;
   }
   // The view is read at each request: the controller tells this master to
   // step down, and /master says no at once.
   view.desired.role = Role::kSlave;
   view.desired.generation = 8;
-  EXPECT_EQ(Request(port, "GET", "/master").status, 503);
-  EXPECT_EQ(Request(port, "GET", "/readyz").status, 503);
+  EXPECT_EQ(testing::HttpCall(port, "/master", "GET").status, 503);
+  EXPECT_EQ(testing::HttpCall(port, "/readyz", "GET").status, 503);
 }
 
 TEST(HealthServerTest, BadListenAddressNamesTheField) {

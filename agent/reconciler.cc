@@ -88,14 +88,28 @@ absl::Status Reconciler::Pass() {
     // may have been replaced meanwhile (promote --force while it was away),
     // and so may one whose agent has not heard from the controller for a
     // while (hung, cut off): it is not made writable (nor started writable)
-    // until the controller says it still is the master. One that is
-    // writable is left alone.
-    const uint64_t contacts = desired_->Contacts();
-    if (contacts != contacts_) {
-      contacts_ = contacts;
-      contact_seen_ = clock_->Now();
+    // until the controller says it still is the master, in answer to a
+    // report sent within the lease. (A desired state read from the stream
+    // does not say it: it may have waited there while this agent hung.)
+    // One that is writable is left alone.
+    auto recent_word = [&] {
+      const std::optional<std::chrono::steady_clock::time_point> word =
+          desired_->WordOn(desired.generation);
+      return word.has_value() && clock_->Now() - *word < options_.lease;
+    };
+    bool recent = recent_word();
+    if (desired.role == Role::kMaster && !desired.fenced && !desired.superseded && confirmed &&
+        !recent && !observed->engine.writable &&
+        !desired_->WordOn(desired.generation).has_value()) {
+      // A new target: the answer to the report sent when it came is on
+      // its way (a round trip), unless a newer target comes first.
+      const auto until = clock_->Now() + options_.word_wait;
+      while (!recent && clock_->Now() < until &&
+             desired_->Current().generation == desired.generation) {
+        clock_->SleepFor(std::chrono::milliseconds(5));
+        recent = recent_word();
+      }
     }
-    const bool recent = contacts != 0 && clock_->Now() - contact_seen_ < options_.lease;
     unconfirmed_master = desired.role == Role::kMaster && !desired.fenced &&
                          (!confirmed || !recent) && !observed->engine.writable;
     if (unconfirmed_master) desired.fenced = true;

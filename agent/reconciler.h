@@ -43,12 +43,19 @@ struct ReconcilerOptions {
   std::chrono::milliseconds max_backoff{std::chrono::seconds(30)};
   std::chrono::milliseconds hold_retry{std::chrono::seconds(60)};
   // A master is made writable (started unfenced, or its fence lifted) only
-  // on recent word from the controller: no contact (a desired state, a
-  // report accepted) for this long and it waits. Shorter than the time after
-  // which the controller takes a silent agent's master away under promote
-  // --force (15 s), so that an agent that hung or lost the controller
-  // never revives a master that was replaced meanwhile.
+  // on recent word from the controller: an answer naming the held
+  // generation to a report sent less than this long ago
+  // (DesiredStateStore::WordOn); else it waits. Shorter than the time
+  // after which the controller takes a silent agent's master away under
+  // promote --force (15 s without a report), so that an agent that hung or
+  // lost the controller never revives a master that was replaced
+  // meanwhile.
   std::chrono::milliseconds lease{std::chrono::seconds(10)};
+  // A new master target (a promotion) has no word yet: the agent reported
+  // when it came, and the answer follows within a round trip. A pass waits
+  // this long for it before it runs fenced (and the next one lifts the
+  // fence).
+  std::chrono::milliseconds word_wait{std::chrono::seconds(1)};
   ExecutorOptions executor;
 };
 
@@ -104,8 +111,6 @@ class Reconciler : private StepListener {
   DesiredState running_desired_;
   std::string running_reason_;
   uint64_t held_generation_ = 0;  // generation whose plan hit a blocking error
-  uint64_t contacts_ = 0;         // DesiredStateStore::Contacts() as last seen
-  std::chrono::steady_clock::time_point contact_seen_;  // when it last moved
   std::chrono::steady_clock::time_point held_since_;
 };
 

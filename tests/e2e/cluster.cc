@@ -86,10 +86,14 @@ E2eNode& Cluster::AddNode(const std::string& id, const std::string& stack,
   node.env_file = dir_.Sub(id + ".env");
   node.hook_log = dir_.Sub(id + ".hook");
   node.state_dir = dir_.Sub(id + "-state");
+  if (serve_health_) node.health_port = FreePort();
+  const std::string health_listen =
+      serve_health_ ? absl::StrCat("127.0.0.1:", node.health_port) : "\"\"";
   const std::string yaml = absl::StrCat(
       "node: ", id, "\nstack: ", stack, "\ncontroller: ", controller_address(),
       "\nenv_file: ", node.env_file, "\nenv_hook: \"echo ran >> ", node.hook_log, "\"",
-      "\nstate_dir: ", node.state_dir, "\nhealth_listen: \"\"\nreconcile_interval: 2\ncerts_dir: ",
+      "\nstate_dir: ", node.state_dir, "\nhealth_listen: ", health_listen,
+      "\nreconcile_interval: 2\ncerts_dir: ",
       certs_dir(), "\n", yaml_body);
   EXPECT_TRUE(WriteFileAtomic(node.config_path, yaml, 0600).ok());
   // The node's certificate names the addresses it registers.

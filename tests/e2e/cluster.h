@@ -30,6 +30,7 @@ struct E2eNode {
   std::string env_file;
   std::string hook_log;
   std::string state_dir;
+  uint16_t health_port = 0;  // 0: no HTTP endpoints (Cluster::ServeHealth)
   std::unique_ptr<ChildProcess> agent;
 };
 
@@ -48,6 +49,10 @@ class Cluster {
   void StartController(const std::string& controller_yaml = "");
   // kill -9.
   void KillController();
+
+  // Nodes added from now on serve the agent's HTTP endpoints (/status,
+  // /metrics, ...) on a free port (E2eNode::health_port, HttpCall).
+  void ServeHealth() { serve_health_ = true; }
 
   // Writes the agent config `yaml_body` (everything but node/stack/
   // controller/env/state fields, which the cluster adds) and starts the agent.
@@ -88,6 +93,7 @@ class Cluster {
   TempDir dir_;
   uint16_t controller_port_;
   std::string controller_yaml_;
+  bool serve_health_ = false;
   std::unique_ptr<ChildProcess> controller_;
   std::map<std::string, E2eNode> nodes_;
 };

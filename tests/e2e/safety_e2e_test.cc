@@ -11,6 +11,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/prometheus_text.h"
 #include "gtest/gtest.h"
 #include "tests/e2e/pg_e2e_fixture.h"
 
@@ -33,6 +34,22 @@ class SafetyE2eTest : public PostgresqlE2eTest {
     CtlResult enable = cluster_.Ctl({"replication", "enable", "--master", "db1", "--slave", "db2"});
     ASSERT_EQ(enable.exit_code, 0) << enable.out;
     cluster_.Wait({"db1", "db2"});
+  }
+
+  // observed.hold_reason in the agent's /status ("?" when it does not answer).
+  std::string AgentHoldReason(const std::string& id) {
+    HttpReply reply = HttpCall(cluster_.node(id).health_port, "/status");
+    nlohmann::json doc = nlohmann::json::parse(reply.body, nullptr, false);
+    if (reply.status != 200 || !doc.is_object()) return "?";
+    return doc.value("observed", nlohmann::json::object()).value("hold_reason", "?");
+  }
+  // tandem_agent_desired_held in the agent's /metrics (-1 when absent).
+  int AgentHeldGauge(const std::string& id) {
+    HttpReply reply = HttpCall(cluster_.node(id).health_port, "/metrics");
+    absl::StatusOr<std::vector<prom::ParsedFamily>> parsed = prom::ParseText(reply.body);
+    if (!parsed.ok()) return -1;
+    absl::StatusOr<double> held = prom::FindValue(*parsed, "tandem_agent_desired_held", {});
+    return held.ok() ? static_cast<int>(*held) : -1;
   }
 
   std::string SwitchoverOf(const std::string& id) {
@@ -254,9 +271,11 @@ TEST_F(SafetyE2eTest, ForceWhileTheOldMastersAgentAnswersFencesFirst) {
 
 // (d) The controller's data dir restored from an older backup (generations
 // go back), then lost (another cluster id): the agents keep their roles and
-// say so (tandemctl nodes, status, wait), and `tandemctl adopt` brings them
-// back under the controller.
+// say so (tandemctl nodes, status, wait; the agent's /status and
+// tandem_agent_desired_held), and `tandemctl adopt` brings them back under
+// the controller.
 TEST_F(SafetyE2eTest, AgentsHoldTheirRolesAgainstAnOlderOrForeignControllerUntilAdopted) {
+  cluster_.ServeHealth();
   PgServer& db1 = AddPgNode("db1");
   PgServer& db2 = AddPgNode("db2");
   PairOf(db1, db2);
@@ -290,6 +309,9 @@ TEST_F(SafetyE2eTest, AgentsHoldTheirRolesAgainstAnOlderOrForeignControllerUntil
   EXPECT_NE(wait.out.find("db2 holds its role"), std::string::npos) << wait.out;
   EXPECT_TRUE(InRecovery(db2)) << "db2 keeps its role";
   EXPECT_TRUE(Writable(db1)) << "db1 keeps its role";
+  // The agent says so itself, for monitoring.
+  EXPECT_NE(AgentHoldReason("db2").find("older than the held generation"), std::string::npos);
+  EXPECT_EQ(AgentHeldGauge("db2"), 1);
   CtlResult adopt = cluster_.Ctl({"adopt", "db2"});
   EXPECT_EQ(adopt.exit_code, 0) << adopt.out;
   EXPECT_NE(adopt.out.find("db2: adopted: slave of db1"), std::string::npos) << adopt.out;
@@ -302,6 +324,8 @@ TEST_F(SafetyE2eTest, AgentsHoldTheirRolesAgainstAnOlderOrForeignControllerUntil
   cluster_.Wait({"db1", "db2"}, "180s");
   EXPECT_TRUE(hold_of("db1").empty());
   EXPECT_TRUE(hold_of("db2").empty());
+  EXPECT_TRUE(PollUntil([&] { return AgentHeldGauge("db2") == 0; }, seconds(10)));
+  EXPECT_EQ(AgentHoldReason("db2"), "");
 
   // The data dir is lost: a new cluster id. Both agents hold their roles.
   cluster_.KillController();
@@ -313,6 +337,8 @@ TEST_F(SafetyE2eTest, AgentsHoldTheirRolesAgainstAnOlderOrForeignControllerUntil
                         seconds(30)))
       << cluster_.Ctl({"nodes"}).out;
   EXPECT_NE(hold_of("db1").find("comes from cluster"), std::string::npos) << hold_of("db1");
+  EXPECT_NE(AgentHoldReason("db1").find("comes from cluster"), std::string::npos);
+  EXPECT_EQ(AgentHeldGauge("db1"), 1);
   EXPECT_TRUE(Writable(db1)) << "db1 stays the writable master";
   EXPECT_TRUE(InRecovery(db2)) << "db2 stays its slave";
   CtlResult refused = cluster_.Ctl({"adopt", "db9"});

@@ -67,45 +67,6 @@ RunResult Shell(const std::string& command) {
   return r.ok() ? *r : RunResult{-1, std::string(r.status().message())};
 }
 
-struct Reply {
-  int status = -1;  // -1: no answer
-  std::string headers;
-  std::string body;
-};
-
-// One HTTP/1.1 request to 127.0.0.1:port; reads until the server closes.
-Reply Http(uint16_t port, const std::string& target, const std::string& method = "GET") {
-  Reply reply;
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(port);
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
-    ::close(fd);
-    return reply;
-  }
-  const std::string request =
-      absl::StrCat(method, " ", target, " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
-  (void)::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
-  std::string raw;
-  char buffer[16384];
-  for (;;) {
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, 10000) != 1) break;
-    const ssize_t n = ::recv(fd, buffer, sizeof(buffer), 0);
-    if (n <= 0) break;
-    raw.append(buffer, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  const size_t end = raw.find("\r\n\r\n");
-  if (raw.size() < 12 || end == std::string::npos) return reply;
-  reply.status = std::atoi(raw.substr(9, 3).c_str());
-  reply.headers = raw.substr(0, end);
-  reply.body = raw.substr(end + 4);
-  return reply;
-}
-
 // A unix datagram socket in the abstract namespace standing in for
 // systemd's notification socket; collects what the service sends.
 class NotifySocket {
@@ -474,8 +435,8 @@ class ServiceE2eTest : public ::testing::Test {
         {"/standalone", standalone},
     };
     for (const Case& c : cases) {
-      Reply get = Http(node.health_port, c.target);
-      Reply head = Http(node.health_port, c.target, "HEAD");
+      HttpReply get = HttpCall(node.health_port, c.target);
+      HttpReply head = HttpCall(node.health_port, c.target, "HEAD");
       EXPECT_EQ(get.status, c.want) << node.id << " GET " << c.target << ": " << get.body;
       EXPECT_EQ(head.status, c.want) << node.id << " HEAD " << c.target;
       EXPECT_EQ(head.body, "") << node.id << " HEAD " << c.target;
@@ -516,14 +477,14 @@ class ServiceE2eTest : public ::testing::Test {
     for (auto& [id, node] : nodes_) {
       for (const char* target :
            {"/status", "/metrics", "/master", "/replica", "/standalone", "/readyz", "/healthz"}) {
-        Reply r = Http(node.health_port, target);
+        HttpReply r = HttpCall(node.health_port, target);
         EXPECT_NE(r.status, -1) << id << target;
         expect_none(r.body, id + target);
       }
       expect_none(node.notify->All(), id + " notify");
       expect_none(FileTail(node.agent->log_file(), 1 << 20), id + " log");
     }
-    expect_none(Http(metrics_port_, "/metrics").body, "controller /metrics");
+    expect_none(HttpCall(metrics_port_, "/metrics").body, "controller /metrics");
     expect_none(FileTail(controller_->log_file(), 1 << 20), "controller log");
     expect_none(Ctl({"events", "-o", "json"}).output, "events");
     expect_none(Ctl({"nodes", "-o", "json"}).output, "nodes");
@@ -550,8 +511,8 @@ TEST_F(ServiceE2eTest, PostgresqlEndpointsMetricsNotifyAndWatch) {
   // Standalone: ready and standalone, nothing else.
   ASSERT_TRUE(PollUntil(
       [&] {
-        return Http(db1.health_port, "/readyz").status == 200 &&
-               Http(db2.health_port, "/readyz").status == 200;
+        return HttpCall(db1.health_port, "/readyz").status == 200 &&
+               HttpCall(db2.health_port, "/readyz").status == 200;
       },
       seconds(60)))
       << Ctl({"nodes"}).output;
@@ -580,19 +541,19 @@ TEST_F(ServiceE2eTest, PostgresqlEndpointsMetricsNotifyAndWatch) {
                                                {"?lag=60000ms", 200},
                                                {"?lag=abc", 400},
                                                {"?lag=-5", 400}}) {
-    EXPECT_EQ(Http(db2.health_port, "/replica" + c.query).status, c.want) << c.query;
-    EXPECT_EQ(Http(db2.health_port, "/slave" + c.query).status, c.want) << c.query;
+    EXPECT_EQ(HttpCall(db2.health_port, "/replica" + c.query).status, c.want) << c.query;
+    EXPECT_EQ(HttpCall(db2.health_port, "/slave" + c.query).status, c.want) << c.query;
   }
-  EXPECT_EQ(Http(db1.health_port, "/replica?lag=1048576").status, 503);
+  EXPECT_EQ(HttpCall(db1.health_port, "/replica?lag=1048576").status, 503);
   for (const char* method : {"POST", "PUT", "DELETE"}) {
-    Reply r = Http(db1.health_port, "/master", method);
+    HttpReply r = HttpCall(db1.health_port, "/master", method);
     EXPECT_EQ(r.status, 405) << method;
     EXPECT_NE(r.headers.find("Allow: GET, HEAD"), std::string::npos) << r.headers;
   }
-  EXPECT_EQ(Http(db1.health_port, "/nope").status, 404);
+  EXPECT_EQ(HttpCall(db1.health_port, "/nope").status, 404);
 
   // /status.
-  Reply status = Http(db2.health_port, "/status");
+  HttpReply status = HttpCall(db2.health_port, "/status");
   ASSERT_EQ(status.status, 200);
   nlohmann::json doc = nlohmann::json::parse(status.body, nullptr, false);
   ASSERT_TRUE(doc.is_object()) << status.body;
@@ -609,13 +570,13 @@ TEST_F(ServiceE2eTest, PostgresqlEndpointsMetricsNotifyAndWatch) {
 
   // Agent metrics: promtool-clean, and they say what happened.
   for (Node* node : {&db1, &db2}) {
-    Reply metrics = Http(node->health_port, "/metrics");
+    HttpReply metrics = HttpCall(node->health_port, "/metrics");
     ASSERT_EQ(metrics.status, 200);
     EXPECT_NE(metrics.headers.find("text/plain; version=0.0.4"), std::string::npos);
     ExpectPromtoolClean(dir_, node->id, metrics.body);
   }
   {
-    auto parsed = ParseMetrics(Http(db2.health_port, "/metrics").body);
+    auto parsed = ParseMetrics(HttpCall(db2.health_port, "/metrics").body);
     ASSERT_TRUE(parsed.ok()) << parsed.status();
     auto value = [&](const std::string& name, const prom::Labels& labels = {}) {
       absl::StatusOr<double> v = prom::FindValue(*parsed, name, labels);
@@ -646,7 +607,7 @@ TEST_F(ServiceE2eTest, PostgresqlEndpointsMetricsNotifyAndWatch) {
 
   // Controller metrics.
   {
-    Reply metrics = Http(metrics_port_, "/metrics");
+    HttpReply metrics = HttpCall(metrics_port_, "/metrics");
     ASSERT_EQ(metrics.status, 200);
     ExpectPromtoolClean(dir_, "controller", metrics.body);
     auto parsed = ParseMetrics(metrics.body);
@@ -665,7 +626,7 @@ TEST_F(ServiceE2eTest, PostgresqlEndpointsMetricsNotifyAndWatch) {
         1);
     EXPECT_GE(value("tandem_controller_rpcs_total", {{"method", "Report"}, {"code", "OK"}}), 2);
     EXPECT_EQ(value("tandem_controller_nodes_desired_role", {{"role", "master"}}), 1);
-    EXPECT_EQ(Http(metrics_port_, "/healthz").status, 200);
+    EXPECT_EQ(HttpCall(metrics_port_, "/healthz").status, 200);
   }
   EXPECT_TRUE(
       controller_notify_.WaitFor({"STATUS=2 nodes: 2 converged; 2 agents connected", "WATCHDOG=1"}))
@@ -724,8 +685,8 @@ TEST_F(ServiceE2eTest, RedisEndpointsPerRole) {
   ASSERT_FALSE(HasFailure());
   ASSERT_TRUE(PollUntil(
       [&] {
-        return Http(r1.health_port, "/readyz").status == 200 &&
-               Http(r2.health_port, "/readyz").status == 200;
+        return HttpCall(r1.health_port, "/readyz").status == 200 &&
+               HttpCall(r2.health_port, "/readyz").status == 200;
       },
       seconds(60)))
       << Ctl({"nodes"}).output;
@@ -734,11 +695,11 @@ TEST_F(ServiceE2eTest, RedisEndpointsPerRole) {
   WaitConverged({"r1", "r2"});
   ExpectRoleCodes(r1, 200, 503, 503);
   ExpectRoleCodes(r2, 503, 200, 503);
-  EXPECT_EQ(Http(r2.health_port, "/replica?lag=1048576").status, 200);
-  EXPECT_EQ(Http(r2.health_port, "/replica?lag=60s").status, 200)
-      << Http(r2.health_port, "/replica?lag=60s").body;
+  EXPECT_EQ(HttpCall(r2.health_port, "/replica?lag=1048576").status, 200);
+  EXPECT_EQ(HttpCall(r2.health_port, "/replica?lag=60s").status, 200)
+      << HttpCall(r2.health_port, "/replica?lag=60s").body;
   for (Node* node : {&r1, &r2}) {
-    Reply metrics = Http(node->health_port, "/metrics");
+    HttpReply metrics = HttpCall(node->health_port, "/metrics");
     ASSERT_EQ(metrics.status, 200);
     ExpectPromtoolClean(dir_, node->id, metrics.body);
   }

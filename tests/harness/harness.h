@@ -50,6 +50,17 @@ class TempDir {
   std::string path_;
 };
 
+// An HTTP answer (HttpCall).
+struct HttpReply {
+  int status = -1;  // -1: no answer
+  std::string headers;
+  std::string body;
+};
+
+// One HTTP/1.1 request to 127.0.0.1:port (plain text); reads until the
+// server closes the connection or is silent for 10 s.
+HttpReply HttpCall(uint16_t port, const std::string& target, const std::string& method = "GET");
+
 // The paths that match the shell pattern `pattern`, sorted (glob(3)); empty
 // when none does.
 std::vector<std::string> Glob(const std::string& pattern);

@@ -101,7 +101,13 @@ void World::Deliver(Node& node, int incarnation, uint64_t epoch, const DesiredSt
         desired.fenced ? " fenced" : "", desired.queued ? " queued" : "",
         desired.superseded ? " superseded" : "",
         changed.ok() && *changed ? "" : " (nothing new)");
-  if (changed.ok() && *changed) SchedulePass(node, now_ + 1);
+  if (changed.ok() && *changed) {
+    SchedulePass(node, now_ + 1);
+    // A report at once, as the agent does: its answer is the controller's
+    // word on the new target.
+    node.report_due = true;
+    SendReport(node, incarnation);
+  }
 }
 
 void World::SendReport(Node& node, int incarnation) {
@@ -113,20 +119,23 @@ void World::SendReport(Node& node, int incarnation) {
   node.report_due = false;
   node.in_flight = true;
   node.last_sent = now_;
+  const auto asked_at = node.agent->clock->Now();
   const std::string id = node.id;
   const std::string instance = node.agent->instance;
   Node* n = &node;
   // The call gives up after its deadline; the events go again.
   auto done = std::make_shared<bool>(false);
-  auto finish = [this, n, incarnation, events, done](bool ok, uint64_t upstream_bytes,
-                                                     uint64_t generation) {
+  auto finish = [this, n, incarnation, events, done, asked_at](bool ok, uint64_t upstream_bytes,
+                                                               uint64_t generation) {
     if (*done) return;
     *done = true;
     if (!n->agent || n->agent->incarnation != incarnation) return;
     n->in_flight = false;
     // The response carries the upstream's data size (for a bootstrap), and
-    // is word from the controller.
-    if (ok) n->agent->store->NoteContact(generation);
+    // is word from the controller (a hung agent reads it when it resumes).
+    if (ok && n->agent->store->NoteAnswer(generation, asked_at) && !n->hung) {
+      SchedulePass(*n, now_ + 1);
+    }
     if (upstream_bytes != 0) n->agent->store->SetUpstreamDataBytes(upstream_bytes);
     if (!ok) {
       n->events.insert(n->events.begin(), events.begin(), events.end());

@@ -260,6 +260,9 @@ void World::StartAgent(Node& node) {
   options.hold_retry = std::chrono::seconds(60);
   options.executor.streaming_timeout = std::chrono::seconds(2);
   options.executor.poll_interval = std::chrono::milliseconds(200);
+  // Nothing arrives while a simulated pass runs: the answer a new master
+  // waits for comes between passes (and schedules one).
+  options.word_wait = std::chrono::milliseconds(0);
   p->reconciler = std::make_unique<Reconciler>(Peer{node.id, "main", node.id, 5432}, p->engine.get(),
                                                p->host.get(), p->clock.get(), p->store.get(),
                                                p.get(), options);
