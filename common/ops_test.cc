@@ -24,6 +24,7 @@
 #include "common/sd_notify.h"
 #include "common/subprocess.h"
 #include "gtest/gtest.h"
+#include "tests/harness/harness.h"
 
 namespace tandem {
 namespace {
@@ -32,23 +33,12 @@ using std::chrono::milliseconds;
 
 // ------------------------------------------------------------------ HTTP
 
-int Connect(uint16_t port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(port);
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
+using testing::ConnectLoopback;
 
 // Sends `raw` and reads until the server closes (at most `timeout`).
 std::string Exchange(uint16_t port, const std::string& raw,
                      milliseconds timeout = milliseconds(5000)) {
-  int fd = Connect(port);
+  int fd = ConnectLoopback(port);
   if (fd < 0) return "connect failed";
   size_t sent = 0;
   while (sent < raw.size()) {
@@ -167,7 +157,7 @@ TEST_F(HttpServerTest, SilentClientsDoNotBlockOthers) {
   // Silent connections hold slots but not the server: a normal request is
   // still answered at once, and the silent ones are closed at their deadline.
   std::vector<int> silent;
-  for (int i = 0; i < 3; ++i) silent.push_back(Connect(server_->port()));
+  for (int i = 0; i < 3; ++i) silent.push_back(ConnectLoopback(server_->port()));
   const auto start = std::chrono::steady_clock::now();
   EXPECT_EQ(StatusOf(Exchange(server_->port(), "GET /yes HTTP/1.1\r\n\r\n")), 200);
   EXPECT_LT(std::chrono::steady_clock::now() - start, milliseconds(1000));
@@ -185,7 +175,7 @@ TEST_F(HttpServerTest, PastTheLimitClientsWaitForASlot) {
   // Every slot (8) taken by a silent client: the next request waits in the
   // backlog and is answered once the silent ones reach their deadline.
   std::vector<int> silent;
-  for (int i = 0; i < 8; ++i) silent.push_back(Connect(server_->port()));
+  for (int i = 0; i < 8; ++i) silent.push_back(ConnectLoopback(server_->port()));
   const auto start = std::chrono::steady_clock::now();
   EXPECT_EQ(StatusOf(Exchange(server_->port(), "GET /yes HTTP/1.1\r\n\r\n")), 200);
   EXPECT_GE(std::chrono::steady_clock::now() - start, milliseconds(1000));
@@ -193,7 +183,7 @@ TEST_F(HttpServerTest, PastTheLimitClientsWaitForASlot) {
 }
 
 TEST_F(HttpServerTest, RequestSentInPiecesAndManyClients) {
-  int fd = Connect(server_->port());
+  int fd = ConnectLoopback(server_->port());
   ASSERT_GE(fd, 0);
   for (const char* piece : {"GE", "T /y", "es?x=1 HTTP/1.1\r\n", "Host: a\r\n", "\r\n"}) {
     ASSERT_GT(::send(fd, piece, std::strlen(piece), MSG_NOSIGNAL), 0);
@@ -244,7 +234,7 @@ TEST(HttpServerStartTest, RefusesBadAndBusyAddresses) {
   // After Stop() the port is closed.
   const uint16_t port = (*first)->port();
   (*first)->Stop();
-  EXPECT_EQ(Connect(port), -1);
+  EXPECT_EQ(ConnectLoopback(port), -1);
 }
 
 TEST(HttpHelpersTest, SplitHostPortAndQuery) {

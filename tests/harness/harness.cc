@@ -36,17 +36,24 @@
 
 namespace tandem::testing {
 
-HttpReply HttpCall(uint16_t port, const std::string& target, const std::string& method) {
-  HttpReply reply;
+int ConnectLoopback(uint16_t port) {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
   sockaddr_in address{};
   address.sin_family = AF_INET;
   address.sin_port = htons(port);
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
     ::close(fd);
-    return reply;
+    return -1;
   }
+  return fd;
+}
+
+HttpReply HttpCall(uint16_t port, const std::string& target, const std::string& method) {
+  HttpReply reply;
+  const int fd = ConnectLoopback(port);
+  if (fd < 0) return reply;
   const std::string request =
       absl::StrCat(method, " ", target, " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
   (void)::send(fd, request.data(), request.size(), MSG_NOSIGNAL);

@@ -50,6 +50,9 @@ class TempDir {
   std::string path_;
 };
 
+// A TCP connection to 127.0.0.1:port (a socket to close), or -1.
+int ConnectLoopback(uint16_t port);
+
 // An HTTP answer (HttpCall).
 struct HttpReply {
   int status = -1;  // -1: no answer
