@@ -16,6 +16,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -57,6 +58,10 @@ struct ReconcilerOptions {
   // fence).
   std::chrono::milliseconds word_wait{std::chrono::seconds(1)};
   ExecutorOptions executor;
+  // Called by Run() after the first pass that finds the node converged
+  // (nothing to do) following start-up or a pass that was not: the process
+  // has settled into its idle loop.
+  std::function<void()> settled;
 };
 
 // Whether an error needs a change of desired/observed state (not a retry).
@@ -111,6 +116,7 @@ class Reconciler : private StepListener {
   DesiredState running_desired_;
   std::string running_reason_;
   uint64_t held_generation_ = 0;  // generation whose plan hit a blocking error
+  bool ran_steps_ = false;        // the last Pass() executed a plan
   std::chrono::steady_clock::time_point held_since_;
 };
 
