@@ -1,8 +1,11 @@
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <string>
+#include <future>
+#include <thread>
 
 #include "common/files.h"
 #include "common/subprocess.h"
@@ -61,6 +64,45 @@ TEST(FilesTest, SecretFileMustBePrivate) {
   EXPECT_EQ(*ReadSecretFile(path), "s3cret");
 }
 
+TEST(FilesTest, ThreadIdentityChangesOnlyTheCallingThread) {
+  ASSERT_EQ(::geteuid(), 0u) << "this test switches identities: run it as root";
+  absl::StatusOr<UserIds> nobody = LookupUser("nobody");
+  ASSERT_TRUE(nobody.ok()) << nobody.status();
+  uid_t inside = 0;
+  gid_t inside_gid = 0;
+  // A thread that runs meanwhile keeps root's identity.
+  std::promise<void> switched;
+  std::promise<uid_t> seen;
+  std::thread other([&] {
+    switched.get_future().wait();
+    seen.set_value(::geteuid());
+  });
+  uid_t other_thread = 1;
+  absl::Status st = WithThreadIdentity(*nobody, [&] {
+    inside = ::geteuid();
+    inside_gid = ::getegid();
+    switched.set_value();
+    other_thread = seen.get_future().get();
+  });
+  other.join();
+  ASSERT_TRUE(st.ok()) << st;
+  EXPECT_EQ(inside, nobody->uid);
+  EXPECT_EQ(inside_gid, nobody->gid);
+  EXPECT_EQ(other_thread, 0u);
+  EXPECT_EQ(::geteuid(), 0u);
+  EXPECT_EQ(::getegid(), 0u);
+  // Files are opened with the switched identity: a root-only file is not.
+  const std::string dir = TempDir();
+  ASSERT_TRUE(WriteFileAtomic(dir + "/root-only", "x", 0600).ok());
+  bool readable = true;
+  ASSERT_TRUE(WithThreadIdentity(*nobody, [&] {
+    const int fd = ::open((dir + "/root-only").c_str(), O_RDONLY);
+    readable = fd >= 0;
+    if (fd >= 0) ::close(fd);
+  }).ok());
+  EXPECT_FALSE(readable);
+}
+
 TEST(SubprocessTest, CapturesOutputAndExitCode) {
   absl::StatusOr<RunResult> r = RunShell("echo hello; echo oops >&2; exit 3");
   ASSERT_TRUE(r.ok()) << r.status();
@@ -69,6 +111,10 @@ TEST(SubprocessTest, CapturesOutputAndExitCode) {
   EXPECT_NE(r->output.find("oops"), std::string::npos);
   absl::Status st = RunChecked({"false"});
   EXPECT_EQ(st.code(), absl::StatusCode::kInternal);
+  // A tool that says nothing still gets a reason.
+  EXPECT_EQ(st.message(), "false exited with 1 (no output)");
+  st = RunChecked({"/bin/sh", "-c", "echo why >&2; exit 4"});
+  EXPECT_EQ(st.message(), "/bin/sh exited with 4: why");
 }
 
 TEST(SubprocessTest, PassesEnvironmentAndTimesOut) {

@@ -96,6 +96,11 @@ std::string OutputTail(const std::string& output, size_t max_chars) {
   return trimmed;
 }
 
+std::string OutputReason(const std::string& output, size_t max_chars) {
+  std::string tail = OutputTail(output, max_chars);
+  return tail.empty() ? " (no output)" : ": " + tail;
+}
+
 absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& argv_in, const RunOptions& options,
                             int stdin_fd, int stdout_fd, int stderr_fd) {
   if (argv_in.empty()) return absl::InvalidArgumentError("empty command");
@@ -229,8 +234,8 @@ absl::Status RunChecked(const std::vector<std::string>& argv, const RunOptions& 
   absl::StatusOr<RunResult> result = Run(argv, options);
   if (!result.ok()) return result.status();
   if (result->exit_code != 0) {
-    return absl::InternalError(absl::StrCat(argv[0], " exited with ", result->exit_code, ": ",
-                                            OutputTail(result->output)));
+    return absl::InternalError(
+        absl::StrCat(argv[0], " exited with ", result->exit_code, OutputReason(result->output)));
   }
   return absl::OkStatus();
 }

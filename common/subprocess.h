@@ -62,6 +62,10 @@ absl::Status RunChecked(const std::vector<std::string>& argv, const RunOptions& 
 // The last line(s) of a tool's output, trimmed, for error messages.
 std::string OutputTail(const std::string& output, size_t max_chars = 400);
 
+// ": <OutputTail(output)>", or " (no output)" when it is empty: what follows
+// "<tool> exited with N" in an error, so that the reason is never empty.
+std::string OutputReason(const std::string& output, size_t max_chars = 400);
+
 }  // namespace tandem
 
 #endif  // TANDEM_COMMON_SUBPROCESS_H_
