@@ -11,6 +11,7 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
@@ -39,6 +40,10 @@
 
 namespace tandem {
 namespace {
+
+// How long a starting agent waits for the controller to know it before it
+// tells systemd it is ready.
+constexpr std::chrono::seconds kRegisterBeforeReady(5);
 
 int Fail(const std::string& message, int code = 1) {
   std::fprintf(stderr, "tandem-agent: %s\n", message.c_str());
@@ -162,6 +167,14 @@ int RunAgent(const AgentConfig& config) {
                        std::string(EngineName(config.engine.type)), " controller=", config.controller,
                        " held generation=", store.Current().generation));
   link.Start();
+  // READY once the controller knows this node, when it answers within a
+  // few seconds: `systemctl start tandem-agent@X` then returns with X
+  // registered, and a `tandemctl wait X` right after it finds X. Without
+  // the controller the agent serves anyway (with the state it persisted).
+  for (const auto deadline = std::chrono::steady_clock::now() + kRegisterBeforeReady;
+       !link.Connected() && std::chrono::steady_clock::now() < deadline;) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
   notifier.Start();
   std::thread signal_thread([&] {
     int sig = 0;
