@@ -39,7 +39,8 @@ TEST(ConfigTest, ParsesAValidFile) {
   EXPECT_EQ(c->engine.systemd_unit, "");
   std::string with_unit = kValid;
   with_unit.replace(with_unit.find("  server_args:"), 0, "  systemd_unit: postgresql@15-main\n");
-  with_unit.replace(with_unit.find("  server_args:"), with_unit.find("env_file") - with_unit.find("  server_args:"), "");
+  with_unit.replace(with_unit.find("  server_args:"),
+                    with_unit.find("env_file") - with_unit.find("  server_args:"), "");
   absl::StatusOr<AgentConfig> u = ParseAgentConfig(with_unit, "agent.yaml");
   ASSERT_TRUE(u.ok()) << u.status();
   EXPECT_EQ(u->engine.systemd_unit, "postgresql@15-main");
@@ -77,7 +78,8 @@ TEST(ConfigTest, ErrorsNameTheFileAndField) {
       {"data_dir: /var/lib/postgresql/15/main", "data_dir: relative/dir",
        "agent.yaml: engine.data_dir: must be an absolute path"},
       {"user: postgres", "usr: postgres", "agent.yaml: engine.usr: unknown field"},
-      {"controller: 127.0.0.1:7400", "controller: nowhere", "agent.yaml: controller: must be HOST:PORT"},
+      {"controller: 127.0.0.1:7400", "controller: nowhere",
+       "agent.yaml: controller: must be HOST:PORT"},
       {"addresses: {internal: 10.0.0.5, external: 203.0.113.5}", "addresses: {external: 1.2.3.4}",
        "agent.yaml: addresses.internal: missing"},
       {"server_args: [\"-c\", \"shared_buffers=16MB\"]", "server_args: -c",

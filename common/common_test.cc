@@ -3,8 +3,8 @@
 #include <unistd.h>
 
 #include <cstdlib>
-#include <string>
 #include <future>
+#include <string>
 #include <thread>
 
 #include "common/files.h"
@@ -95,11 +95,12 @@ TEST(FilesTest, ThreadIdentityChangesOnlyTheCallingThread) {
   const std::string dir = TempDir();
   ASSERT_TRUE(WriteFileAtomic(dir + "/root-only", "x", 0600).ok());
   bool readable = true;
-  ASSERT_TRUE(WithThreadIdentity(*nobody, [&] {
+  auto try_read = [&] {
     const int fd = ::open((dir + "/root-only").c_str(), O_RDONLY);
     readable = fd >= 0;
     if (fd >= 0) ::close(fd);
-  }).ok());
+  };
+  ASSERT_TRUE(WithThreadIdentity(*nobody, try_read).ok());
   EXPECT_FALSE(readable);
 }
 

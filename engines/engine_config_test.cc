@@ -1,5 +1,7 @@
 // The config checks every engine shares, and the custom start/stop of a
 // server (systemd unit or commands).
+#include "engines/engine_config.h"
+
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -7,7 +9,6 @@
 #include <string>
 
 #include "common/files.h"
-#include "engines/engine_config.h"
 #include "engines/server_control.h"
 #include "gtest/gtest.h"
 #include "tests/harness/harness.h"
@@ -51,7 +52,10 @@ TEST_F(EngineConfigTest, SystemdUnitExcludesCommandsAndServerArgs) {
        "stops the server with the options of its own configuration): remove one of them"},
       {"stop_command", [](EngineConfig& e) { e.stop_command = "true"; },
        "engine.stop_command: not used with engine.systemd_unit"},
-      {"server_args", [](EngineConfig& e) { e.server_args = {"-c", "x=1"}; },
+      {"server_args",
+       [](EngineConfig& e) {
+         e.server_args = {"-c", "x=1"};
+       },
        "engine.server_args: not used with engine.systemd_unit"},
       {"option", [](EngineConfig& e) { e.systemd_unit = "--now"; },
        "engine.systemd_unit: \"--now\" is not a systemd unit name (e.g. postgresql@15-main)"},
@@ -92,8 +96,9 @@ TEST_F(EngineConfigTest, FailedCommandsSayWhy) {
   absl::Status st = RunServerControl(c, ServerAction::kStart, log, std::chrono::seconds(10));
   EXPECT_EQ(st.code(), absl::StatusCode::kInternal);
   // Only what this command wrote, not the log's older lines.
-  EXPECT_EQ(st.message(), "engine.start_command exited with 4: cannot bind port 5432 (its output in " +
-                              log + ")");
+  EXPECT_EQ(
+      st.message(),
+      "engine.start_command exited with 4: cannot bind port 5432 (its output in " + log + ")");
   st = RunServerControl(c, ServerAction::kStop, log, std::chrono::seconds(10));
   EXPECT_EQ(st.message(), "engine.stop_command exited with 3 (no output)");
   c.stop_command = "true";
@@ -134,8 +139,9 @@ TEST_F(EngineConfigTest, SystemdUnitRunsSystemctlAndQuotesTheJournal) {
             "FATAL:  could not bind IPv4 address");
   absl::StatusOr<std::string> ran = ReadFile(calls);
   ASSERT_TRUE(ran.ok());
-  EXPECT_NE(ran->find("systemctl stop demo\nsystemctl start demo\njournalctl --unit demo --since @"),
-            std::string::npos)
+  EXPECT_NE(
+      ran->find("systemctl stop demo\nsystemctl start demo\njournalctl --unit demo --since @"),
+      std::string::npos)
       << *ran;
 }
 

@@ -777,11 +777,11 @@ absl::Status MysqlEngine::Stop() {
     pid_file = *file;
     if (custom) {
       Disconnect();
-      TANDEM_RETURN_IF_ERROR(Context(
-          "stopping the server",
-          RunServerControl(config_, ServerAction::kStop,
-                           config_.systemd_unit.empty() ? log_file_ : "",
-                           std::chrono::seconds(config_.timeout_seconds + 30))));
+      TANDEM_RETURN_IF_ERROR(
+          Context("stopping the server",
+                  RunServerControl(config_, ServerAction::kStop,
+                                   config_.systemd_unit.empty() ? log_file_ : "",
+                                   std::chrono::seconds(config_.timeout_seconds + 30))));
     } else {
       absl::StatusOr<MysqlClient*> c = Connect();
       if (!c.ok()) return Context("stopping the server", c.status());
@@ -792,9 +792,10 @@ absl::Status MysqlEngine::Stop() {
     }
   } else if (!config_.systemd_unit.empty()) {
     // Down, or not answering yet: the unit may still be (re)starting it.
-    TANDEM_RETURN_IF_ERROR(Context(
-        "stopping the server", RunServerControl(config_, ServerAction::kStop, "",
-                                                std::chrono::seconds(config_.timeout_seconds + 30))));
+    TANDEM_RETURN_IF_ERROR(
+        Context("stopping the server",
+                RunServerControl(config_, ServerAction::kStop, "",
+                                 std::chrono::seconds(config_.timeout_seconds + 30))));
   } else if (std::optional<pid_t> pid = LiveServerPid(pid_file_); pid.has_value() && !custom) {
     // Started but not answering (still starting, or stuck): SIGTERM is a
     // normal shutdown for mariadbd.
@@ -913,8 +914,7 @@ absl::Status MysqlEngine::EnsurePrerequisites(size_t slave_count) {
   if (!problems.ok()) return problems.status();
   if (!problems->empty()) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "cannot serve ", slave_count, " slave(s): after a restart ",
-        absl::StrJoin(*problems, ", "),
+        "cannot serve ", slave_count, " slave(s): after a restart ", absl::StrJoin(*problems, ", "),
         ": it is set on the server's command line or in its configuration (engine.server_args, "
         "engine.start_command, engine.systemd_unit)"));
   }
@@ -1094,8 +1094,8 @@ absl::Status MysqlEngine::StreamBackup(const std::string& slave_id, const Backup
   if (!login.ok()) return login.status();
   // Socket authentication compares the login with the tool's OS user: a
   // login that is not os_user's (root on a stock host) is the agent's own.
-  const bool agents_login = !login->unix_socket.empty() && login->password.empty() &&
-                            config_.user != config_.os_user;
+  const bool agents_login =
+      !login->unix_socket.empty() && login->password.empty() && config_.user != config_.os_user;
   const std::string defaults = work + "/client.cnf";
   absl::Status written = WriteKeepingOwner(defaults, mysql::ClientDefaultsFile(*login), 0600);
   std::fill(login->password.begin(), login->password.end(), '\0');
@@ -1142,9 +1142,10 @@ absl::Status MysqlEngine::StreamBackup(const std::string& slave_id, const Backup
   absl::StatusOr<int> code = (*proc)->Wait(std::chrono::minutes(10));
   if (!code.ok()) return Context("finishing the backup", code.status());
   if (*code != 0) {
-    return absl::InternalError(absl::StrCat(
-        "while streaming the backup for ", slave_id, ": ", physical ? "mariadb-backup" : "mariadb-dump",
-        " exited with ", *code, ": ", OutputTail(ReadTail(tool_log, 4000), 800)));
+    return absl::InternalError(absl::StrCat("while streaming the backup for ", slave_id, ": ",
+                                            physical ? "mariadb-backup" : "mariadb-dump",
+                                            " exited with ", *code,
+                                            OutputReason(ReadTail(tool_log, 4000), 800)));
   }
   return absl::OkStatus();
 }
@@ -1187,8 +1188,9 @@ class XbstreamConsumer : public SeedConsumer {
     absl::StatusOr<int> code = proc_->Wait(std::chrono::minutes(30));
     if (!code.ok()) return code.status();
     if (*code != 0) {
-      return absl::InternalError(absl::StrCat("mbstream -x exited with ", *code, ": ",
-                                              OutputTail(ReadTail(engine_.seed_log(), 4000), 600)));
+      return absl::InternalError(
+          absl::StrCat("mbstream -x exited with ", *code,
+                       OutputReason(ReadTail(engine_.seed_log(), 4000), 600)));
     }
     RunOptions options = engine_.ToolOptions();
     options.output_file = engine_.seed_log();
@@ -1198,9 +1200,9 @@ class XbstreamConsumer : public SeedConsumer {
         options);
     if (!prepared.ok()) return Context("preparing the copy", prepared.status());
     if (prepared->exit_code != 0) {
-      return absl::InternalError(absl::StrCat(
-          "mariadb-backup --prepare exited with ", prepared->exit_code, ": ",
-          OutputTail(ReadTail(engine_.seed_log(), 4000), 800)));
+      return absl::InternalError(
+          absl::StrCat("mariadb-backup --prepare exited with ", prepared->exit_code,
+                       OutputReason(ReadTail(engine_.seed_log(), 4000), 800)));
     }
     for (const char* name : {"mariadb_backup_binlog_info", "xtrabackup_binlog_info"}) {
       absl::StatusOr<std::string> info = ReadFile(absl::StrCat(engine_.new_dir(), "/", name));
@@ -1251,9 +1253,9 @@ class SqlConsumer : public SeedConsumer {
             options);
     if (!installed.ok()) return Context("initialising the copy", installed.status());
     if (installed->exit_code != 0) {
-      return absl::InternalError(absl::StrCat("mariadb-install-db exited with ",
-                                              installed->exit_code, ": ",
-                                              OutputTail(ReadTail(engine_.seed_log(), 4000), 600)));
+      return absl::InternalError(
+          absl::StrCat("mariadb-install-db exited with ", installed->exit_code,
+                       OutputReason(ReadTail(engine_.seed_log(), 4000), 600)));
     }
     std::error_code ec;
     fs::remove(socket_, ec);
@@ -1309,8 +1311,9 @@ class SqlConsumer : public SeedConsumer {
     absl::StatusOr<int> code = loader_->Wait(kCopyTimeout);
     if (!code.ok()) return code.status();
     if (*code != 0) {
-      return absl::InternalError(absl::StrCat("loading the dump: mariadb exited with ", *code, ": ",
-                                              OutputTail(ReadTail(engine_.seed_log(), 4000), 800)));
+      return absl::InternalError(
+          absl::StrCat("loading the dump: mariadb exited with ", *code,
+                       OutputReason(ReadTail(engine_.seed_log(), 4000), 800)));
     }
     MysqlLogin login;
     login.unix_socket = socket_;

@@ -148,7 +148,8 @@ class PostgresqlEngine final : public Engine {
     const fs::path data(config_.data_dir);
     parent_ = data.parent_path().string();
     const std::string base = data.filename().string();
-    log_file_ = config_.log_file.empty() ? DefaultLogFile(config_, parent_, base) : config_.log_file;
+    log_file_ =
+        config_.log_file.empty() ? DefaultLogFile(config_, parent_, base) : config_.log_file;
     pgpass_file_ = absl::StrCat(parent_, "/.tandem-", base, ".pgpass");
     new_dir_ = config_.data_dir + ".tandem-new";
     basebackup_log_ = config_.data_dir + ".tandem-basebackup.log";
@@ -374,15 +375,17 @@ absl::Status PostgresqlEngine::Connect() {
         return absl::UnavailableError(
             absl::StrCat("PostgreSQL at ", Where(host, config_.port), " is not running: ", msg));
       case Liveness::kStarting:
-        return absl::UnavailableError(
-            absl::StrCat("PostgreSQL at ", Where(host, config_.port), " is starting up or shutting down: ", msg));
+        return absl::UnavailableError(absl::StrCat("PostgreSQL at ", Where(host, config_.port),
+                                                   " is starting up or shutting down: ", msg));
       case Liveness::kUp: break;
     }
     if (absl::StrContains(msg, "too many") || absl::StrContains(msg, "connection slots")) {
-      return absl::UnavailableError(absl::StrCat("PostgreSQL at ", Where(host, config_.port), ": ", msg));
+      return absl::UnavailableError(
+          absl::StrCat("PostgreSQL at ", Where(host, config_.port), ": ", msg));
     }
-    return absl::FailedPreconditionError(absl::StrCat(
-        "PostgreSQL at ", Where(host, config_.port), " refuses the agent's login as ", config_.user, ": ", msg));
+    return absl::FailedPreconditionError(absl::StrCat("PostgreSQL at ", Where(host, config_.port),
+                                                      " refuses the agent's login as ",
+                                                      config_.user, ": ", msg));
   }
   // The agent's own session must be able to write even on a fenced server;
   // Observe reads the configured value (pg_settings.reset_val), not this one.
@@ -533,7 +536,7 @@ absl::StatusOr<std::string> PostgresqlEngine::ControldataSystemId(
   if (!result.ok()) return result.status();
   if (result->exit_code != 0) {
     return absl::InternalError(absl::StrCat("pg_controldata ", data_dir, " exited with ",
-                                            result->exit_code, ": ", OutputTail(result->output)));
+                                            result->exit_code, OutputReason(result->output)));
   }
   std::optional<std::string> id =
       pg::ControldataField(result->output, "Database system identifier");
@@ -745,9 +748,10 @@ absl::Status PostgresqlEngine::Start() {
   std::string tool;
   if (CustomServerControl(config_, ServerAction::kStart)) {
     tool = ServerControlName(config_, ServerAction::kStart);
-    TANDEM_RETURN_IF_ERROR(Context(
-        "starting PostgreSQL", RunServerControl(config_, ServerAction::kStart, log_file_,
-                                                std::chrono::seconds(config_.timeout_seconds + 30))));
+    TANDEM_RETURN_IF_ERROR(
+        Context("starting PostgreSQL",
+                RunServerControl(config_, ServerAction::kStart, log_file_,
+                                 std::chrono::seconds(config_.timeout_seconds + 30))));
   } else {
     tool = "pg_ctl start";
     RunOptions options = ToolOptions();
@@ -1240,7 +1244,7 @@ absl::Status PostgresqlEngine::CopyFromUpstream(const Peer& self, const Peer& up
     }
     return absl::UnavailableError(absl::StrCat("while copying from ", who,
                                                ": pg_basebackup exited with ", result->exit_code,
-                                               ": ", OutputTail(output, 800)));
+                                               OutputReason(output, 800)));
   }
 }
 
@@ -1447,9 +1451,9 @@ absl::StatusOr<std::string> PostgresqlEngine::RunRewind(const Peer& self, const 
   absl::StatusOr<RunResult> result = Run(argv, options);
   if (!result.ok()) return result.status();
   if (result->exit_code != 0) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "pg_rewind", dry_run ? " --dry-run" : "", " from ", upstream.id, " exited with ",
-        result->exit_code, ": ", OutputTail(result->output, 600)));
+    return absl::FailedPreconditionError(
+        absl::StrCat("pg_rewind", dry_run ? " --dry-run" : "", " from ", upstream.id,
+                     " exited with ", result->exit_code, OutputReason(result->output, 600)));
   }
   return result->output;
 }

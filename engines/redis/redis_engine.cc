@@ -25,8 +25,8 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/files.h"
-#include "common/subprocess.h"
 #include "common/status_util.h"
+#include "common/subprocess.h"
 #include "engines/redis/redis_client.h"
 #include "engines/server_control.h"
 
@@ -609,10 +609,9 @@ absl::Status RedisEngine::LaunchServer() {
   if (CustomServerControl(config_, ServerAction::kStart)) {
     // The engine creates no directory for a custom start; a unit's server
     // logs where its configuration says.
-    return WithContext(
-        RunServerControl(config_, ServerAction::kStart,
-                         config_.systemd_unit.empty() ? log_file_ : "", Timeout()),
-        "while starting redis");
+    return WithContext(RunServerControl(config_, ServerAction::kStart,
+                                        config_.systemd_unit.empty() ? log_file_ : "", Timeout()),
+                       "while starting redis");
   }
   absl::Status prepared = PrepareDataDir();
   if (!prepared.ok()) return WithContext(prepared, "while preparing " + data_dir_);
@@ -704,10 +703,10 @@ absl::Status RedisEngine::Stop() {
 
   if (CustomServerControl(config_, ServerAction::kStop)) {
     // A unit's redis-server saves on SIGTERM when it has save points.
-    TANDEM_RETURN_IF_ERROR(WithContext(
-        RunServerControl(config_, ServerAction::kStop,
-                         config_.systemd_unit.empty() ? log_file_ : "", Timeout()),
-        "while stopping redis"));
+    TANDEM_RETURN_IF_ERROR(
+        WithContext(RunServerControl(config_, ServerAction::kStop,
+                                     config_.systemd_unit.empty() ? log_file_ : "", Timeout()),
+                    "while stopping redis"));
   } else {
     RedisClient& c = **client;
     absl::StatusOr<std::string> save = c.ConfigGet("save");
