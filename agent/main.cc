@@ -11,6 +11,7 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -170,12 +171,16 @@ int RunAgent(const AgentConfig& config) {
   // READY once the controller knows this node, when it answers within a
   // few seconds: `systemctl start tandem-agent@X` then returns with X
   // registered, and a `tandemctl wait X` right after it finds X. Without
-  // the controller the agent serves anyway (with the state it persisted).
-  for (const auto deadline = std::chrono::steady_clock::now() + kRegisterBeforeReady;
-       !link.Connected() && std::chrono::steady_clock::now() < deadline;) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  notifier.Start();
+  // the controller the agent is ready anyway (with the state it persisted).
+  // The loop runs meanwhile.
+  std::atomic<bool> loop_ended{false};
+  std::thread ready_thread([&] {
+    for (const auto deadline = std::chrono::steady_clock::now() + kRegisterBeforeReady;
+         !link.Connected() && !loop_ended && std::chrono::steady_clock::now() < deadline;) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    notifier.Start();
+  });
   std::thread signal_thread([&] {
     int sig = 0;
     sigwait(&signals, &sig);
@@ -184,6 +189,8 @@ int RunAgent(const AgentConfig& config) {
     reconciler->Stop();
   });
   reconciler->Run();
+  loop_ended = true;
+  ready_thread.join();
   notifier.Stop();
   if (health) health->Stop();
   if (transfer) transfer->Stop();

@@ -151,11 +151,11 @@ copy_rootfs() {
 # The systemd-nspawn processes that run a container on $ROOT (normally one:
 # the pid this run recorded; more only after a crash of the test itself).
 nspawn_pids() {
-  local proc
-  for proc in /proc/[0-9]*; do
-    { tr '\0' '\n' <"$proc/cmdline"; } 2>/dev/null |
-      awk -v dir="--directory=$ROOT" 'NR == 1 && $0 !~ /systemd-nspawn$/ { exit 1 } $0 == dir { found = 1 } END { exit !found }' &&
-      echo "${proc#/proc/}"
+  local file argv0
+  # Each argument of a cmdline is a NUL-terminated "line" for grep -z.
+  for file in $(grep -s -l -z -x -F -e "--directory=$ROOT" /proc/[0-9]*/cmdline); do
+    argv0=$({ head -z -n 1 "$file" | tr -d '\0'; } 2>/dev/null)
+    [[ $argv0 == *systemd-nspawn ]] && basename "$(dirname "$file")"
   done
   return 0
 }
@@ -196,13 +196,15 @@ boot() {
   setsid systemd-nspawn --register=no --keep-unit --boot --directory="$ROOT" \
     --private-network --console=passive --machine=tandem-system \
     </dev/null >>"$RUN/console.log" 2>&1 &
-  # setsid may have forked: the pid is the process's that runs on $ROOT.
-  local deadline=$((SECONDS + BOOT_TIMEOUT)) state="" pid=""
-  while [ -z "$pid" ] && [ $SECONDS -lt $deadline ]; do
+  local launched=$! deadline=$((SECONDS + BOOT_TIMEOUT)) state="" pid=""
+  while :; do
     pid=$(nspawn_pids)
-    [ -n "$pid" ] || sleep 0.1
+    [ -z "$pid" ] || break
+    kill -0 "$launched" 2>/dev/null ||
+      die "systemd-nspawn exited: $(tail -n 20 "$RUN/console.log")"
+    [ $SECONDS -lt $deadline ] || die "systemd-nspawn did not start: $(tail -n 20 "$RUN/console.log")"
+    sleep 0.1
   done
-  [ -n "$pid" ] || die "systemd-nspawn did not start: $(tail -n 20 "$RUN/console.log")"
   echo "$pid" >"$RUN/nspawn.pid"
   while [ $SECONDS -lt $deadline ]; do
     container_running || die "systemd-nspawn exited while booting: $(tail -n 20 "$RUN/console.log")"
@@ -228,8 +230,15 @@ power_off() {
   pid=$(nspawn_pid)
   note "powering the container off"
   in_ct systemctl poweroff >/dev/null 2>&1 || true
+  local started=$SECONDS reported=""
   deadline=$((SECONDS + 120))
-  while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
+  while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do
+    if [ -z "$reported" ] && [ $((SECONDS - started)) -ge 15 ]; then
+      reported=1
+      note "still shutting down after 15s: $(in_ct systemctl list-jobs --no-pager --no-legend 2>&1 | head -n 5 | tr '\n' ';')"
+    fi
+    sleep 0.2
+  done
   if kill -0 "$pid" 2>/dev/null; then
     note "the container did not power off within 120s: killing systemd-nspawn (pid $pid)"
     kill -KILL "$pid"
