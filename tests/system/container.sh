@@ -160,7 +160,25 @@ nspawn_pids() {
   return 0
 }
 
+# Of those, the first: systemd-nspawn forks helpers that carry its command
+# line until they exec the container's init.
+nspawn_main_pid() {
+  local pids pid ppid
+  pids=$(nspawn_pids)
+  for pid in $pids; do
+    ppid=$(awk '/^PPid:/ { print $2 }' "/proc/$pid/status" 2>/dev/null)
+    grep -qx -- "$ppid" <<<"$pids" || { echo "$pid"; return 0; }
+  done
+  return 0
+}
+
 nspawn_pid() { cat "$RUN/nspawn.pid" 2>/dev/null; }
+
+# The processes that run inside $ROOT (the container's), by their root.
+container_pids() {
+  find /proc/[0-9]*/root -maxdepth 0 -lname "$ROOT" 2>/dev/null | cut -d/ -f3
+  return 0
+}
 
 # Whether the recorded systemd-nspawn process runs on $ROOT.
 container_running() {
@@ -198,7 +216,7 @@ boot() {
     </dev/null >>"$RUN/console.log" 2>&1 &
   local launched=$! deadline=$((SECONDS + BOOT_TIMEOUT)) state="" pid=""
   while :; do
-    pid=$(nspawn_pids)
+    pid=$(nspawn_main_pid)
     [ -z "$pid" ] || break
     kill -0 "$launched" 2>/dev/null ||
       die "systemd-nspawn exited: $(tail -n 20 "$RUN/console.log")"
@@ -259,6 +277,11 @@ teardown() {
     while kill -0 "$pid" 2>/dev/null; do sleep 0.2; done
   done
   [ -z "$(nspawn_pids)" ] || die "a container still runs on $ROOT"
+  # A killed systemd-nspawn's container may take a moment to die with it.
+  local deadline=$((SECONDS + 30))
+  while [ -n "$(container_pids)" ] && [ $SECONDS -lt $deadline ]; do sleep 0.2; done
+  [ -z "$(container_pids)" ] ||
+    die "processes still run in $ROOT after its systemd-nspawn ended: $(container_pids | tr '\n' ' ')"
   if findmnt -rn -o TARGET | grep -q "^$RUN/"; then
     die "mounts left under $RUN: $(findmnt -rn -o TARGET | grep "^$RUN/" | tr '\n' ' ')"
   fi
