@@ -8,6 +8,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/address.h"
 #include "common/files.h"
 #include "common/status_util.h"
 #include "yaml-cpp/yaml.h"
@@ -79,11 +80,6 @@ bool ValidId(const std::string& id) {
   return std::regex_match(id, kId);
 }
 
-bool ValidAddress(const std::string& address) {
-  static const std::regex kAddress("^[A-Za-z0-9.:\\[\\]_-]{1,253}$");
-  return std::regex_match(address, kAddress);
-}
-
 bool ValidHostPort(const std::string& text) {
   size_t colon = text.rfind(':');
   if (colon == std::string::npos || colon == 0 || colon + 1 == text.size()) return false;
@@ -135,12 +131,22 @@ absl::StatusOr<AgentConfig> ParseAgentConfig(const std::string& yaml, const std:
     TANDEM_RETURN_IF_ERROR(r.CheckKeys(
         root, "",
         {"node", "stack", "controller", "controller_token_file", "addresses", "engine", "env_file",
-         "env_hook", "health_listen", "state_dir", "reconcile_interval", "transfer_listen"}));
+         "env_hook", "health_listen", "state_dir", "reconcile_interval", "transfer_listen",
+         "certs_dir", "tls_ca_file", "tls_cert_file", "tls_key_file", "insecure"}));
+    if (const YAML::Node token = root["controller_token_file"]; token && !token.IsNull()) {
+      return r.Error("controller_token_file",
+                     "the shared token is gone: the agent now authenticates with its node's "
+                     "certificate (mutual TLS). Remove this field, create the certificate "
+                     "(tandemctl cert create-node NODE --address ADDRESS) and set certs_dir");
+    }
     TANDEM_RETURN_IF_ERROR(r.String(root, "node", "node", &c.node));
     TANDEM_RETURN_IF_ERROR(r.String(root, "stack", "stack", &c.stack));
     TANDEM_RETURN_IF_ERROR(r.String(root, "controller", "controller", &c.controller));
-    TANDEM_RETURN_IF_ERROR(r.String(root, "controller_token_file", "controller_token_file",
-                                    &c.controller_token_file));
+    TANDEM_RETURN_IF_ERROR(r.String(root, "certs_dir", "certs_dir", &c.certs_dir));
+    TANDEM_RETURN_IF_ERROR(r.String(root, "tls_ca_file", "tls_ca_file", &c.tls_ca_file));
+    TANDEM_RETURN_IF_ERROR(r.String(root, "tls_cert_file", "tls_cert_file", &c.tls_cert_file));
+    TANDEM_RETURN_IF_ERROR(r.String(root, "tls_key_file", "tls_key_file", &c.tls_key_file));
+    TANDEM_RETURN_IF_ERROR(r.Bool(root, "insecure", "insecure", &c.insecure));
     TANDEM_RETURN_IF_ERROR(r.String(root, "env_file", "env_file", &c.env_file));
     TANDEM_RETURN_IF_ERROR(r.String(root, "env_hook", "env_hook", &c.env_hook));
     TANDEM_RETURN_IF_ERROR(r.String(root, "health_listen", "health_listen", &c.health_listen));
@@ -236,9 +242,13 @@ absl::StatusOr<AgentConfig> ParseAgentConfig(const std::string& yaml, const std:
   c.engine.stack = c.stack;  // for the master side of ReplicationTls
   if (!ValidHostPort(c.controller)) return r.Error("controller", "must be HOST:PORT");
   if (c.addresses.internal.empty()) return r.Error("addresses.internal", "missing");
-  if (!ValidAddress(c.addresses.internal)) return r.Error("addresses.internal", "not a host name or IP address");
-  if (!c.addresses.external.empty() && !ValidAddress(c.addresses.external)) {
-    return r.Error("addresses.external", "not a host name or IP address");
+  if (absl::Status st = CheckHostAddress("address", c.addresses.internal); !st.ok()) {
+    return r.Error("addresses.internal", std::string(st.message()));
+  }
+  if (!c.addresses.external.empty()) {
+    if (absl::Status st = CheckHostAddress("address", c.addresses.external); !st.ok()) {
+      return r.Error("addresses.external", std::string(st.message()));
+    }
   }
   if (c.engine.data_dir.empty() || c.engine.data_dir[0] != '/') {
     return r.Error("engine.data_dir", "must be an absolute path");
@@ -258,10 +268,17 @@ absl::StatusOr<AgentConfig> ParseAgentConfig(const std::string& yaml, const std:
                      "must be HOST:PORT with a port in 1..65535 (or empty to disable)");
     }
   }
+  if (c.certs_dir.empty()) return r.Error("certs_dir", "must not be empty");
+  if (c.insecure) {
+    if (absl::Status st = CheckInsecureListen(
+            {{"health_listen", c.health_listen}, {"transfer_listen", c.transfer_listen}});
+        !st.ok()) {
+      return r.Error("insecure", std::string(st.message()));
+    }
+  }
   for (const auto& [field, path] :
        {std::pair<const char*, std::string>{"engine.password_file", c.engine.password_file},
-        {"engine.replication_password_file", c.engine.replication_password_file},
-        {"controller_token_file", c.controller_token_file}}) {
+        {"engine.replication_password_file", c.engine.replication_password_file}}) {
     if (path.empty()) continue;
     if (absl::StatusOr<std::string> secret = ReadSecretFile(path); !secret.ok()) {
       return r.Error(field, std::string(secret.status().message()));
@@ -273,6 +290,16 @@ absl::StatusOr<AgentConfig> ParseAgentConfig(const std::string& yaml, const std:
     }
   }
   return c;
+}
+
+std::string AgentConfig::CaFile() const {
+  return tls_ca_file.empty() ? certs_dir + "/ca.crt" : tls_ca_file;
+}
+std::string AgentConfig::CertFile() const {
+  return tls_cert_file.empty() ? absl::StrCat(certs_dir, "/node.", node, ".crt") : tls_cert_file;
+}
+std::string AgentConfig::KeyFile() const {
+  return tls_key_file.empty() ? absl::StrCat(certs_dir, "/node.", node, ".key") : tls_key_file;
 }
 
 absl::StatusOr<AgentConfig> LoadAgentConfig(const std::string& path) {

@@ -15,7 +15,16 @@ struct AgentConfig {
   std::string node;
   std::string stack;
   std::string controller = "127.0.0.1:7400";
-  std::string controller_token_file;  // shared secret for the controller link ("" = none)
+  // Mutual TLS on every Tandem link (to the controller, between agents):
+  // the cluster's CA and this node's certificate (security/certs.h). Empty
+  // file fields come from certs_dir: ca.crt, node.<node>.crt/.key.
+  std::string certs_dir = "/etc/tandem/certs";
+  std::string tls_ca_file;
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  // No TLS, no identities: allowed only when every address this agent
+  // listens on (health_listen, transfer_listen) is loopback.
+  bool insecure = false;
   Addresses addresses;
   EngineConfig engine;
   std::string env_file = "/etc/tandem/env";
@@ -32,6 +41,10 @@ struct AgentConfig {
   NodeInfo Info() const;
   // This node as its peers know it (internal address).
   Peer Self() const;
+  // The TLS files: ca, certificate, key (explicit, else from certs_dir).
+  std::string CaFile() const;
+  std::string CertFile() const;
+  std::string KeyFile() const;
 };
 
 // Parses and validates YAML text; `source` names it in errors.

@@ -18,10 +18,11 @@ constexpr auto kHeartbeat = std::chrono::seconds(5);
 
 }  // namespace
 
-ControllerLink::ControllerLink(std::string address, std::string token, NodeInfo node,
-                               DesiredStateStore* store, std::function<void()> on_change)
+ControllerLink::ControllerLink(std::string address, std::shared_ptr<TlsCredentials> tls,
+                               NodeInfo node, DesiredStateStore* store,
+                               std::function<void()> on_change)
     : address_(std::move(address)),
-      token_(std::move(token)),
+      tls_(std::move(tls)),
       node_(std::move(node)),
       store_(store),
       on_change_(std::move(on_change)) {
@@ -31,7 +32,8 @@ ControllerLink::ControllerLink(std::string address, std::string token, NodeInfo 
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  channel_ = grpc::CreateCustomChannel(address_, grpc::InsecureChannelCredentials(), args);
+  channel_ = grpc::CreateCustomChannel(
+      address_, ChannelCredentialsFor(tls_.get(), Identity::Controller("")), args);
 }
 
 ControllerLink::~ControllerLink() { Stop(); }
@@ -57,10 +59,6 @@ bool ControllerLink::Connected() const {
   return connected_;
 }
 
-void ControllerLink::AddAuth(grpc::ClientContext* context) const {
-  if (!token_.empty()) context->AddMetadata("authorization", absl::StrCat("Bearer ", token_));
-}
-
 void ControllerLink::Publish(const ObservedState& observed, std::vector<StepEvent> events) {
   absl::MutexLock lock(&mu_);
   observed_ = observed;
@@ -77,7 +75,6 @@ void ControllerLink::WatchLoop() {
   bool logged_down = false;
   for (;;) {
     grpc::ClientContext context;
-    AddAuth(&context);
     {
       absl::MutexLock lock(&mu_);
       if (stop_) return;
@@ -149,7 +146,6 @@ void ControllerLink::ReportLoop() {
       have_report_ = false;
     }
     grpc::ClientContext context;
-    AddAuth(&context);
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
     v1::ReportResponse response;
     grpc::Status status = stub->Report(&context, request, &response);

@@ -21,6 +21,7 @@
 #include "agent/desired_store.h"
 #include "agent/reconciler.h"
 #include "common/types.h"
+#include "security/tls.h"
 
 namespace grpc {
 class Channel;
@@ -31,10 +32,12 @@ namespace tandem {
 
 class ControllerLink : public ObservedSink {
  public:
-  // `token` is the shared secret ("" for none). `on_change` is called (from
-  // the link's thread) when a new desired target was stored.
-  ControllerLink(std::string address, std::string token, NodeInfo node, DesiredStateStore* store,
-                 std::function<void()> on_change);
+  // `tls`: this node's certificate and the cluster's CA (mutual TLS; the
+  // controller's certificate must name `address`'s host); null: plaintext
+  // (insecure mode). `on_change` is called (from the link's thread) when a
+  // new desired target was stored.
+  ControllerLink(std::string address, std::shared_ptr<TlsCredentials> tls, NodeInfo node,
+                 DesiredStateStore* store, std::function<void()> on_change);
   ~ControllerLink() override;
 
   void Start();
@@ -48,10 +51,9 @@ class ControllerLink : public ObservedSink {
  private:
   void WatchLoop();
   void ReportLoop();
-  void AddAuth(grpc::ClientContext* context) const;
 
   const std::string address_;
-  const std::string token_;
+  const std::shared_ptr<TlsCredentials> tls_;
   const NodeInfo node_;
   DesiredStateStore* const store_;
   const std::function<void()> on_change_;

@@ -20,6 +20,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/harness/harness.h"
+#include "tests/harness/pki.h"
 
 namespace tandem {
 namespace {
@@ -195,6 +196,8 @@ TEST(EngineBinariesTest, EachLoadsOnlyItsOwnClientLibrary) {
 // engine's port are closed, no health or transfer listener.
 std::string WriteConfig(const testing::TempDir& dir, const std::string& engine) {
   const std::string path = dir.Sub(engine + ".yaml");
+  testing::TestPki pki(dir.Sub("certs-" + engine));
+  pki.Node("n1");
   const std::string yaml = absl::StrCat(
       "node: n1\nstack: main\ncontroller: 127.0.0.1:", testing::FreePort(),
       "\naddresses: {internal: 127.0.0.1}\nengine:\n  type: ", engine,
@@ -202,7 +205,7 @@ std::string WriteConfig(const testing::TempDir& dir, const std::string& engine) 
       engine == "redis" ? "" : "\n  user: tandem", "\n  os_user: ", testing::CurrentUserName(),
       "\nenv_file: ",
       dir.Sub(engine + ".env"), "\nstate_dir: ", dir.Sub(engine + "-state"),
-      "\nhealth_listen: \"\"\n");
+      "\nhealth_listen: \"\"\ncerts_dir: ", pki.dir(), "\n");
   EXPECT_TRUE(WriteFileAtomic(path, yaml, 0644).ok());
   return path;
 }

@@ -54,6 +54,9 @@ struct HealthView {
   ObservedState observed;  // Reconciler::LastObserved()
   DesiredState desired;    // DesiredStateStore::Current()
   bool controller_connected = false;
+  // When this node's certificate expires (Unix seconds; 0: none, insecure
+  // mode), for tandem_agent_certificate_expiry_seconds.
+  double certificate_expiry_unix = 0;
 };
 
 bool Healthy(const HealthView& view);

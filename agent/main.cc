@@ -38,6 +38,9 @@
 #include "common/files.h"
 #include "common/log.h"
 #include "common/sd_notify.h"
+#include "common/address.h"
+#include "absl/strings/str_join.h"
+#include "security/tls.h"
 
 namespace tandem {
 namespace {
@@ -82,6 +85,31 @@ int RunPlan(const AgentConfig& config) {
   return 0;
 }
 
+// This node's TLS credentials (null in insecure mode). Beyond the checks of
+// TlsCredentials::Load, the certificate must name the addresses this node
+// registers: the controller would refuse the registration otherwise.
+absl::StatusOr<std::shared_ptr<TlsCredentials>> LoadNodeTls(const AgentConfig& config) {
+  if (config.insecure) return std::shared_ptr<TlsCredentials>();
+  absl::StatusOr<std::shared_ptr<TlsCredentials>> tls = TlsCredentials::Load(
+      {config.CaFile(), config.CertFile(), config.KeyFile()}, IdentityKind::kNode, config.node);
+  if (!tls.ok()) return tls.status();
+  const CertificateInfo info = (*tls)->info();
+  for (const auto& [field, address] :
+       {std::pair<const char*, std::string>{"addresses.internal", config.addresses.internal},
+        {"addresses.external", config.addresses.external}}) {
+    if (address.empty()) continue;
+    bool named = false;
+    for (const std::string& a : info.addresses) named = named || SameHostAddress(a, address);
+    if (!named) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          config.CertFile(), ": it names ", absl::StrJoin(info.addresses, ", "), ", not ", field,
+          " ", address, " (the controller accepts only addresses a node's certificate names: "
+          "tandemctl cert create-node ", config.node, " --address ", address, " ...)"));
+    }
+  }
+  return tls;
+}
+
 int RunAgent(const AgentConfig& config) {
   // Signals are taken by a thread of our own (sigwait), so block them in
   // every thread before any is started.
@@ -89,18 +117,16 @@ int RunAgent(const AgentConfig& config) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   if (absl::Status st = MakeDirs(config.state_dir); !st.ok()) return Fail(std::string(st.message()));
-  std::string token;
-  if (!config.controller_token_file.empty()) {
-    absl::StatusOr<std::string> secret = ReadSecretFile(config.controller_token_file);
-    if (!secret.ok()) return Fail(std::string(secret.status().message()), 2);
-    token = *secret;
-  }
+  absl::StatusOr<std::shared_ptr<TlsCredentials>> loaded_tls = LoadNodeTls(config);
+  if (!loaded_tls.ok()) return Fail(std::string(loaded_tls.status().message()), 2);
+  const std::shared_ptr<TlsCredentials> tls = *std::move(loaded_tls);
   // A slave's engine fetches its seeding backup from the master's agent
-  // (agent to agent, with the controller link's shared secret).
-  GrpcBackupSource backup_source(token, config.engine.type);
+  // (agent to agent, mutual TLS with this node's certificate).
+  GrpcBackupSource backup_source(tls, config.engine.type);
   absl::StatusOr<std::unique_ptr<Engine>> engine = MakeEngine(config.engine, &backup_source);
   if (!engine.ok()) return Fail(std::string(engine.status().message()), 2);
   DesiredStateStore store(config.state_dir + "/desired.pb");
@@ -113,13 +139,14 @@ int RunAgent(const AgentConfig& config) {
     if (!transfer_engine.ok()) return Fail(std::string(transfer_engine.status().message()), 2);
     TransferServerOptions transfer_options;
     transfer_options.listen = config.transfer_listen;
-    transfer_options.token = token;
+    transfer_options.tls = tls;
     transfer_options.engine = config.engine.type;
+    // Only to the slave the controller has copying this master's data now.
     transfer_options.serves = [&store](const std::string& slave_id) {
       const DesiredState desired = store.Current();
       if (desired.role != Role::kMaster) return false;
       for (const Peer& slave : desired.slaves) {
-        if (slave.id == slave_id) return true;
+        if (slave.id == slave_id) return slave.bootstrapping;
       }
       return false;
     };
@@ -135,7 +162,7 @@ int RunAgent(const AgentConfig& config) {
   options.executor.streaming_timeout = std::chrono::seconds(config.engine.timeout_seconds);
 
   std::unique_ptr<Reconciler> reconciler;
-  ControllerLink link(config.controller, token, config.Info(), &store,
+  ControllerLink link(config.controller, tls, config.Info(), &store,
                       [&reconciler] { reconciler->Wake(); });
   // Everything the loop publishes goes through the metrics on its way to
   // the controller.
@@ -144,7 +171,8 @@ int RunAgent(const AgentConfig& config) {
   reconciler = std::make_unique<Reconciler>(config.Self(), engine->get(), &host, &clock, &store,
                                             &metered, options);
   auto health_view = [&] {
-    return HealthView{config.Info(), reconciler->LastObserved(), store.Current(), link.Connected()};
+    return HealthView{config.Info(), reconciler->LastObserved(), store.Current(), link.Connected(),
+                      tls ? absl::ToDoubleSeconds(tls->info().not_after - absl::UnixEpoch()) : 0};
   };
   std::unique_ptr<HealthServer> health;
   if (!config.health_listen.empty()) {
@@ -183,7 +211,20 @@ int RunAgent(const AgentConfig& config) {
   });
   std::thread signal_thread([&] {
     int sig = 0;
-    sigwait(&signals, &sig);
+    for (;;) {
+      sigwait(&signals, &sig);
+      if (sig != SIGHUP) break;
+      // Certificates are reloaded in place: the role and the connections
+      // stay; new handshakes use the new certificate.
+      if (!tls) {
+        LogInfo("SIGHUP: insecure mode, no certificates to reload");
+      } else if (absl::Status st = tls->Reload(); !st.ok()) {
+        LogError(absl::StrCat("SIGHUP: certificates NOT reloaded, the old ones stay: ",
+                              st.message()));
+      } else {
+        LogInfo(absl::StrCat("SIGHUP: certificates reloaded (serial ", tls->info().serial, ")"));
+      }
+    }
     LogInfo(absl::StrCat("signal ", sig, ": stopping"));
     notifier.Stopping("stopping: finishing the current pass");
     reconciler->Stop();
@@ -214,8 +255,16 @@ int main(int argc, char** argv) {
   absl::StatusOr<AgentConfig> config = LoadAgentConfig(args->config);
   if (!config.ok()) return Fail(std::string(config.status().message()), 2);
   if (args->command == "check-config") {
-    std::printf("%s: ok (node %s, %s on port %u)\n", args->config.c_str(), config->node.c_str(),
-                std::string(EngineName(config->engine.type)).c_str(), config->engine.port);
+    absl::StatusOr<std::shared_ptr<TlsCredentials>> tls = LoadNodeTls(*config);
+    if (!tls.ok()) return Fail(std::string(tls.status().message()), 2);
+    std::printf("%s: ok (node %s, %s on port %u; %s)\n", args->config.c_str(),
+                config->node.c_str(), std::string(EngineName(config->engine.type)).c_str(),
+                config->engine.port,
+                *tls ? absl::StrCat("certificate ", config->CertFile(), " expires ",
+                                    absl::FormatTime("%Y-%m-%d", (*tls)->info().not_after,
+                                                     absl::UTCTimeZone()))
+                           .c_str()
+                     : "INSECURE: no TLS");
     return 0;
   }
   if (args->command == "plan") return RunPlan(*config);

@@ -131,6 +131,11 @@ std::string AgentMetrics::Render(const HealthView& view) const {
            "1 for the step of a plan that is running (absent when idle).");
   if (!o.current_step.empty()) w.Sample({{"step", o.current_step}}, 1);
 
+  w.Family("tandem_agent_certificate_expiry_seconds", MetricType::kGauge,
+           "Seconds until this node's certificate expires (renew it before: tandemctl cert "
+           "create-node, then SIGHUP); absent in insecure mode.");
+  if (view.certificate_expiry_unix > 0) w.Sample({}, view.certificate_expiry_unix - unix_now_());
+
   absl::MutexLock lock(&mu_);
   w.Family("tandem_agent_step_duration_seconds", MetricType::kHistogram,
            "Duration of plan steps, successful or not.");

@@ -3,8 +3,9 @@
 # agent/CMakeLists.txt): the link line CMake made, with the shared gRPC,
 # protobuf, Abseil, RE2, c-ares, upb and yaml-cpp libraries replaced by
 # Debian's static archives of the same version, linked as one group. gRPC
-# is its no-TLS build (libgrpc_unsecure, libgrpc++_unsecure): the agent's
-# channels and servers use insecure credentials only.
+# is its TLS build (libgrpc, libgrpc++): every link of the agent is mutual
+# TLS. OpenSSL stays shared: libpq loads it too, and a process must hold
+# one copy of it only.
 #
 # Why: mapping those shared libraries costs an agent about 6 MiB of resident
 # memory (relocated tables, whole-library text); linked statically with
@@ -25,8 +26,7 @@ shift
 archive_for() {
   local base
   case "$1" in
-    grpc | grpc++) base="lib$1_unsecure.a" ;;
-    gpr | upb | protobuf | protobuf-lite | re2 | cares | address_sorting | yaml-cpp | absl_*)
+    grpc | grpc++ | gpr | upb | protobuf | protobuf-lite | re2 | cares | address_sorting | yaml-cpp | absl_*)
       base="lib$1.a"
       ;;
     *) return 0 ;;

@@ -25,11 +25,11 @@ absl::Status GrpcBackupSource::Fetch(const Peer& upstream, const std::string& se
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
   args.SetInt(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, 16 << 20);
   std::shared_ptr<grpc::Channel> channel =
-      grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+      grpc::CreateCustomChannel(target, ChannelCredentialsFor(tls_.get(), Identity::Node(upstream.id)),
+                                args);
   std::unique_ptr<v1::Transfer::Stub> stub = v1::Transfer::NewStub(channel);
 
   grpc::ClientContext context;
-  if (!token_.empty()) context.AddMetadata("authorization", absl::StrCat("Bearer ", token_));
   v1::FetchBackupRequest request;
   request.set_slave_id(self_id);
   request.set_engine_kind(std::string(EngineName(engine_)));

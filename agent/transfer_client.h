@@ -20,22 +20,25 @@
 
 #include "common/types.h"
 #include "engines/engine.h"
+#include "security/tls.h"
 
 namespace tandem {
 
 class GrpcBackupSource : public BackupSource {
  public:
-  // `token`: the shared secret sent as `authorization: Bearer <token>` ("" =
-  // none). `engine`: this node's engine kind, sent so that the upstream can
-  // refuse a mismatch.
-  GrpcBackupSource(std::string token, EngineType engine)
-      : token_(std::move(token)), engine_(engine) {}
+  // `tls`: this node's certificate (the upstream's agent serves only the
+  // slave it names) and the CA; the upstream's certificate must name the
+  // upstream node and the host dialled. Null: plaintext (insecure mode).
+  // `engine`: this node's engine kind, sent so that the upstream can refuse
+  // a mismatch.
+  GrpcBackupSource(std::shared_ptr<TlsCredentials> tls, EngineType engine)
+      : tls_(std::move(tls)), engine_(engine) {}
 
   absl::Status Fetch(const Peer& upstream, const std::string& self_id,
                      const BackupSink& sink) override;
 
  private:
-  const std::string token_;
+  const std::shared_ptr<TlsCredentials> tls_;
   const EngineType engine_;
 };
 

@@ -3,7 +3,9 @@
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <mutex>
+#include <thread>
 #include <string_view>
 
 #include "absl/strings/str_cat.h"
@@ -13,19 +15,6 @@
 
 namespace tandem {
 namespace {
-
-constexpr char kBearer[] = "Bearer ";
-
-bool ConstantTimeEquals(std::string_view a, std::string_view b) {
-  const size_t n = std::max(a.size(), b.size());
-  unsigned char diff = a.size() == b.size() ? 0 : 1;
-  for (size_t i = 0; i < n; ++i) {
-    const unsigned char x = i < a.size() ? static_cast<unsigned char>(a[i]) : 0;
-    const unsigned char y = i < b.size() ? static_cast<unsigned char>(b[i]) : 0;
-    diff |= static_cast<unsigned char>(x ^ y);
-  }
-  return diff == 0;
-}
 
 grpc::Status ToGrpc(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
@@ -41,10 +30,14 @@ class TransferService final : public v1::Transfer::Service {
 
   grpc::Status FetchBackup(grpc::ServerContext* context, const v1::FetchBackupRequest* request,
                            grpc::ServerWriter<v1::BackupChunk>* writer) override {
-    if (grpc::Status auth = CheckAuth(*context); !auth.ok()) return auth;
     const std::string& slave = request->slave_id();
     if (slave.empty()) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "slave_id is empty");
+    }
+    const Identity caller = PeerIdentity(*context, options_.tls != nullptr);
+    if (absl::Status st = AuthorizeNodeCall(caller, slave, "fetch a backup"); !st.ok()) {
+      LogWarning(absl::StrCat("transfer: refused: ", st.message(), " (from ", context->peer(), ")"));
+      return ToGrpc(st);
     }
     const std::string_view kind = EngineName(options_.engine);
     if (!request->engine_kind().empty() && request->engine_kind() != kind) {
@@ -53,9 +46,10 @@ class TransferService final : public v1::Transfer::Service {
                                        std::string(kind)));
     }
     if (!options_.serves || !options_.serves(slave)) {
+      LogWarning(absl::StrCat("transfer: refused ", caller.Describe(), ": not bootstrapping"));
       return grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
-                          absl::StrCat(slave, " is not a slave of this node (as of its current "
-                                              "desired state)"));
+                          absl::StrCat(slave, " is not a slave the controller has bootstrapping "
+                                              "from this node (as of its current desired state)"));
     }
     std::unique_lock<std::timed_mutex> lock(busy_, std::defer_lock);
     if (!lock.try_lock_for(options_.busy_wait)) {
@@ -65,14 +59,22 @@ class TransferService final : public v1::Transfer::Service {
     const auto start = std::chrono::steady_clock::now();
     uint64_t sent = 0;
     LogInfo(absl::StrCat("transfer: streaming a backup to ", slave));
+    StallGuard guard(context, options_.stall_timeout);
     v1::BackupChunk message;
     absl::Status status =
         engine_->StreamBackup(slave, [&](std::string_view chunk, uint64_t total) -> absl::Status {
           if (context->IsCancelled()) return absl::CancelledError("the slave's agent cancelled");
           message.set_data(chunk.data(), chunk.size());
           message.set_total_bytes_estimate(total);
-          if (!writer->Write(message)) {
-            return absl::UnavailableError("the slave's agent went away");
+          guard.Writing(true);
+          const bool written = writer->Write(message);
+          guard.Writing(false);
+          if (!written) {
+            return guard.stalled()
+                       ? absl::DeadlineExceededError(absl::StrCat(
+                             "the slave's agent took nothing for ",
+                             options_.stall_timeout.count() / 1000.0, " s: cut off"))
+                       : absl::UnavailableError("the slave's agent went away");
           }
           sent += chunk.size();
           return absl::OkStatus();
@@ -90,22 +92,60 @@ class TransferService final : public v1::Transfer::Service {
   }
 
  private:
-  grpc::Status CheckAuth(const grpc::ServerContext& context) const {
-    if (options_.token.empty()) return grpc::Status::OK;
-    const auto& metadata = context.client_metadata();
-    auto it = metadata.find("authorization");
-    if (it == metadata.end()) {
-      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
-                          "missing authorization metadata (\"Bearer <token>\")");
+  // Cancels the call when one write blocks longer than `limit` (a reader
+  // that stopped reading keeps the backup tool, and this node's only
+  // transfer slot, busy otherwise).
+  class StallGuard {
+   public:
+    StallGuard(grpc::ServerContext* context, std::chrono::milliseconds limit)
+        : context_(context), limit_(limit), thread_([this] { Run(); }) {}
+    ~StallGuard() {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        done_ = true;
+      }
+      cv_.notify_all();
+      thread_.join();
     }
-    const std::string_view value(it->second.data(), it->second.size());
-    const std::string_view prefix(kBearer);
-    if (value.substr(0, prefix.size()) != prefix ||
-        !ConstantTimeEquals(value.substr(prefix.size()), options_.token)) {
-      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "invalid authorization token");
+    void Writing(bool writing) {
+      std::lock_guard<std::mutex> lock(mu_);
+      writing_ = writing;
+      since_ = std::chrono::steady_clock::now();
+      cv_.notify_all();
     }
-    return grpc::Status::OK;
-  }
+    bool stalled() {
+      std::lock_guard<std::mutex> lock(mu_);
+      return stalled_;
+    }
+
+   private:
+    void Run() {
+      std::unique_lock<std::mutex> lock(mu_);
+      while (!done_) {
+        if (writing_ && std::chrono::steady_clock::now() - since_ >= limit_) {
+          stalled_ = true;
+          LogWarning("transfer: the slave's agent stopped reading; cutting it off");
+          context_->TryCancel();
+          return;
+        }
+        if (writing_) {
+          cv_.wait_until(lock, since_ + limit_);
+        } else {
+          cv_.wait(lock);
+        }
+      }
+    }
+
+    grpc::ServerContext* const context_;
+    const std::chrono::milliseconds limit_;
+    std::mutex mu_;
+    std::condition_variable cv_;
+    bool done_ = false;
+    bool writing_ = false;
+    bool stalled_ = false;
+    std::chrono::steady_clock::time_point since_;
+    std::thread thread_;
+  };
 
   const TransferServerOptions options_;
   const std::unique_ptr<Engine> engine_;
@@ -121,10 +161,11 @@ absl::StatusOr<std::unique_ptr<TransferServer>> TransferServer::Start(
         absl::StrCat("transfer_listen: must be HOST:PORT, got \"", listen, "\""));
   }
   if (engine == nullptr) return absl::InvalidArgumentError("transfer server without an engine");
+  std::shared_ptr<TlsCredentials> tls = options.tls;
   std::unique_ptr<TransferServer> server(new TransferServer());
   server->service_ = std::make_unique<TransferService>(std::move(options), std::move(engine));
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &server->port_);
+  builder.AddListeningPort(listen, ServerCredentialsFor(tls.get()), &server->port_);
   builder.RegisterService(server->service_.get());
   // A slave whose host vanished is noticed within a minute.
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);

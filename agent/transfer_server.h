@@ -2,18 +2,19 @@
 // streams the backup that seeds one of its slaves, agent to agent, on
 // agent.yaml transfer_listen.
 //
-// FetchBackup, thin: checks the shared secret (`authorization: Bearer
-// <token>` metadata, the controller link's controller_token_file; nothing
-// when there is none) -> UNAUTHENTICATED; the request (slave_id set, an
-// engine_kind, when given, equal to this node's) -> INVALID_ARGUMENT /
-// FAILED_PRECONDITION; that the asking node is one of the slaves of this
-// node's current desired state -> PERMISSION_DENIED; then calls
-// Engine::StreamBackup and writes each piece as one BackupChunk. The gRPC
-// write blocks while the slave's agent does not keep up (flow control), and
-// so does the backup tool: memory stays bounded. A slave that goes away
-// cancels the call; the tool is stopped. The engine's status becomes the
-// call's (same codes). One line is logged when a transfer starts and one
-// when it ends.
+// FetchBackup, thin: the request (slave_id set, an engine_kind, when
+// given, equal to this node's) -> INVALID_ARGUMENT / FAILED_PRECONDITION;
+// the caller's certificate names node slave_id (mutual TLS, against the
+// cluster's CA) and that node is the one the controller has bootstrapping
+// from this master right now (`serves`) -> PERMISSION_DENIED, naming the
+// caller; then calls Engine::StreamBackup and writes each piece as one
+// BackupChunk over the encrypted stream. The gRPC write blocks while the
+// slave's agent does not keep up (flow control), and so does the backup
+// tool: memory stays bounded. A reader that takes nothing for
+// `stall_timeout` is cut off: the call is cancelled, the tool stopped and
+// the slot freed. A slave that goes away cancels the call; the tool is
+// stopped. The engine's status becomes the call's (same codes). One line is
+// logged when a transfer starts and one when it ends.
 //
 // Thread-safety: the service owns its Engine, a second instance made from
 // the same config as the reconcile loop's (an Engine is used by one thread
@@ -32,6 +33,7 @@
 #include "absl/status/statusor.h"
 #include "common/types.h"
 #include "engines/engine.h"
+#include "security/tls.h"
 
 namespace grpc {
 class Server;
@@ -41,11 +43,16 @@ namespace tandem {
 
 struct TransferServerOptions {
   std::string listen;     // HOST:PORT; port 0 picks a free one
-  std::string token;      // shared secret; "" = no authentication
+  // This node's certificate and the cluster's CA; null: plaintext and no
+  // identity check (insecure mode, loopback only).
+  std::shared_ptr<TlsCredentials> tls;
   EngineType engine = EngineType::kUnspecified;
-  // Whether `slave_id` is one of this node's slaves right now.
+  // Whether `slave_id` is a slave the controller has bootstrapping from
+  // this node right now (its desired state, Peer::bootstrapping).
   std::function<bool(const std::string& slave_id)> serves;
   std::chrono::milliseconds busy_wait{std::chrono::seconds(60)};
+  // A write that the slave does not take within this long ends the call.
+  std::chrono::milliseconds stall_timeout{std::chrono::seconds(60)};
 };
 
 class TransferService;

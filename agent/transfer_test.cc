@@ -15,6 +15,7 @@
 #include "agent/transfer_server.h"
 #include "gtest/gtest.h"
 #include "tests/harness/harness.h"
+#include "tests/harness/pki.h"
 
 namespace tandem {
 namespace {
@@ -71,17 +72,27 @@ class StreamingFake : public Engine {
   const int chunks_;
 };
 
+std::shared_ptr<TlsCredentials> Creds(const TlsFiles& files) {
+  absl::StatusOr<std::shared_ptr<TlsCredentials>> creds =
+      TlsCredentials::Load(files, IdentityKind::kNode, "");
+  EXPECT_TRUE(creds.ok()) << creds.status();
+  return creds.ok() ? *creds : nullptr;
+}
+
+// Mutual TLS as in production: the master db1 serves, db2 is the slave the
+// controller has bootstrapping (`serves`), db3 another node of the cluster.
 class TransferTest : public ::testing::Test {
  protected:
-  void StartServer(int chunks, std::string token = "") {
+  void StartServer(int chunks, milliseconds stall_timeout = seconds(60)) {
     auto fake = std::make_unique<StreamingFake>(chunks);
     fake_ = fake.get();
     TransferServerOptions options;
     options.listen = "127.0.0.1:0";
-    options.token = std::move(token);
+    options.tls = Creds(pki_.Node("db1"));
     options.engine = EngineType::kMysql;
     options.serves = [](const std::string& id) { return id == "db2"; };
     options.busy_wait = milliseconds(200);
+    options.stall_timeout = stall_timeout;
     absl::StatusOr<std::unique_ptr<TransferServer>> server =
         TransferServer::Start(options, std::move(fake));
     ASSERT_TRUE(server.ok()) << server.status();
@@ -98,13 +109,16 @@ class TransferTest : public ::testing::Test {
     return fake_->finished;
   }
 
+  testing::TempDir dir_{"tdxfer"};
+  testing::TestPki pki_{dir_.path()};
+  std::shared_ptr<TlsCredentials> db2_ = Creds(pki_.Node("db2"));
   StreamingFake* fake_ = nullptr;
   std::unique_ptr<TransferServer> server_;
 };
 
 TEST_F(TransferTest, StreamsEveryByteInOrderWithTheEstimate) {
-  StartServer(12, "t0ken");
-  GrpcBackupSource source("t0ken", EngineType::kMysql);
+  StartServer(12);
+  GrpcBackupSource source(db2_, EngineType::kMysql);
   uint64_t received = 0;
   uint64_t estimate = 0;
   bool in_order = true;
@@ -121,32 +135,88 @@ TEST_F(TransferTest, StreamsEveryByteInOrderWithTheEstimate) {
   EXPECT_EQ(fake_->last_slave, "db2");
 }
 
-TEST_F(TransferTest, RefusesWrongTokensStrangersAndOtherEngines) {
-  StartServer(1, "t0ken");
-  auto fetch = [&](GrpcBackupSource& source, const std::string& id) {
-    return source.Fetch(Upstream(), id, [](std::string_view, uint64_t) { return absl::OkStatus(); });
+TEST_F(TransferTest, OnlyTheBootstrappingSlavesCertificateGetsABackup) {
+  StartServer(1);
+  auto fetch = [&](GrpcBackupSource& source, const std::string& id, Peer upstream) {
+    return source.Fetch(upstream, id, [](std::string_view, uint64_t) { return absl::OkStatus(); });
   };
-  GrpcBackupSource no_token("", EngineType::kMysql);
-  GrpcBackupSource wrong_token("wrong", EngineType::kMysql);
-  GrpcBackupSource right("t0ken", EngineType::kMysql);
-  GrpcBackupSource redis("t0ken", EngineType::kRedis);
-  absl::Status st = fetch(no_token, "db2");
-  EXPECT_TRUE(absl::IsUnauthenticated(st)) << st;
-  st = fetch(wrong_token, "db2");
-  EXPECT_TRUE(absl::IsUnauthenticated(st)) << st;
-  EXPECT_FALSE(absl::StrContains(st.message(), "t0ken")) << st;
-  st = fetch(right, "db9");
+  GrpcBackupSource plaintext(nullptr, EngineType::kMysql);
+  GrpcBackupSource db3(Creds(pki_.Node("db3")), EngineType::kMysql);
+  testing::TempDir other_dir("tdxfero");
+  testing::TestPki other(other_dir.path(), "other");
+  GrpcBackupSource foreign(Creds(other.Node("db2")), EngineType::kMysql);
+  GrpcBackupSource db2(db2_, EngineType::kMysql);
+  GrpcBackupSource db2_redis(db2_, EngineType::kRedis);
+
+  absl::Status st = fetch(plaintext, "db2", Upstream());
+  EXPECT_TRUE(absl::IsUnavailable(st)) << "no certificate, no handshake: " << st;
+  st = fetch(foreign, "db2", Upstream());
+  EXPECT_TRUE(absl::IsUnavailable(st)) << "another cluster's CA: " << st;
+  st = fetch(db3, "db2", Upstream());
   EXPECT_TRUE(absl::IsPermissionDenied(st)) << st;
-  EXPECT_TRUE(absl::StrContains(st.message(), "db9 is not a slave")) << st;
-  st = fetch(redis, "db2");
+  EXPECT_TRUE(absl::StrContains(st.message(), "node db3 may not fetch a backup as node db2")) << st;
+  st = fetch(db3, "db3", Upstream());
+  EXPECT_TRUE(absl::IsPermissionDenied(st)) << st;
+  EXPECT_TRUE(absl::StrContains(st.message(), "db3 is not a slave the controller has "
+                                              "bootstrapping")) << st;
+  st = fetch(db2_redis, "db2", Upstream());
   EXPECT_TRUE(absl::IsFailedPrecondition(st)) << st;
+  // The slave checks the master too: the server here is db1, not db9.
+  Peer impostor = Upstream();
+  impostor.id = "db9";
+  st = fetch(db2, "db2", impostor);
+  EXPECT_TRUE(absl::IsUnavailable(st)) << st;
   EXPECT_FALSE(Finished()) << "no backup was started for a refused request";
-  EXPECT_TRUE(fetch(right, "db2").ok());
+  EXPECT_TRUE(fetch(db2, "db2", Upstream()).ok());
+  EXPECT_TRUE(Finished());
+}
+
+TEST_F(TransferTest, AStalledReaderIsCutOffAndTheSlotFreed) {
+  StartServer(96, milliseconds(500));
+  GrpcBackupSource source(db2_, EngineType::kMysql);
+  std::mutex mu;
+  std::condition_variable cv;
+  bool release = false;
+  std::thread stalled([&] {
+    absl::Status st = source.Fetch(Upstream(), "db2", [&](std::string_view, uint64_t) {
+      std::unique_lock<std::mutex> lock(mu);
+      cv.wait(lock, [&] { return release; });
+      return absl::OkStatus();
+    });
+    EXPECT_FALSE(st.ok()) << "the master cut the stream";
+  });
+  // The master's backup tool stops (its sink fails) without the reader
+  // doing anything.
+  ASSERT_TRUE(PollUntil([&] { return Finished(); }, seconds(20)));
+  {
+    std::lock_guard<std::mutex> lock(fake_->mu);
+    EXPECT_TRUE(absl::IsDeadlineExceeded(fake_->result)) << fake_->result;
+    EXPECT_TRUE(absl::StrContains(fake_->result.message(), "cut off")) << fake_->result;
+  }
+  EXPECT_LT(fake_->produced.load(), 96 * kChunk);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    release = true;
+  }
+  cv.notify_all();
+  stalled.join();
+  // The slot is free: the next fetch streams everything.
+  {
+    std::lock_guard<std::mutex> lock(fake_->mu);
+    fake_->finished = false;
+  }
+  fake_->produced = 0;
+  uint64_t received = 0;
+  EXPECT_TRUE(source.Fetch(Upstream(), "db2", [&](std::string_view chunk, uint64_t) {
+                      received += chunk.size();
+                      return absl::OkStatus();
+                    }).ok());
+  EXPECT_EQ(received, 96 * kChunk);
 }
 
 TEST_F(TransferTest, ASinkErrorCancelsTheStreamAndStopsTheProducer) {
   StartServer(200);
-  GrpcBackupSource source("", EngineType::kMysql);
+  GrpcBackupSource source(db2_, EngineType::kMysql);
   int calls = 0;
   absl::Status st = source.Fetch(Upstream(), "db2", [&](std::string_view, uint64_t) {
     return ++calls == 2 ? absl::FailedPreconditionError("disk full (injected)") : absl::OkStatus();
@@ -161,7 +231,7 @@ TEST_F(TransferTest, ASinkErrorCancelsTheStreamAndStopsTheProducer) {
 
 TEST_F(TransferTest, ASlowSlaveHoldsTheProducerBack) {
   StartServer(96);
-  GrpcBackupSource source("", EngineType::kMysql);
+  GrpcBackupSource source(db2_, EngineType::kMysql);
   std::mutex mu;
   std::condition_variable cv;
   bool release = false;
@@ -191,7 +261,7 @@ TEST_F(TransferTest, ASlowSlaveHoldsTheProducerBack) {
 
 TEST_F(TransferTest, OneTransferAtATimeTheNextWaitsThenIsUnavailable) {
   StartServer(96);  // more than the flow-control windows hold; busy_wait is 200 ms
-  GrpcBackupSource source("", EngineType::kMysql);
+  GrpcBackupSource source(db2_, EngineType::kMysql);
   std::mutex mu;
   std::condition_variable cv;
   bool release = false;
@@ -228,7 +298,7 @@ TEST_F(TransferTest, OneTransferAtATimeTheNextWaitsThenIsUnavailable) {
 
 TEST_F(TransferTest, AMissingAgentIsUnavailable) {
   StartServer(1);
-  GrpcBackupSource source("", EngineType::kMysql);
+  GrpcBackupSource source(db2_, EngineType::kMysql);
   Peer no_port = Upstream();
   no_port.transfer_port = 0;
   absl::Status st = source.Fetch(no_port, "db2", [](std::string_view, uint64_t) { return absl::OkStatus(); });

@@ -69,6 +69,10 @@ struct Peer {
   uint32_t transfer_port = 0;
   // The peer's server TLS port (NodeInfo::tls_port; 0: none).
   uint32_t tls_port = 0;
+  // In a master's list of slaves: the controller has this slave copying the
+  // master's data right now, so the master's agent streams it a backup
+  // (to it alone) when asked.
+  bool bootstrapping = false;
 
   bool operator==(const Peer&) const = default;
 };

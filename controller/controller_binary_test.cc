@@ -23,7 +23,9 @@
 #include "common/subprocess.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "security/tls.h"
 #include "tandem.grpc.pb.h"
+#include "tests/harness/pki.h"
 
 #ifndef TANDEM_CONTROLLER_BIN
 #error "TANDEM_CONTROLLER_BIN must name the tandem-controller binary"
@@ -34,6 +36,7 @@ extern char** environ;
 namespace tandem {
 namespace {
 
+using ::tandem::testing::TestPki;
 using ::testing::HasSubstr;
 using Clock = std::chrono::steady_clock;
 
@@ -155,19 +158,20 @@ grpc::ChannelArguments FastReconnect() {
   return args;
 }
 
+// A client speaking with one certificate of `pki` (mutual TLS).
 struct Client {
-  explicit Client(int port, std::string token = "")
-      : channel(grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(port),
-                                          grpc::InsecureChannelCredentials(), FastReconnect())),
+  Client(int port, const TlsFiles& files, IdentityKind kind)
+      : creds(*TlsCredentials::Load(files, kind, "")),
+        channel(grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(port),
+                                          creds->Channel(Identity::Controller("")),
+                                          FastReconnect())),
         agents(v1::Agents::NewStub(channel)),
-        operator_(v1::Operator::NewStub(channel)),
-        token(std::move(token)) {}
+        operator_(v1::Operator::NewStub(channel)) {}
 
   std::unique_ptr<grpc::ClientContext> Context(
       std::chrono::milliseconds timeout = std::chrono::seconds(30)) const {
     auto context = std::make_unique<grpc::ClientContext>();
     context->set_deadline(In(timeout));
-    if (!token.empty()) context->AddMetadata("authorization", "Bearer " + token);
     return context;
   }
 
@@ -175,10 +179,10 @@ struct Client {
     return operator_->ListNodes(Context().get(), v1::ListNodesRequest(), response);
   }
 
+  std::shared_ptr<TlsCredentials> creds;
   std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<v1::Agents::Stub> agents;
   std::unique_ptr<v1::Operator::Stub> operator_;
-  std::string token;
 };
 
 bool PortOpen(int port) {
@@ -206,7 +210,7 @@ bool PortOpen(int port) {
       context->set_wait_for_ready(true);
       v1::ListNodesResponse nodes;
       grpc::Status st = client.operator_->ListNodes(context.get(), v1::ListNodesRequest(), &nodes);
-      if (st.ok() || st.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
+      if (st.ok() || st.error_code() == grpc::StatusCode::PERMISSION_DENIED) {
         return ::testing::AssertionSuccess();
       }
     }
@@ -262,15 +266,19 @@ TEST(ControllerBinaryTest, StateSurvivesKillNineAndSigtermIsGraceful) {
   TempDir dir;
   const std::string data_dir = dir.path() + "/data";
   const int port = FreePort();
+  TestPki pki(dir.path() + "/certs");
+  pki.Controller();
   const std::vector<std::string> args = {"--listen", "127.0.0.1:" + std::to_string(port),
-                                         "--data-dir", data_dir};
-  Client client(port);
+                                         "--data-dir", data_dir, "--certs-dir", pki.dir()};
+  Client client(port, pki.Client("admin"), IdentityKind::kOperator);
+  Client agent1(port, pki.Node("db1"), IdentityKind::kNode);
+  Client agent2(port, pki.Node("db2"), IdentityKind::kNode);
   std::map<std::string, std::string> before;
   {
     Controller controller(args, dir.path() + "/controller.log");
     ASSERT_TRUE(WaitReady(controller, client, port));
-    WatchStream db1 = OpenWatch(client, ProtoNode("db1", 6379));
-    WatchStream db2 = OpenWatch(client, ProtoNode("db2", 6380));
+    WatchStream db1 = OpenWatch(agent1, ProtoNode("db1", 6379));
+    WatchStream db2 = OpenWatch(agent2, ProtoNode("db2", 6380));
     v1::DesiredState desired;
     ASSERT_TRUE(db1.reader->Read(&desired));
     EXPECT_EQ(desired.generation(), 1u);
@@ -315,7 +323,7 @@ TEST(ControllerBinaryTest, StateSurvivesKillNineAndSigtermIsGraceful) {
   EXPECT_FALSE(nodes.nodes(1).agent_connected());
 
   // The agent reconnects: the same generation, not a new one.
-  WatchStream db2 = OpenWatch(client, ProtoNode("db2", 6380));
+  WatchStream db2 = OpenWatch(agent2, ProtoNode("db2", 6380));
   v1::DesiredState desired;
   ASSERT_TRUE(db2.reader->Read(&desired));
   EXPECT_EQ(desired.generation(), 3u);
@@ -323,14 +331,15 @@ TEST(ControllerBinaryTest, StateSurvivesKillNineAndSigtermIsGraceful) {
 
   // A second controller on the same data dir refuses to start.
   absl::StatusOr<RunResult> second =
-      RunToExit({kBinary, "--listen", "127.0.0.1:0", "--data-dir", data_dir});
+      RunToExit({kBinary, "--listen", "127.0.0.1:0", "--data-dir", data_dir, "--certs-dir",
+                 pki.dir()});
   ASSERT_TRUE(second.ok()) << second.status();
   EXPECT_EQ(second->exit_code, 1);
   EXPECT_THAT(second->output, HasSubstr("in use by another tandem-controller"));
   // And so does one on the same port.
   absl::StatusOr<RunResult> same_port =
       RunToExit({kBinary, "--listen", "127.0.0.1:" + std::to_string(port), "--data-dir",
-                 dir.path() + "/other"});
+                 dir.path() + "/other", "--certs-dir", pki.dir()});
   ASSERT_TRUE(same_port.ok()) << same_port.status();
   EXPECT_EQ(same_port->exit_code, 1);
   EXPECT_THAT(same_port->output, HasSubstr("cannot listen on 127.0.0.1:" + std::to_string(port)));
@@ -346,33 +355,77 @@ TEST(ControllerBinaryTest, StateSurvivesKillNineAndSigtermIsGraceful) {
   EXPECT_LT(Clock::now() - start, std::chrono::seconds(4));
 }
 
-TEST(ControllerBinaryTest, TokenFromConfigFileIsEnforced) {
+TEST(ControllerBinaryTest, SecureByDefaultAndCertificatesReloadOnSighup) {
   TempDir dir;
   const int port = FreePort();
-  const std::string token_file = dir.path() + "/token";
-  ASSERT_TRUE(WriteFileAtomic(token_file, "t0ken-from-file\n", 0600).ok());
+  TestPki pki(dir.path() + "/certs");
+  pki.Controller();
   const std::string config = dir.path() + "/controller.yaml";
   ASSERT_TRUE(WriteFileAtomic(config, "listen: 127.0.0.1:" + std::to_string(port) +
-                                          "\ndata_dir: " + dir.path() +
-                                          "/data\nauth_token_file: " + token_file + "\n")
+                                          "\ndata_dir: " + dir.path() + "/data\ncerts_dir: " +
+                                          pki.dir() + "\n")
                   .ok());
   Controller controller({"--config", config}, dir.path() + "/controller.log");
-  Client anonymous(port);
-  ASSERT_TRUE(WaitReady(controller, anonymous, port));
+  Client admin(port, pki.Client("admin"), IdentityKind::kOperator);
+  ASSERT_TRUE(WaitReady(controller, admin, port));
+  EXPECT_THAT(controller.Log(), HasSubstr("mutual TLS"));
+
+  // No certificate, no call.
+  auto plain = v1::Operator::NewStub(grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
+                                                         grpc::InsecureChannelCredentials()));
   v1::ListNodesResponse nodes;
-  EXPECT_EQ(anonymous.ListNodes(&nodes).error_code(), grpc::StatusCode::UNAUTHENTICATED);
-  Client wrong(port, "t0ken-from-fil");
-  EXPECT_EQ(wrong.ListNodes(&nodes).error_code(), grpc::StatusCode::UNAUTHENTICATED);
-  Client client(port, "t0ken-from-file");
-  EXPECT_TRUE(client.ListNodes(&nodes).ok());
-  // Clients stay connected: the shutdown must not wait for them.
-  const auto start = Clock::now();
-  controller.Signal(SIGINT);
+  grpc::ClientContext plain_context;
+  plain_context.set_deadline(In(std::chrono::seconds(5)));
+  EXPECT_FALSE(plain->ListNodes(&plain_context, v1::ListNodesRequest(), &nodes).ok());
+
+  // An agent holds its watch across a reload; new handshakes get the new
+  // certificate.
+  Client agent(port, pki.Node("db1"), IdentityKind::kNode);
+  WatchStream db1 = OpenWatch(agent, ProtoNode("db1", 6379));
+  v1::DesiredState desired;
+  ASSERT_TRUE(db1.reader->Read(&desired));
+  const std::string old_serial = InspectCertificate(*ReadFile(pki.dir() + "/controller.crt"))->serial;
+  const std::string new_serial = InspectCertificate(*ReadFile(pki.Controller().cert_file))->serial;
+  ASSERT_NE(old_serial, new_serial);
+  controller.Signal(SIGHUP);
+  auto served_serial = [&] {
+    Client fresh(port, pki.Client("admin"), IdentityKind::kOperator);
+    auto context = fresh.Context(std::chrono::seconds(5));
+    v1::ListNodesResponse response;
+    if (!fresh.operator_->ListNodes(context.get(), v1::ListNodesRequest(), &response).ok()) {
+      return std::string();
+    }
+    for (const auto& pem : context->auth_context()->FindPropertyValues("x509_pem_cert")) {
+      return InspectCertificate(std::string(pem.data(), pem.size()))->serial;
+    }
+    return std::string();
+  };
+  const auto deadline = Clock::now() + std::chrono::seconds(10);
+  while (served_serial() != new_serial && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(served_serial(), new_serial) << controller.Log();
+  EXPECT_THAT(controller.Log(), HasSubstr("certificates reloaded"));
+  v1::ListNodesResponse after;
+  ASSERT_TRUE(admin.ListNodes(&after).ok());
+  ASSERT_EQ(after.nodes_size(), 1);
+  EXPECT_TRUE(after.nodes(0).agent_connected()) << "the watch survived the reload";
+
+  // A broken file on SIGHUP is refused; the controller keeps serving.
+  ASSERT_TRUE(WriteFileAtomic(pki.dir() + "/controller.key", "not a key", 0600).ok());
+  controller.Signal(SIGHUP);
+  const auto refused_by = Clock::now() + std::chrono::seconds(10);
+  while (controller.Log().find("NOT reloaded") == std::string::npos && Clock::now() < refused_by) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_THAT(controller.Log(), HasSubstr("certificates NOT reloaded"));
+  EXPECT_EQ(served_serial(), new_serial);
+
+  controller.Signal(SIGTERM);
   const int status = controller.Wait(std::chrono::seconds(20));
   ASSERT_TRUE(WIFEXITED(status)) << status;
   EXPECT_EQ(WEXITSTATUS(status), 0);
-  EXPECT_LT(Clock::now() - start, std::chrono::seconds(4));
-  EXPECT_THAT(controller.Log(), ::testing::Not(HasSubstr("t0ken-from-file")));
+  EXPECT_THAT(controller.Log(), ::testing::Not(HasSubstr("PRIVATE KEY")));
 }
 
 struct StartupErrorCase {
@@ -406,16 +459,34 @@ TEST(ControllerBinaryTest, StartupErrorsExitNonZeroWithTheReason) {
        nullptr,
        2,
        "/nonexistent/controller.yaml"},
-      {"readable token file",
+      {"token file of old",
        "listen: 127.0.0.1:0\nauth_token_file: TOKEN\n",
        {},
-       [](const std::string& dir) {
-         EXPECT_TRUE(WriteFileAtomic(dir + "/token", "secret\n", 0644).ok());
-       },
+       nullptr,
        2,
-       "field 'auth_token_file': secret file"},
+       "field 'auth_token_file': the shared token is gone"},
+      {"no certificates",
+       "listen: 127.0.0.1:0\ncerts_dir: /nonexistent/certs\n",
+       {},
+       nullptr,
+       2,
+       "(create the cluster's certificates with tandemctl cert create-ca, then tandemctl cert "
+       "create-controller --address ADDRESS"},
+      {"insecure beyond loopback",
+       "",
+       {"--insecure", "--listen", "0.0.0.0:0"},
+       nullptr,
+       2,
+       "insecure is allowed only when every address this process listens on is loopback, and "
+       "listen is 0.0.0.0:0"},
+      {"insecure metrics beyond loopback",
+       "listen: 127.0.0.1:0\ninsecure: true\nmetrics_listen: 10.1.2.3:9100\n",
+       {},
+       nullptr,
+       2,
+       "metrics_listen is 10.1.2.3:9100"},
       {"corrupt state",
-       "listen: 127.0.0.1:0\n",
+       "listen: 127.0.0.1:0\ninsecure: true\n",
        {},
        [](const std::string& dir) {
          EXPECT_TRUE(MakeDirs(dir + "/data").ok());

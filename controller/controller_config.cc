@@ -6,7 +6,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/address.h"
 #include "common/files.h"
+#include "security/certs.h"
 #include "yaml-cpp/yaml.h"
 
 namespace tandem {
@@ -68,13 +70,21 @@ absl::StatusOr<ControllerConfig> ParseControllerConfig(const std::string& yaml,
   if (!root.IsMap()) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": must be a map of fields"));
   }
-  static const std::set<std::string> kKnown = {"listen", "data_dir", "auth_token_file",
-                                               "events_keep", "bootstraps_per_group",
-                                               "metrics_listen", "auto_resync",
-                                               "auto_resync_interval"};
+  static const std::set<std::string> kKnown = {
+      "listen",        "data_dir",          "events_keep",   "bootstraps_per_group",
+      "metrics_listen", "auto_resync",      "auto_resync_interval", "certs_dir",
+      "tls_ca_file",   "tls_cert_file",     "tls_key_file",  "insecure"};
   try {
     for (const auto& entry : root) {
       const std::string field = entry.first.as<std::string>();
+      if (field == "auth_token_file") {
+        return FieldError(source, field,
+                          "the shared token is gone: every caller now authenticates with a "
+                          "certificate of the cluster's CA (mutual TLS). Remove this field, "
+                          "create the certificates (tandemctl cert create-ca; tandemctl cert "
+                          "create-controller --address ADDRESS; create-node and create-client "
+                          "for agents and operators) and set certs_dir");
+      }
       if (kKnown.count(field) == 0) {
         return FieldError(source, field,
                           absl::StrCat("unknown field (known: ", absl::StrJoin(kKnown, ", "), ")"));
@@ -89,8 +99,21 @@ absl::StatusOr<ControllerConfig> ParseControllerConfig(const std::string& yaml,
       } else if (field == "data_dir") {
         if (value->empty()) return FieldError(source, field, "must not be empty");
         config.data_dir = *value;
-      } else if (field == "auth_token_file") {
-        config.auth_token_file = *value;
+      } else if (field == "certs_dir" || field == "tls_ca_file" || field == "tls_cert_file" ||
+                 field == "tls_key_file") {
+        if (field == "certs_dir" && value->empty()) {
+          return FieldError(source, field, "must not be empty");
+        }
+        std::string* target = field == "certs_dir"       ? &config.certs_dir
+                              : field == "tls_ca_file"   ? &config.tls_ca_file
+                              : field == "tls_cert_file" ? &config.tls_cert_file
+                                                         : &config.tls_key_file;
+        *target = *value;
+      } else if (field == "insecure") {
+        if (*value != "true" && *value != "false") {
+          return FieldError(source, field, absl::StrCat("\"", *value, "\" is not true or false"));
+        }
+        config.insecure = *value == "true";
       } else if (field == "events_keep") {
         uint64_t keep = 0;
         if (!absl::SimpleAtoi(*value, &keep) || keep < 1 || keep > kMaxEventsKeep) {
@@ -164,6 +187,11 @@ absl::StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& arg
     if (name == "--listen") target = &out.listen;
     if (name == "--data-dir") target = &out.data_dir;
     if (name == "--metrics-listen") target = &out.metrics_listen;
+    if (name == "--certs-dir") target = &out.certs_dir;
+    if (arg == "--insecure") {
+      out.insecure = true;
+      continue;
+    }
     if (target == nullptr) {
       return absl::InvalidArgumentError(
           absl::StrCat("unknown argument \"", arg, "\" (see --help)"));
@@ -181,8 +209,9 @@ absl::StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& arg
 
 std::string Usage() {
   return "usage: tandem-controller [--config FILE] [--listen HOST:PORT] [--data-dir DIR]\n"
-         "                         [--metrics-listen HOST:PORT]\n"
-         "  --config FILE        controller.yaml (fields: listen, data_dir, auth_token_file,\n"
+         "                         [--metrics-listen HOST:PORT] [--certs-dir DIR] [--insecure]\n"
+         "  --config FILE        controller.yaml (fields: listen, data_dir, certs_dir,\n"
+         "                       tls_ca_file, tls_cert_file, tls_key_file, insecure,\n"
          "                       events_keep, bootstraps_per_group, auto_resync,\n"
          "                       auto_resync_interval, metrics_listen)\n"
          "  --listen HOST:PORT   gRPC address (default 127.0.0.1:7400; port 0: any free port)\n"
@@ -190,7 +219,12 @@ std::string Usage() {
          "  --metrics-listen HOST:PORT\n"
          "                       serve GET /metrics (Prometheus) and /healthz over HTTP\n"
          "                       (default: not served)\n"
-         "Flags override the file.\n";
+         "  --certs-dir DIR      the cluster's ca.crt and this controller's controller.crt and\n"
+         "                       controller.key (default /etc/tandem/certs; tandemctl cert\n"
+         "                       create-ca, then tandemctl cert create-controller --address A)\n"
+         "  --insecure           no TLS, every caller trusted; only when every listen address\n"
+         "                       is loopback\n"
+         "Flags override the file. SIGHUP reloads the certificates.\n";
 }
 
 absl::StatusOr<ControllerConfig> ResolveConfig(const CommandLine& command_line) {
@@ -220,7 +254,29 @@ absl::StatusOr<ControllerConfig> ResolveConfig(const CommandLine& command_line) 
     }
     config.data_dir = *command_line.data_dir;
   }
+  if (command_line.certs_dir) {
+    if (command_line.certs_dir->empty()) {
+      return absl::InvalidArgumentError("--certs-dir: must not be empty");
+    }
+    config.certs_dir = *command_line.certs_dir;
+  }
+  if (command_line.insecure) config.insecure = true;
+  if (config.insecure) {
+    if (absl::Status st = CheckInsecureListen(
+            {{"listen", config.listen}, {"metrics_listen", config.metrics_listen}});
+        !st.ok()) {
+      return st;
+    }
+  }
   return config;
+}
+
+TlsFiles ControllerTlsFiles(const ControllerConfig& config) {
+  auto pick = [&](const std::string& file, const char* name) {
+    return file.empty() ? absl::StrCat(config.certs_dir, "/", name) : file;
+  };
+  return TlsFiles{pick(config.tls_ca_file, "ca.crt"), pick(config.tls_cert_file, "controller.crt"),
+                  pick(config.tls_key_file, "controller.key")};
 }
 
 }  // namespace tandem

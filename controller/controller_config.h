@@ -3,7 +3,9 @@
 //
 //   listen: 127.0.0.1:7400               # HOST:PORT of the gRPC server
 //   data_dir: /var/lib/tandem-controller # where state.json lives
-//   auth_token_file: ""                  # shared secret; empty: no auth
+//   certs_dir: /etc/tandem/certs         # ca.crt, controller.crt, controller.key
+//   tls_ca_file / tls_cert_file / tls_key_file   # override one file of certs_dir
+//   insecure: false                      # no TLS; allowed only on loopback
 //   events_keep: 2000                    # events kept in the history
 //   metrics_listen: ""                   # HOST:PORT of /metrics and /healthz; empty: off
 //   bootstraps_per_group: 1              # slaves of one master copying at once (0: no limit)
@@ -23,13 +25,22 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "security/certs.h"
 
 namespace tandem {
 
 struct ControllerConfig {
   std::string listen = "127.0.0.1:7400";
   std::string data_dir = "/var/lib/tandem-controller";
-  std::string auth_token_file;  // empty: every client is accepted
+  // Mutual TLS (security/tls.h): the cluster's CA and this controller's
+  // certificate and key. Empty file fields come from certs_dir.
+  std::string certs_dir = "/etc/tandem/certs";
+  std::string tls_ca_file;
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  // No TLS and no identities: every caller is trusted. Refused unless every
+  // listen address is loopback (CheckInsecureListen).
+  bool insecure = false;
   size_t events_keep = 2000;
   size_t bootstraps_per_group = 1;
   bool auto_resync = false;
@@ -49,13 +60,20 @@ absl::StatusOr<ControllerConfig> ParseControllerConfig(const std::string& yaml,
 // Reads and parses a file.
 absl::StatusOr<ControllerConfig> LoadControllerConfig(const std::string& path);
 
+// The TLS files of `config`: the explicit ones, else certs_dir's ca.crt,
+// controller.crt and controller.key.
+TlsFiles ControllerTlsFiles(const ControllerConfig& config);
+
 // The command line: tandem-controller [--config FILE] [--listen HOST:PORT]
-// [--data-dir DIR] [--metrics-listen HOST:PORT] [--help]. Both "--flag value" and "--flag=value".
+// [--data-dir DIR] [--metrics-listen HOST:PORT] [--certs-dir DIR]
+// [--insecure] [--help]. Both "--flag value" and "--flag=value".
 struct CommandLine {
   std::optional<std::string> config;
   std::optional<std::string> listen;
   std::optional<std::string> data_dir;
   std::optional<std::string> metrics_listen;
+  std::optional<std::string> certs_dir;
+  bool insecure = false;
   bool help = false;
 };
 absl::StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& args);
@@ -64,7 +82,8 @@ absl::StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& arg
 std::string Usage();
 
 // The effective configuration: defaults, then the file (when given), then
-// the flags; validated.
+// the flags; validated, including that insecure mode listens on loopback
+// only.
 absl::StatusOr<ControllerConfig> ResolveConfig(const CommandLine& command_line);
 
 }  // namespace tandem

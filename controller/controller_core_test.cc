@@ -156,10 +156,19 @@ TEST(RegisterTest, RefusesInvalidInfoAndChangesNothing) {
       {"no internal address", with([](NodeInfo& n) { n.addresses.internal = ""; }),
        "the internal address is empty"},
       {"address with comma", with([](NodeInfo& n) { n.addresses.internal = "10.0.0.1,10.0.0.2"; }),
-       "contains ','"},
+       "',' is not allowed in a host name"},
       {"external with newline", with([](NodeInfo& n) { n.addresses.external = "1.2.3.4\nEVIL=1"; }),
        "external address"},
       {"long id", with([](NodeInfo& n) { n.id = std::string(129, 'a'); }), "longer than 128"},
+      // What access rules would read as more than one host.
+      {"keyword samenet", with([](NodeInfo& n) { n.addresses.internal = "samenet"; }),
+       "keyword of access rules"},
+      {"keyword all", with([](NodeInfo& n) { n.addresses.external = "all"; }),
+       "keyword of access rules"},
+      {"wildcard %", with([](NodeInfo& n) { n.addresses.internal = "%"; }), "wildcard"},
+      {"wildcard _", with([](NodeInfo& n) { n.addresses.internal = "db_1"; }), "wildcard"},
+      {"wildcard *", with([](NodeInfo& n) { n.addresses.internal = "*.example"; }), "wildcard"},
+      {"CIDR", with([](NodeInfo& n) { n.addresses.internal = "10.0.0.0/8"; }), "range"},
   };
   auto store = std::make_unique<MemoryStore>();
   MemoryStore* memory = store.get();
@@ -395,7 +404,8 @@ TEST(ChangeTest, EnableReplicationMakesMasterAndSlave) {
   DesiredState db1 = DesiredOf(*registry, "db1");
   DesiredState db2 = DesiredOf(*registry, "db2");
   EXPECT_EQ(db1.role, Role::kMaster);
-  EXPECT_THAT(db1.slaves, ElementsAre(Peer{"db2", "eu", "10.0.0.2", 5432}));
+  // db2's copy is under way: the one slave db1's agent streams a backup to.
+  EXPECT_THAT(db1.slaves, ElementsAre(Peer{"db2", "eu", "10.0.0.2", 5432, 0, 0, true}));
   EXPECT_TRUE(db1.resync_token.empty());
   EXPECT_EQ(db2.role, Role::kSlave);
   EXPECT_EQ(db2.upstream, (Peer{"db1", "eu", "10.0.0.1", 5432}));
@@ -559,8 +569,9 @@ TEST(EnvTest, WithinAStackAndBetweenStacks) {
   }
   // Peers: hosts as reachable from the receiving node's stack.
   EXPECT_THAT(DesiredOf(*registry, "m").slaves,
-              ElementsAre(Peer{"s1", "eu", "10.0.0.2", 6379}, Peer{"s2", "us", "203.0.113.2", 6379},
-                          Peer{"s3", "us", "10.1.0.3", 6380}));
+              ElementsAre(Peer{"s1", "eu", "10.0.0.2", 6379, 0, 0, true},
+                          Peer{"s2", "us", "203.0.113.2", 6379, 0, 0, true},
+                          Peer{"s3", "us", "10.1.0.3", 6380, 0, 0, true}));
   EXPECT_EQ(DesiredOf(*registry, "s2").upstream, (Peer{"m", "eu", "198.51.100.1", 6379}));
   EXPECT_EQ(DesiredOf(*registry, "s1").upstream, (Peer{"m", "eu", "10.0.0.1", 6379}));
 }
@@ -918,7 +929,8 @@ TEST(WaitTest, WaitForEventsWakesOnNewEvent) {
 
 TEST(ConfigTest, ParsesEveryField) {
   absl::StatusOr<ControllerConfig> config = ParseControllerConfig(
-      "listen: 0.0.0.0:7500\ndata_dir: /srv/tc\nauth_token_file: /etc/tandem/token\n"
+      "listen: 0.0.0.0:7500\ndata_dir: /srv/tc\ncerts_dir: /srv/certs\n"
+      "tls_key_file: /srv/keys/c.key\n"
       "events_keep: 50\nauto_resync: true\nauto_resync_interval: 60\n",
       "c.yaml");
   ASSERT_TRUE(config.ok()) << config.status();
@@ -926,7 +938,10 @@ TEST(ConfigTest, ParsesEveryField) {
   EXPECT_EQ(config->auto_resync_interval_seconds, 60);
   EXPECT_EQ(config->listen, "0.0.0.0:7500");
   EXPECT_EQ(config->data_dir, "/srv/tc");
-  EXPECT_EQ(config->auth_token_file, "/etc/tandem/token");
+  EXPECT_EQ(ControllerTlsFiles(*config).ca_file, "/srv/certs/ca.crt");
+  EXPECT_EQ(ControllerTlsFiles(*config).cert_file, "/srv/certs/controller.crt");
+  EXPECT_EQ(ControllerTlsFiles(*config).key_file, "/srv/keys/c.key");
+  EXPECT_FALSE(config->insecure);
   EXPECT_EQ(config->events_keep, 50u);
   absl::StatusOr<ControllerConfig> empty = ParseControllerConfig("", "c.yaml");
   ASSERT_TRUE(empty.ok());
@@ -934,6 +949,7 @@ TEST(ConfigTest, ParsesEveryField) {
   EXPECT_EQ(empty->data_dir, "/var/lib/tandem-controller");
   EXPECT_FALSE(empty->auto_resync);
   EXPECT_EQ(empty->auto_resync_interval_seconds, 300);
+  EXPECT_EQ(ControllerTlsFiles(*empty).cert_file, "/etc/tandem/certs/controller.crt");
 }
 
 TEST(ConfigTest, ErrorsNameFileFieldAndReason) {
@@ -948,6 +964,10 @@ TEST(ConfigTest, ErrorsNameFileFieldAndReason) {
       {"events_keep: 0", "c.yaml: field 'events_keep': \"0\" is not a number in 1..1000000"},
       {"events_keep: lots", "c.yaml: field 'events_keep'"},
       {"listne: 1.2.3.4:5", "c.yaml: field 'listne': unknown field"},
+      {"auth_token_file: /etc/tandem/token",
+       "c.yaml: field 'auth_token_file': the shared token is gone"},
+      {"insecure: maybe", "c.yaml: field 'insecure': \"maybe\" is not true or false"},
+      {"certs_dir: ''", "c.yaml: field 'certs_dir': must not be empty"},
       {"listen: [a, b]", "c.yaml: field 'listen': must be a single value"},
       {"- a\n- b", "c.yaml: must be a map"},
       {"listen: \"unterminated", "c.yaml: not valid YAML"},

@@ -19,7 +19,11 @@
 #include "controller/store.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "common/files.h"
 #include "proto/convert.h"
+#include "security/tls.h"
+#include "tests/harness/harness.h"
+#include "tests/harness/pki.h"
 #include "tandem.grpc.pb.h"
 
 namespace tandem {
@@ -28,7 +32,8 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-constexpr char kToken[] = "s3cret-t0ken";
+using ::tandem::testing::TempDir;
+using ::tandem::testing::TestPki;
 
 v1::NodeInfo ProtoNode(const std::string& id, v1::EngineType engine = v1::ENGINE_TYPE_POSTGRESQL,
                        uint32_t port = 5432) {
@@ -80,13 +85,15 @@ std::string HealthCheck(const std::shared_ptr<grpc::Channel>& channel, grpc::Sta
 
 class ServiceTest : public ::testing::Test {
  public:  // the table-driven cases call the helpers
-  void StartServer(const std::string& token = "") {
+  // `tls` null: insecure mode (every caller trusted), which the tests of
+  // the services' logic use; SecureServiceTest below passes credentials.
+  void StartServer(std::shared_ptr<TlsCredentials> tls = nullptr) {
     absl::StatusOr<std::unique_ptr<Registry>> registry =
         Registry::Open(std::make_unique<MemoryStore>());
     ASSERT_TRUE(registry.ok()) << registry.status();
     registry_ = *std::move(registry);
     ServiceOptions options;
-    options.auth_token = token;
+    options.tls = tls;
     options.poll = absl::Milliseconds(100);
     options.log = [this](const std::string& line) {
       absl::MutexLock lock(&log_mu_);
@@ -101,19 +108,17 @@ class ServiceTest : public ::testing::Test {
                                    grpc::InsecureChannelCredentials());
     agents_ = v1::Agents::NewStub(channel_);
     operator_ = v1::Operator::NewStub(channel_);
-    token_ = token;
   }
 
   void TearDown() override {
     if (server_) server_->Shutdown(absl::Seconds(2));
   }
 
-  // A context with a deadline, carrying the token when the server wants one.
+  // A context with a deadline.
   std::unique_ptr<grpc::ClientContext> Context(
       std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
     auto context = std::make_unique<grpc::ClientContext>();
     context->set_deadline(In(timeout));
-    if (!token_.empty()) context->AddMetadata("authorization", std::string("Bearer ") + token_);
     return context;
   }
 
@@ -164,7 +169,6 @@ class ServiceTest : public ::testing::Test {
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Agents::Stub> agents_;
   std::unique_ptr<v1::Operator::Stub> operator_;
-  std::string token_;
   absl::Mutex log_mu_;
   std::vector<std::string> log_;
 };
@@ -436,57 +440,141 @@ TEST_F(ServiceTest, EventsListAndFollow) {
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
 }
 
-TEST_F(ServiceTest, TokenIsRequiredWhenConfiguredAndNeverLogged) {
-  StartServer(kToken);
-  v1::ListNodesResponse nodes;
-  {
-    grpc::ClientContext context;  // no metadata
-    grpc::Status st = operator_->ListNodes(&context, v1::ListNodesRequest(), &nodes);
-    EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+// Mutual TLS: every caller is known by its certificate, and may do only
+// what its identity allows.
+class SecureServiceTest : public ServiceTest {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<std::shared_ptr<TlsCredentials>> tls =
+        TlsCredentials::Load(pki_.Controller(), IdentityKind::kController, "");
+    ASSERT_TRUE(tls.ok()) << tls.status();
+    StartServer(*tls);
   }
-  for (const std::string value : {"Bearer wrong", "Bearer s3cret-t0ke", "Bearer s3cret-t0kenX",
-                                  "s3cret-t0ken", "Basic s3cret-t0ken"}) {
-    SCOPED_TRACE(value);
-    grpc::ClientContext context;
-    context.AddMetadata("authorization", value);
-    grpc::Status st = operator_->ListNodes(&context, v1::ListNodesRequest(), &nodes);
-    EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAUTHENTICATED);
-    EXPECT_THAT(st.error_message(), ::testing::Not(HasSubstr(kToken)));
+
+  // Stubs speaking with the certificate `files`.
+  std::shared_ptr<grpc::Channel> ChannelAs(const TlsFiles& files, IdentityKind kind) {
+    absl::StatusOr<std::shared_ptr<TlsCredentials>> creds = TlsCredentials::Load(files, kind, "");
+    EXPECT_TRUE(creds.ok()) << creds.status();
+    keep_.push_back(*creds);
+    return grpc::CreateChannel("127.0.0.1:" + std::to_string(server_->port()),
+                               (*creds)->Channel(Identity::Controller("")));
   }
+
+  grpc::Status Report(const std::shared_ptr<grpc::Channel>& channel, const v1::NodeInfo& node) {
+    v1::ReportRequest request;
+    *request.mutable_node() = node;
+    v1::ReportResponse response;
+    return v1::Agents::NewStub(channel)->Report(Context().get(), request, &response);
+  }
+
+  TempDir dir_{"tdsvc"};
+  TestPki pki_{dir_.path()};
+  std::vector<std::shared_ptr<TlsCredentials>> keep_;
+};
+
+TEST_F(SecureServiceTest, AnAgentActsOnlyAsItsOwnNode) {
+  auto db1 = ChannelAs(pki_.Node("db1"), IdentityKind::kNode);
+  auto db2 = ChannelAs(pki_.Node("db2"), IdentityKind::kNode);
+  ASSERT_TRUE(Report(db1, ProtoNode("db1")).ok());
+  ASSERT_TRUE(Report(db2, ProtoNode("db2")).ok());
+
+  // db2's certificate can neither report nor register (nor move) db1.
+  v1::NodeInfo moved = ProtoNode("db1");
+  moved.set_address_internal("127.0.0.1");
+  moved.set_port(6543);
+  grpc::Status st = Report(db2, moved);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(st.error_message(), HasSubstr("node db2 may not report as node db1"));
   {
-    grpc::ClientContext context;
+    auto context = Context();
     v1::WatchRequest request;
     *request.mutable_node() = ProtoNode("db1");
-    auto reader = agents_->Watch(&context, request);
+    auto reader = v1::Agents::NewStub(db2)->Watch(context.get(), request);
     v1::DesiredState desired;
     EXPECT_FALSE(reader->Read(&desired));
-    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::UNAUTHENTICATED);
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::PERMISSION_DENIED);
   }
-  {
-    grpc::ClientContext context;
-    v1::EnableReplicationRequest request;
-    request.set_master("a");
-    request.set_slave("b");
-    v1::ChangeResponse response;
-    EXPECT_EQ(operator_->EnableReplication(&context, request, &response).error_code(),
-              grpc::StatusCode::UNAUTHENTICATED);
+  // A node that does not exist yet cannot be registered by another one.
+  EXPECT_EQ(Report(db2, ProtoNode("db3")).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  // An operator certificate is no agent.
+  auto admin = ChannelAs(pki_.Client("alice"), IdentityKind::kOperator);
+  EXPECT_EQ(Report(admin, ProtoNode("db1")).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+
+  absl::StatusOr<NodeView> view = registry_->GetNode("db1");
+  ASSERT_TRUE(view.ok());
+  EXPECT_EQ(view->info.port, 5432u) << "a denied call changes nothing";
+  EXPECT_FALSE(registry_->GetNode("db3").ok());
+  bool logged = false;
+  for (const std::string& line : Log()) logged = logged || absl::StrContains(line, "denied: node db2");
+  EXPECT_TRUE(logged);
+}
+
+TEST_F(SecureServiceTest, ANodeRegistersOnlyAddressesItsCertificateNames) {
+  auto db1 = ChannelAs(pki_.Node("db1", {"127.0.0.1", "db1.example"}), IdentityKind::kNode);
+  v1::NodeInfo node = ProtoNode("db1");
+  node.set_address_external("db1.example");
+  ASSERT_TRUE(Report(db1, node).ok());
+  node.set_address_external("203.0.113.9");
+  grpc::Status st = Report(db1, node);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(st.error_message(), HasSubstr("may not register the address 203.0.113.9"));
+  EXPECT_THAT(st.error_message(), HasSubstr("127.0.0.1, db1.example"));
+  EXPECT_EQ(registry_->GetNode("db1")->info.addresses.external, "db1.example");
+  // Keywords are refused whatever the certificate says.
+  node.set_address_external("samenet");
+  EXPECT_NE(Report(db1, node).error_code(), grpc::StatusCode::OK);
+}
+
+TEST_F(SecureServiceTest, OperatorVerbsFollowTheRole) {
+  auto db1 = ChannelAs(pki_.Node("db1"), IdentityKind::kNode);
+  auto db2 = ChannelAs(pki_.Node("db2"), IdentityKind::kNode);
+  ASSERT_TRUE(Report(db1, ProtoNode("db1")).ok());
+  ASSERT_TRUE(Report(db2, ProtoNode("db2")).ok());
+  auto viewer = v1::Operator::NewStub(
+      ChannelAs(pki_.Client("bob", OperatorRole::kViewer), IdentityKind::kOperator));
+  auto admin = v1::Operator::NewStub(ChannelAs(pki_.Client("alice"), IdentityKind::kOperator));
+
+  v1::ListNodesResponse nodes;
+  EXPECT_TRUE(viewer->ListNodes(Context().get(), v1::ListNodesRequest(), &nodes).ok());
+  EXPECT_EQ(nodes.nodes_size(), 2);
+  v1::EnableReplicationRequest enable;
+  enable.set_master("db1");
+  enable.set_slave("db2");
+  v1::ChangeResponse response;
+  grpc::Status st = viewer->EnableReplication(Context().get(), enable, &response);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(st.error_message(),
+            "operator bob (viewer) may not enable replication: it needs an admin certificate");
+  EXPECT_EQ(registry_->GetNode("db2")->desired.role, Role::kStandalone);
+  v1::PromoteRequest promote;
+  promote.set_node("db2");
+  EXPECT_EQ(viewer->Promote(Context().get(), promote, &response).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+
+  // A node's certificate is no operator, not even to read.
+  st = v1::Operator::NewStub(db1)->ListNodes(Context().get(), v1::ListNodesRequest(), &nodes);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_THAT(st.error_message(), HasSubstr("node db1 may not list nodes"));
+
+  ASSERT_TRUE(admin->EnableReplication(Context().get(), enable, &response).ok());
+  EXPECT_EQ(registry_->GetNode("db2")->desired.role, Role::kSlave);
+  bool logged = false;
+  for (const std::string& line : Log()) {
+    logged = logged || absl::StrContains(line, "by operator alice (admin): OK");
   }
-  // Nothing got registered by the refused calls.
+  EXPECT_TRUE(logged) << "changes are logged with who made them";
+}
+
+TEST_F(SecureServiceTest, PlaintextAndCertificatelessClientsAreRefused) {
+  for (auto creds : {grpc::InsecureChannelCredentials(),
+                     grpc::SslCredentials({*ReadFile(pki_.ca_file()), "", ""})}) {
+    auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(server_->port()), creds);
+    v1::ListNodesResponse nodes;
+    grpc::Status st = v1::Operator::NewStub(channel)->ListNodes(
+        Context(std::chrono::seconds(5)).get(), v1::ListNodesRequest(), &nodes);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE) << st.error_message();
+  }
   EXPECT_TRUE(registry_->ListNodes().empty());
-
-  // With the token everything works.
-  EXPECT_TRUE(operator_->ListNodes(Context().get(), v1::ListNodesRequest(), &nodes).ok());
-  Watch db1 = OpenWatch(ProtoNode("db1"));
-  v1::DesiredState desired;
-  ASSERT_TRUE(db1.reader->Read(&desired));
-  EXPECT_EQ(desired.generation(), 1u);
-
-  // The health service answers without a token: SERVING.
-  grpc::Status health_status;
-  EXPECT_EQ(HealthCheck(channel_, &health_status), std::string("\x08\x01", 2));
-  EXPECT_TRUE(health_status.ok()) << health_status.error_message();
-
-  for (const std::string& line : Log()) EXPECT_THAT(line, ::testing::Not(HasSubstr(kToken)));
 }
 
 TEST_F(ServiceTest, ShutdownEndsOpenStreams) {

@@ -80,7 +80,7 @@ EnvMap EnvFor(const ControllerState& state, const NodeRecord& node, const GroupI
 }
 
 DesiredState DesiredFor(const ControllerState& state, const NodeRecord& node,
-                        const GroupIndex& groups) {
+                        const GroupIndex& groups, const std::set<std::string>& queued) {
   DesiredState desired;
   desired.role = node.role;
   desired.env = EnvFor(state, node, groups);
@@ -103,7 +103,11 @@ DesiredState DesiredFor(const ControllerState& state, const NodeRecord& node,
     if (it != groups.end()) {
       for (const NodeRecord* slave : it->second) {
         const NodeInfo& s = slave->info;
-        desired.slaves.push_back(Peer{s.id, s.stack, ReachableAddress(s, node.info.stack), s.port});
+        Peer peer{s.id, s.stack, ReachableAddress(s, node.info.stack), s.port};
+        // Its copy is under way: the one slave the master's agent streams a
+        // backup to (a queued one waits, a seeded one has its copy).
+        peer.bootstrapping = !slave->seeded && queued.count(s.id) == 0;
+        desired.slaves.push_back(std::move(peer));
       }
     }
   }
@@ -149,7 +153,8 @@ EnvMap ComputeEnv(const ControllerState& state, const NodeRecord& node,
 
 DesiredState ComputeDesired(const ControllerState& state, const NodeRecord& node,
                             const DesiredPolicy& policy) {
-  return DesiredFor(state, node, IndexGroups(state, QueuedSlaves(state, policy)));
+  const std::set<std::string> queued = QueuedSlaves(state, policy);
+  return DesiredFor(state, node, IndexGroups(state, queued), queued);
 }
 
 std::vector<std::string> RecomputeDesired(ControllerState* state, const DesiredPolicy& policy) {
@@ -160,7 +165,7 @@ std::vector<std::string> RecomputeDesired(ControllerState* state, const DesiredP
   std::map<std::string, DesiredState> fresh;
   for (const auto& [id, record] : state->nodes) {
     if (queued.count(id) == 0 || record.desired.generation == 0) {
-      fresh[id] = DesiredFor(*state, record, groups);
+      fresh[id] = DesiredFor(*state, record, groups, queued);
     }
   }
   std::vector<std::string> changed;
@@ -203,7 +208,26 @@ std::string DescribeChange(const DesiredState* before, const DesiredState& after
   std::vector<std::string> what;
   if (before->resync_token != after.resync_token) what.push_back("resync requested");
   if (!(before->upstream == after.upstream)) what.push_back("upstream address changed");
-  if (before->slaves != after.slaves) what.push_back("slave addresses changed");
+  if (before->slaves != after.slaves) {
+    // Only whose copy is under way changed, or the slaves themselves.
+    bool only_bootstrap = before->slaves.size() == after.slaves.size();
+    for (size_t i = 0; only_bootstrap && i < after.slaves.size(); ++i) {
+      Peer a = before->slaves[i];
+      a.bootstrapping = after.slaves[i].bootstrapping;
+      only_bootstrap = a == after.slaves[i];
+    }
+    std::vector<std::string> copying;
+    for (const Peer& slave : after.slaves) {
+      if (slave.bootstrapping) copying.push_back(slave.id);
+    }
+    if (!only_bootstrap) {
+      what.push_back("slave addresses changed");
+    } else if (copying.empty()) {
+      what.push_back("no slave copying");
+    } else {
+      what.push_back(absl::StrCat(absl::StrJoin(copying, ","), " copying"));
+    }
+  }
   if (before->env != after.env) what.push_back("env changed");
   if (what.empty()) what.push_back("unchanged");
   return absl::StrCat(to, ": ", absl::StrJoin(what, ", "));

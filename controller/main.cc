@@ -22,6 +22,7 @@
 #include "controller/registry.h"
 #include "controller/service.h"
 #include "controller/store.h"
+#include "security/tls.h"
 
 namespace tandem {
 namespace {
@@ -61,28 +62,24 @@ int Main(int argc, char** argv) {
   absl::StatusOr<ControllerConfig> config = ResolveConfig(*command_line);
   if (!config.ok()) return Fail(kExitConfig, std::string(config.status().message()));
 
-  std::string token;
-  if (!config->auth_token_file.empty()) {
-    const std::string source = command_line->config.value_or("configuration");
-    absl::StatusOr<std::string> secret = ReadSecretFile(config->auth_token_file);
-    if (!secret.ok()) {
-      return Fail(kExitConfig,
-                  absl::StrCat(source, ": field 'auth_token_file': ", secret.status().message()));
-    }
-    if (secret->empty()) {
-      return Fail(kExitConfig, absl::StrCat(source, ": field 'auth_token_file': ",
-                                            config->auth_token_file, " is empty"));
-    }
-    token = *std::move(secret);
-  }
-
-  // Block the shutdown signals before any thread starts, so that only the
-  // signal thread below receives them.
+  // Block the shutdown and reload signals before any thread starts (gRPC's
+  // included), so that only the signal thread below receives them.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  // Mutual TLS unless insecure mode was asked for (ResolveConfig already
+  // refused it on a non-loopback address).
+  std::shared_ptr<TlsCredentials> tls;
+  if (!config->insecure) {
+    absl::StatusOr<std::shared_ptr<TlsCredentials>> loaded =
+        TlsCredentials::Load(ControllerTlsFiles(*config), IdentityKind::kController, "");
+    if (!loaded.ok()) return Fail(kExitConfig, std::string(loaded.status().message()));
+    tls = *std::move(loaded);
+  }
 
   absl::StatusOr<std::unique_ptr<FileStore>> store = FileStore::Open(config->data_dir);
   if (!store.ok()) return Fail(kExitStartup, std::string(store.status().message()));
@@ -99,14 +96,20 @@ int Main(int argc, char** argv) {
 
   ControllerMetrics metrics;
   ServiceOptions service_options;
-  service_options.auth_token = token;
+  service_options.tls = tls;
+  if (tls) metrics.set_certificate_expiry([tls] { return tls->info().not_after; });
   service_options.log = Log;
   service_options.metrics = &metrics;
   absl::StatusOr<std::unique_ptr<ControllerServer>> server =
       ControllerServer::Start(registry->get(), config->listen, service_options);
   if (!server.ok()) return Fail(kExitStartup, std::string(server.status().message()));
   Log(absl::StrCat("listening on ", BoundAddress(config->listen, (*server)->port()),
-                   token.empty() ? " (no authentication)" : " (token authentication)"));
+                   tls ? absl::StrCat(" (mutual TLS; certificate ", tls->info().common_name,
+                                      " expires ",
+                                      absl::FormatTime("%Y-%m-%d", tls->info().not_after,
+                                                       absl::UTCTimeZone()),
+                                      ")")
+                       : std::string(" (INSECURE: no TLS, every local caller trusted)")));
 
   const Registry& nodes = **registry;
   std::unique_ptr<HttpServer> http;
@@ -128,9 +131,25 @@ int Main(int argc, char** argv) {
   notifier.Start();
 
   ControllerServer* running = server->get();
-  std::thread signal_thread([&signals, &notifier, running] {
+  std::thread signal_thread([&signals, &notifier, running, tls] {
     int signal = 0;
-    sigwait(&signals, &signal);
+    for (;;) {
+      sigwait(&signals, &signal);
+      if (signal != SIGHUP) break;
+      // Certificates are reloaded in place: no connection is dropped and
+      // no role changes; new handshakes use the new certificate.
+      if (!tls) {
+        Log("received SIGHUP: insecure mode, no certificates to reload");
+      } else if (absl::Status st = tls->Reload(); !st.ok()) {
+        Log(absl::StrCat("received SIGHUP: certificates NOT reloaded, the old ones stay: ",
+                         st.message()));
+      } else {
+        Log(absl::StrCat("received SIGHUP: certificates reloaded (serial ", tls->info().serial,
+                         ", expires ",
+                         absl::FormatTime("%Y-%m-%d", tls->info().not_after, absl::UTCTimeZone()),
+                         ")"));
+      }
+    }
     Log(absl::StrCat("received ", signal == SIGTERM ? "SIGTERM" : "SIGINT", ", shutting down"));
     notifier.Stopping("shutting down");
     running->Shutdown(absl::Seconds(5));

@@ -166,6 +166,12 @@ std::string ControllerMetrics::Render(const std::vector<NodeView>& nodes) const 
     if (node.seconds_since_report >= 0)
       w.Sample({{"node", node.info.id}}, node.seconds_since_report);
   }
+  if (certificate_expiry_) {
+    w.Family("tandem_controller_certificate_expiry_seconds", MetricType::kGauge,
+             "Seconds until the controller's certificate expires (renew it before: tandemctl "
+             "cert create-controller, then SIGHUP).");
+    w.Sample({}, absl::ToDoubleSeconds(certificate_expiry_() - absl::Now()));
+  }
 
   absl::MutexLock lock(&mu_);
   w.Family("tandem_controller_rpcs_total", MetricType::kCounter,

@@ -13,12 +13,15 @@
 //   tandem_controller_agents_connected        nodes whose agent has a Watch stream open
 //   tandem_controller_node_converged{node,stack,engine}
 //   tandem_controller_node_report_age_seconds{node}   (absent before a first report)
+//   tandem_controller_certificate_expiry_seconds     seconds until the controller's
+//                                             certificate expires (absent in insecure mode)
 // and the process_* metrics.
 //
 // Thread-safety: every method may be called from any thread.
 #ifndef TANDEM_CONTROLLER_METRICS_H_
 #define TANDEM_CONTROLLER_METRICS_H_
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -28,6 +31,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "common/http_server.h"
 #include "common/prometheus_text.h"
 #include "controller/registry.h"
@@ -64,7 +68,14 @@ class ControllerMetrics {
   // ServerBuilder::experimental().SetInterceptorCreators().
   std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> NewInterceptorFactory();
 
+  // Where the certificate's expiry comes from (read at each scrape; unset:
+  // no certificate, no sample). Set before serving.
+  void set_certificate_expiry(std::function<absl::Time()> source) {
+    certificate_expiry_ = std::move(source);
+  }
+
  private:
+  std::function<absl::Time()> certificate_expiry_;
   using Key = std::pair<std::string, std::string>;  // service, method
 
   mutable absl::Mutex mu_;

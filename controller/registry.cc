@@ -5,13 +5,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/address.h"
 #include "controller/desired.h"
 
 namespace tandem {
 namespace {
 
 constexpr size_t kMaxNameLength = 128;
-constexpr size_t kMaxAddressLength = 255;
 constexpr size_t kMaxEventText = 1000;
 
 absl::string_view AV(std::string_view sv) { return absl::string_view(sv.data(), sv.size()); }
@@ -20,8 +20,6 @@ bool IsNameChar(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
          c == '_' || c == '-';
 }
-
-bool IsAddressChar(char c) { return IsNameChar(c) || c == ':' || c == '%'; }
 
 // A printable form of a character for error messages.
 std::string Printable(char c) {
@@ -46,21 +44,6 @@ absl::Status CheckName(const char* what, const std::string& value) {
   return absl::OkStatus();
 }
 
-absl::Status CheckAddress(const char* what, const std::string& value) {
-  if (value.size() > kMaxAddressLength) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("the ", what, " is longer than ", kMaxAddressLength, " characters"));
-  }
-  for (char c : value) {
-    if (!IsAddressChar(c)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("the ", what, " \"", value, "\" contains ", Printable(c),
-                       ": use an IPv4 or IPv6 address or a host name"));
-    }
-  }
-  return absl::OkStatus();
-}
-
 absl::Status ValidateInfo(const NodeInfo& info) {
   if (absl::Status st = CheckName("node id", info.id); !st.ok()) return st;
   auto context = [&](const absl::Status& st) {
@@ -79,14 +62,16 @@ absl::Status ValidateInfo(const NodeInfo& info) {
     return context(
         absl::InvalidArgumentError(absl::StrCat("TLS port ", info.tls_port, " is not in 0..65535")));
   }
-  if (info.addresses.internal.empty()) {
-    return context(absl::InvalidArgumentError("the internal address is empty"));
-  }
-  if (absl::Status st = CheckAddress("internal address", info.addresses.internal); !st.ok()) {
+  // Addresses reach access rules (pg_hba.conf, MariaDB account hosts) and
+  // env files: one host each, never a keyword, wildcard or range.
+  if (absl::Status st = CheckHostAddress("internal address", info.addresses.internal); !st.ok()) {
     return context(st);
   }
-  if (absl::Status st = CheckAddress("external address", info.addresses.external); !st.ok()) {
-    return context(st);
+  if (!info.addresses.external.empty()) {
+    if (absl::Status st = CheckHostAddress("external address", info.addresses.external);
+        !st.ok()) {
+      return context(st);
+    }
   }
   return absl::OkStatus();
 }

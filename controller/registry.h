@@ -96,9 +96,10 @@ class Registry {
   // change that would put a MongoDB group across stacks. Registering the
   // same info again changes nothing (and saves nothing).
   // Validation: id and stack non-empty, of letters, digits, '.', '_', '-'
-  // (at most 128); engine known; port 1..65535; internal address non-empty;
-  // addresses of letters, digits, '.', ':', '-', '_', '%' (IPv4, IPv6,
-  // host names): they end up in env files and comma-separated lists.
+  // (at most 128); engine known; port 1..65535; the internal address (and
+  // the external one when given) an IP literal or a DNS host name
+  // (CheckHostAddress: never an access-rule keyword, wildcard or range):
+  // they end up in access rules, env files and comma-separated lists.
   absl::StatusOr<Changes> Register(const NodeInfo& info);
 
   // `replication enable --master M --slave S` and `slave add S --master M`:

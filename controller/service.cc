@@ -11,13 +11,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "common/address.h"
 #include "controller/metrics.h"
 #include "proto/convert.h"
 
 namespace tandem {
 namespace {
-
-constexpr char kBearer[] = "Bearer ";
 
 void StderrLog(const std::string& line) {
   static absl::Mutex mu(absl::kConstInit);
@@ -32,36 +31,6 @@ ServiceOptions WithDefaults(ServiceOptions options) {
   if (!options.log) options.log = StderrLog;
   if (options.poll <= absl::ZeroDuration()) options.poll = absl::Seconds(1);
   return options;
-}
-
-// Compares in time that depends only on the lengths, not on where the
-// strings first differ.
-bool ConstantTimeEquals(std::string_view a, std::string_view b) {
-  const size_t n = std::max(a.size(), b.size());
-  unsigned char diff = a.size() == b.size() ? 0 : 1;
-  for (size_t i = 0; i < n; ++i) {
-    const unsigned char x = i < a.size() ? static_cast<unsigned char>(a[i]) : 0;
-    const unsigned char y = i < b.size() ? static_cast<unsigned char>(b[i]) : 0;
-    diff |= static_cast<unsigned char>(x ^ y);
-  }
-  return diff == 0;
-}
-
-grpc::Status CheckAuth(const grpc::ServerContext* context, const std::string& token) {
-  if (token.empty()) return grpc::Status::OK;
-  const auto& metadata = context->client_metadata();
-  auto it = metadata.find("authorization");
-  if (it == metadata.end()) {
-    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
-                        "missing authorization metadata (\"Bearer <token>\")");
-  }
-  const std::string_view value(it->second.data(), it->second.size());
-  const std::string_view prefix(kBearer);
-  if (value.substr(0, prefix.size()) != prefix ||
-      !ConstantTimeEquals(value.substr(prefix.size()), token)) {
-    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "invalid authorization token");
-  }
-  return grpc::Status::OK;
 }
 
 std::string Describe(const grpc::Status& status) {
@@ -91,12 +60,54 @@ class CallScope {
   bool admitted_;
 };
 
-// The checks every RPC starts with: admitted (not shutting down), then
-// authenticated.
-grpc::Status Admit(const CallScope& scope, const grpc::ServerContext* context,
-                   const std::string& token) {
+grpc::Status Denied(const absl::Status& status) {
+  return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, std::string(status.message()));
+}
+
+// The checks every operator call starts with: admitted (not shutting
+// down), then allowed to the caller's certificate. A denial is logged.
+grpc::Status AdmitOperator(const CallScope& scope, const grpc::ServerContext* context,
+                           const ServiceOptions& options, bool change, std::string_view what) {
   if (grpc::Status st = scope.status(); !st.ok()) return st;
-  return CheckAuth(context, token);
+  const Identity caller = PeerIdentity(*context, options.tls != nullptr);
+  if (absl::Status st = AuthorizeOperatorCall(caller, change, what); !st.ok()) {
+    options.log(absl::StrCat("denied: ", st.message(), " (from ", context->peer(), ")"));
+    return Denied(st);
+  }
+  return grpc::Status::OK;
+}
+
+// The checks of an agent's call for `info.id`: admitted, the node's own
+// certificate, and, when the call registers (`registration`), addresses its
+// certificate names.
+grpc::Status AdmitNode(const CallScope& scope, const grpc::ServerContext* context,
+                       const ServiceOptions& options, const NodeInfo& info, bool registration,
+                       std::string_view what) {
+  if (grpc::Status st = scope.status(); !st.ok()) return st;
+  const bool secure = options.tls != nullptr;
+  const Identity caller = PeerIdentity(*context, secure);
+  absl::Status allowed = AuthorizeNodeCall(caller, info.id, what);
+  if (allowed.ok() && secure && registration) {
+    const std::vector<std::string> named = PeerCertificateAddresses(*context);
+    for (const std::string* address : {&info.addresses.internal, &info.addresses.external}) {
+      if (address->empty()) continue;
+      bool found = false;
+      for (const std::string& n : named) found = found || SameHostAddress(n, *address);
+      if (!found) {
+        allowed = absl::PermissionDeniedError(absl::StrCat(
+            caller.Describe(), " may not register the address ", *address,
+            ": its certificate names ", named.empty() ? "none" : absl::StrJoin(named, ", "),
+            " (a certificate that names it: tandemctl cert create-node ", info.id,
+            " --address ", *address, ")"));
+        break;
+      }
+    }
+  }
+  if (!allowed.ok()) {
+    options.log(absl::StrCat("denied: ", allowed.message(), " (from ", context->peer(), ")"));
+    return Denied(allowed);
+  }
+  return grpc::Status::OK;
 }
 
 std::string DescribeChanges(const Changes& changes) {
@@ -165,8 +176,11 @@ AgentsService::AgentsService(Registry* registry, ServiceOptions options,
 grpc::Status AgentsService::Watch(grpc::ServerContext* context, const v1::WatchRequest* request,
                                   grpc::ServerWriter<v1::DesiredState>* writer) {
   CallScope scope(tracker_.get());
-  if (grpc::Status st = Admit(scope, context, options_.auth_token); !st.ok()) return st;
   const NodeInfo info = FromProto(request->node());
+  if (grpc::Status st = AdmitNode(scope, context, options_, info, true, "watch and register");
+      !st.ok()) {
+    return st;
+  }
   absl::StatusOr<Changes> changes = registry_->Register(info);
   if (!changes.ok()) {
     grpc::Status st = ToGrpcStatus(changes.status());
@@ -200,7 +214,7 @@ grpc::Status AgentsService::Watch(grpc::ServerContext* context, const v1::WatchR
 grpc::Status AgentsService::Report(grpc::ServerContext* context, const v1::ReportRequest* request,
                                    v1::ReportResponse* response) {
   CallScope scope(tracker_.get());
-  if (grpc::Status st = Admit(scope, context, options_.auth_token); !st.ok()) return st;
+  if (grpc::Status st = scope.status(); !st.ok()) return st;
   if (request->node().id().empty()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the report names no node (node.id)");
   }
@@ -209,6 +223,10 @@ grpc::Status AgentsService::Report(grpc::ServerContext* context, const v1::Repor
   // does); one that names the node only reports.
   const bool registration = info.engine != EngineType::kUnspecified || info.port != 0 ||
                             !info.stack.empty() || !info.addresses.internal.empty();
+  if (grpc::Status st = AdmitNode(scope, context, options_, info, registration, "report");
+      !st.ok()) {
+    return st;
+  }
   if (registration) {
     absl::StatusOr<Changes> changes = registry_->Register(info);
     if (!changes.ok()) {
@@ -251,7 +269,9 @@ grpc::Status OperatorService::ListNodes(grpc::ServerContext* context,
                                         const v1::ListNodesRequest* /*request*/,
                                         v1::ListNodesResponse* response) {
   CallScope scope(tracker_.get());
-  if (grpc::Status st = Admit(scope, context, options_.auth_token); !st.ok()) return st;
+  if (grpc::Status st = AdmitOperator(scope, context, options_, false, "list nodes"); !st.ok()) {
+    return st;
+  }
   for (const NodeView& view : registry_->ListNodes())
     NodeStatusToProto(view, response->add_nodes());
   return grpc::Status::OK;
@@ -260,7 +280,10 @@ grpc::Status OperatorService::ListNodes(grpc::ServerContext* context,
 grpc::Status OperatorService::GetNode(grpc::ServerContext* context,
                                       const v1::GetNodeRequest* request, v1::NodeStatus* response) {
   CallScope scope(tracker_.get());
-  if (grpc::Status st = Admit(scope, context, options_.auth_token); !st.ok()) return st;
+  if (grpc::Status st = AdmitOperator(scope, context, options_, false, "read a node's status");
+      !st.ok()) {
+    return st;
+  }
   if (request->node().empty()) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "no node given");
   }
@@ -270,23 +293,22 @@ grpc::Status OperatorService::GetNode(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
-grpc::Status OperatorService::Change(grpc::ServerContext* context, const std::string& verb,
+grpc::Status OperatorService::Change(grpc::ServerContext* context, std::string_view what,
+                                     const std::string& verb,
                                      const std::function<absl::StatusOr<Changes>()>& apply,
                                      v1::ChangeResponse* response) {
   CallScope scope(tracker_.get());
-  grpc::Status st = Admit(scope, context, options_.auth_token);
-  if (!st.ok()) {
-    options_.log(absl::StrCat(verb, ": ", Describe(st)));
-    return st;
-  }
+  grpc::Status st = AdmitOperator(scope, context, options_, true, what);
+  if (!st.ok()) return st;
+  const std::string by = PeerIdentity(*context, options_.tls != nullptr).Describe();
   absl::StatusOr<Changes> changes = apply();
   if (!changes.ok()) {
     st = ToGrpcStatus(changes.status());
-    options_.log(absl::StrCat(verb, ": ", Describe(st)));
+    options_.log(absl::StrCat(verb, " by ", by, ": ", Describe(st)));
     return st;
   }
   for (const std::string& line : *changes) response->add_changes(line);
-  options_.log(absl::StrCat(verb, ": OK: ", DescribeChanges(*changes)));
+  options_.log(absl::StrCat(verb, " by ", by, ": OK: ", DescribeChanges(*changes)));
   return grpc::Status::OK;
 }
 
@@ -294,7 +316,7 @@ grpc::Status OperatorService::EnableReplication(grpc::ServerContext* context,
                                                 const v1::EnableReplicationRequest* request,
                                                 v1::ChangeResponse* response) {
   return Change(
-      context,
+      context, "enable replication",
       absl::StrCat("EnableReplication master=", request->master(), " slave=", request->slave()),
       [&] {
         return registry_->EnableReplication(
@@ -309,7 +331,7 @@ grpc::Status OperatorService::DisableReplication(grpc::ServerContext* context,
                                                  const v1::DisableReplicationRequest* request,
                                                  v1::ChangeResponse* response) {
   return Change(
-      context, absl::StrCat("DisableReplication master=", request->master()),
+      context, "disable replication", absl::StrCat("DisableReplication master=", request->master()),
       [&] { return registry_->DisableReplication(request->master()); }, response);
 }
 
@@ -317,14 +339,14 @@ grpc::Status OperatorService::RemoveSlave(grpc::ServerContext* context,
                                           const v1::RemoveSlaveRequest* request,
                                           v1::ChangeResponse* response) {
   return Change(
-      context, absl::StrCat("RemoveSlave slave=", request->slave()),
+      context, "remove a slave", absl::StrCat("RemoveSlave slave=", request->slave()),
       [&] { return registry_->RemoveSlave(request->slave()); }, response);
 }
 
 grpc::Status OperatorService::Resync(grpc::ServerContext* context, const v1::ResyncRequest* request,
                                      v1::ChangeResponse* response) {
   return Change(
-      context, absl::StrCat("Resync slave=", request->slave()),
+      context, "resync", absl::StrCat("Resync slave=", request->slave()),
       [&] { return registry_->Resync(request->slave()); }, response);
 }
 
@@ -332,7 +354,7 @@ grpc::Status OperatorService::Promote(grpc::ServerContext* context,
                                       const v1::PromoteRequest* request,
                                       v1::ChangeResponse* response) {
   return Change(
-      context, absl::StrCat("Promote node=", request->node(), request->force() ? " force" : ""),
+      context, "promote", absl::StrCat("Promote node=", request->node(), request->force() ? " force" : ""),
       [&] { return registry_->Promote(request->node(), request->force()); }, response);
 }
 
@@ -340,7 +362,9 @@ grpc::Status OperatorService::ListEvents(grpc::ServerContext* context,
                                          const v1::ListEventsRequest* request,
                                          grpc::ServerWriter<v1::Event>* writer) {
   CallScope scope(tracker_.get());
-  if (grpc::Status st = Admit(scope, context, options_.auth_token); !st.ok()) return st;
+  if (grpc::Status st = AdmitOperator(scope, context, options_, false, "read events"); !st.ok()) {
+    return st;
+  }
   const std::string& node = request->node();
   if (!node.empty()) {
     if (absl::StatusOr<NodeView> view = registry_->GetNode(node); !view.ok()) {
@@ -385,7 +409,7 @@ absl::StatusOr<std::unique_ptr<ControllerServer>> ControllerServer::Start(Regist
   // gRPC sets SO_REUSEPORT by default: a second controller would then share
   // the port silently instead of failing to start.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &server->port_);
+  builder.AddListeningPort(listen, ServerCredentialsFor(options.tls.get()), &server->port_);
   builder.RegisterService(server->agents_.get());
   builder.RegisterService(server->operator_.get());
   if (options.metrics != nullptr) {

@@ -2,16 +2,23 @@
 // tandem.v1.Operator (proto/tandem.proto) over a Registry, and the server
 // that hosts them with the default gRPC health service.
 //
-// Methods are thin: check the token, convert (proto/convert.h), call the
+// Methods are thin: check who calls, convert (proto/convert.h), call the
 // registry, and return its status with the same code and message.
 //
-// Authentication (optional): with a non-empty token, every RPC of both
-// services must carry the metadata `authorization: Bearer <token>`; the
-// comparison takes the same time whatever the token. A missing or wrong
-// token is UNAUTHENTICATED. The health service needs no token.
+// Who calls (security/tls.h): with TLS (ServiceOptions::tls) every client
+// has shown a certificate of the cluster's CA during the handshake, and each
+// call checks what that identity may do (security/identity.h):
+//   Agents.Watch / Report      only as the node the certificate names; the
+//                              addresses a node registers must be among the
+//                              ones its certificate names;
+//   Operator reads             operators, admin or viewer;
+//   Operator changes           operators with the admin role.
+// A denial is PERMISSION_DENIED naming the identity and what was denied;
+// it changes nothing. Without TLS (insecure mode, loopback only) every
+// caller may do everything.
 //
-// Logging: one line per RPC that changes state (verb, arguments, result),
-// plus agents connecting and disconnecting. Never the token.
+// Logging: one line per RPC that changes state (verb, arguments, caller,
+// result), denied calls, and agents connecting and disconnecting.
 #ifndef TANDEM_CONTROLLER_SERVICE_H_
 #define TANDEM_CONTROLLER_SERVICE_H_
 
@@ -25,6 +32,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "controller/registry.h"
+#include "security/tls.h"
 #include "tandem.grpc.pb.h"
 
 namespace tandem {
@@ -32,7 +40,9 @@ namespace tandem {
 class ControllerMetrics;
 
 struct ServiceOptions {
-  std::string auth_token;  // empty: no authentication
+  // The controller's certificate and the cluster's CA; null: insecure mode
+  // (plaintext, every caller trusted).
+  std::shared_ptr<TlsCredentials> tls;
   // Receives the log lines (without a trailing newline). Default: stderr,
   // prefixed with the time.
   std::function<void(const std::string&)> log;
@@ -118,7 +128,8 @@ class OperatorService final : public v1::Operator::Service {
                           grpc::ServerWriter<v1::Event>* writer) override;
 
  private:
-  grpc::Status Change(grpc::ServerContext* context, const std::string& verb,
+  // `what`: the verb as a denial names it ("promote").
+  grpc::Status Change(grpc::ServerContext* context, std::string_view what, const std::string& verb,
                       const std::function<absl::StatusOr<Changes>()>& apply,
                       v1::ChangeResponse* response);
 

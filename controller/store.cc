@@ -26,13 +26,15 @@ json PeerToJson(const Peer& peer) {
               {"host", peer.host},
               {"port", peer.port},
               {"transfer_port", peer.transfer_port},
-              {"tls_port", peer.tls_port}};
+              {"tls_port", peer.tls_port},
+              {"bootstrapping", peer.bootstrapping}};
 }
 
 Peer PeerFromJson(const json& j) {
   return Peer{j.at("id").get<std::string>(), j.at("stack").get<std::string>(),
               j.at("host").get<std::string>(), j.at("port").get<uint32_t>(),
-              j.value("transfer_port", uint32_t{0}), j.value("tls_port", uint32_t{0})};
+              j.value("transfer_port", uint32_t{0}), j.value("tls_port", uint32_t{0}),
+              j.value("bootstrapping", false)};
 }
 
 json DesiredToJson(const DesiredState& d) {

@@ -75,10 +75,12 @@ void ToProto(const Peer& in, v1::Peer* out) {
   out->set_port(in.port);
   out->set_transfer_port(in.transfer_port);
   out->set_tls_port(in.tls_port);
+  out->set_bootstrapping(in.bootstrapping);
 }
 
 Peer FromProto(const v1::Peer& in) {
-  return Peer{in.id(), in.stack(), in.host(), in.port(), in.transfer_port(), in.tls_port()};
+  return Peer{in.id(),   in.stack(),         in.host(), in.port(), in.transfer_port(),
+              in.tls_port(), in.bootstrapping()};
 }
 
 void ToProto(const DesiredState& in, v1::DesiredState* out) {

@@ -20,14 +20,17 @@ struct OptionSpec {
   std::string_view long_name;  // "--master"
   char short_name;             // 'o', or 0
   bool takes_value;
+  bool repeatable = false;     // may be given several times (--address)
 };
 
 constexpr OptionSpec kOptions[] = {
-    {"--controller", 0, true}, {"--output", 'o', true}, {"--token-file", 0, true},
-    {"--help", 'h', false},    {"--master", 0, true},   {"--slave", 0, true},
-    {"--force", 0, false},     {"--timeout", 0, true},  {"--follow", 'f', false},
-    {"--node", 0, true},       {"--watch", 'w', false}, {"--interval", 0, true},
-    {"--auto-resync", 0, true},
+    {"--controller", 0, true}, {"--output", 'o', true},     {"--token-file", 0, true},
+    {"--help", 'h', false},    {"--master", 0, true},       {"--slave", 0, true},
+    {"--force", 0, false},     {"--timeout", 0, true},      {"--follow", 'f', false},
+    {"--node", 0, true},       {"--watch", 'w', false},     {"--interval", 0, true},
+    {"--auto-resync", 0, true}, {"--certs-dir", 0, true},   {"--user", 0, true},
+    {"--insecure", 0, false},  {"--address", 0, true, true}, {"--role", 0, true},
+    {"--days", 0, true},       {"--ca-key", 0, true},       {"--name", 0, true},
 };
 
 const OptionSpec* FindLong(std::string_view name) {
@@ -47,6 +50,7 @@ const OptionSpec* FindShort(char c) {
 struct OptionValue {
   std::string spelling;  // as the user wrote it, for messages: "-o", "--master"
   std::string value;
+  std::vector<std::string> all;  // every value of a repeatable option, in order
 };
 
 struct Tokens {
@@ -101,9 +105,14 @@ absl::StatusOr<Tokens> Tokenize(const std::vector<std::string>& args) {
     } else if (inline_value.has_value()) {
       return Usage(absl::StrCat("option '", spelling, "' takes no value"));
     }
-    if (tokens.options.count(spec->long_name) > 0) {
-      return Usage(absl::StrCat("option '", spelling, "' given more than once"));
+    if (auto it = tokens.options.find(spec->long_name); it != tokens.options.end()) {
+      if (!spec->repeatable) {
+        return Usage(absl::StrCat("option '", spelling, "' given more than once"));
+      }
+      it->second.all.push_back(value.value);
+      continue;
     }
+    value.all.push_back(value.value);
     tokens.options.emplace(spec->long_name, std::move(value));
   }
   return tokens;
@@ -116,8 +125,8 @@ struct VerbSpec {
 };
 
 // Options every verb accepts.
-const std::set<std::string, std::less<>> kGlobalOptions = {"--controller", "--output",
-                                                           "--token-file", "--help"};
+const std::set<std::string, std::less<>> kGlobalOptions = {
+    "--controller", "--output", "--help", "--certs-dir", "--user", "--insecure"};
 
 const VerbSpec kVerbs[] = {
     {Verb::kNodes, "nodes", {}},
@@ -132,6 +141,11 @@ const VerbSpec kVerbs[] = {
     {Verb::kWait, "wait", {"--timeout"}},
     {Verb::kEvents, "events", {"--follow", "--node"}},
     {Verb::kCompletion, "completion", {}},
+    {Verb::kCertCreateCa, "cert create-ca", {"--days", "--ca-key", "--name"}},
+    {Verb::kCertCreateNode, "cert create-node", {"--address", "--days", "--ca-key"}},
+    {Verb::kCertCreateController, "cert create-controller", {"--address", "--days", "--ca-key", "--name"}},
+    {Verb::kCertCreateClient, "cert create-client", {"--role", "--days", "--ca-key"}},
+    {Verb::kCertList, "cert list", {}},
 };
 
 const VerbSpec& SpecOf(Verb verb) {
@@ -173,6 +187,23 @@ absl::StatusOr<Verb> TakeVerb(std::vector<std::string>& positionals) {
   if (word == "wait") return Verb::kWait;
   if (word == "events") return Verb::kEvents;
   if (word == "completion") return Verb::kCompletion;
+  if (word == "cert") {
+    static const std::pair<std::string_view, Verb> kCertActions[] = {
+        {"create-ca", Verb::kCertCreateCa},
+        {"create-node", Verb::kCertCreateNode},
+        {"create-controller", Verb::kCertCreateController},
+        {"create-client", Verb::kCertCreateClient},
+        {"list", Verb::kCertList}};
+    const std::string expected =
+        "expected 'create-ca', 'create-node', 'create-controller', 'create-client' or 'list'";
+    if (positionals.empty()) return Usage(absl::StrCat("'cert' needs an action (", expected, ")"));
+    std::string next = positionals.front();
+    positionals.erase(positionals.begin());
+    for (const auto& [name, verb] : kCertActions) {
+      if (next == name) return verb;
+    }
+    return Usage(absl::StrCat("unknown 'cert' action '", next, "' (", expected, ")"));
+  }
   return Usage(absl::StrCat("unknown verb '", word, "' (try 'tandemctl help')"));
 }
 
@@ -330,6 +361,16 @@ absl::StatusOr<Command> ParseArgs(const std::vector<std::string>& args, const En
     return command;
   }
 
+  // The shared token was replaced by client certificates.
+  constexpr char kTokenGone[] =
+      " is no longer used: tandemctl authenticates with a client certificate of the "
+      "cluster's CA (--certs-dir DIR with ca.crt and client.NAME.crt/.key; create one with "
+      "'tandemctl cert create-client NAME --role admin|viewer')";
+  if (auto it = tokens.options.find("--token-file"); it != tokens.options.end()) {
+    return Usage(absl::StrCat("option '", it->second.spelling, "'", kTokenGone));
+  }
+  if (env.token_file.has_value()) return Usage(absl::StrCat("TANDEM_TOKEN_FILE", kTokenGone));
+
   command.verb = *verb;
   const VerbSpec& spec = SpecOf(*verb);
   for (const auto& [name, value] : tokens.options) {
@@ -439,6 +480,58 @@ absl::StatusOr<Command> ParseArgs(const std::vector<std::string>& args, const En
       command.shell = *shell;
       break;
     }
+    case Verb::kCertCreateCa:
+    case Verb::kCertList:
+    case Verb::kCertCreateController:
+      if (absl::Status st = NoPositionals(pos, spec.name); !st.ok()) return st;
+      [[fallthrough]];
+    case Verb::kCertCreateNode:
+    case Verb::kCertCreateClient: {
+      if (command.verb == Verb::kCertCreateNode || command.verb == Verb::kCertCreateClient) {
+        absl::StatusOr<std::string> name = OneNode(
+            pos, spec.name, command.verb == Verb::kCertCreateNode ? "a NODE" : "a NAME");
+        if (!name.ok()) return name.status();
+        command.cert_name = *name;
+      }
+      if (auto it = tokens.options.find("--address"); it != tokens.options.end()) {
+        command.addresses = it->second.all;
+      }
+      if ((command.verb == Verb::kCertCreateNode || command.verb == Verb::kCertCreateController) &&
+          command.addresses.empty()) {
+        return Usage(absl::StrCat("'", spec.name,
+                                  "' needs --address (each address peers connect to; repeat it "
+                                  "for several)"));
+      }
+      if (command.verb == Verb::kCertCreateClient) {
+        auto it = tokens.options.find("--role");
+        if (it == tokens.options.end()) return Usage("'cert create-client' needs --role admin|viewer");
+        if (it->second.value != "admin" && it->second.value != "viewer") {
+          return Usage(absl::StrCat("option '", it->second.spelling,
+                                    "' takes admin or viewer, not '", it->second.value, "'"));
+        }
+        command.role = it->second.value;
+      }
+      if (auto it = tokens.options.find("--days"); it != tokens.options.end()) {
+        if (!absl::SimpleAtoi(it->second.value, &command.days) || command.days < 1 ||
+            command.days > 36500) {
+          return Usage(absl::StrCat("option '", it->second.spelling,
+                                    "' takes a number of days in 1..36500, not '",
+                                    it->second.value, "'"));
+        }
+      }
+      if (auto it = tokens.options.find("--ca-key"); it != tokens.options.end()) {
+        if (it->second.value.empty()) return Usage("option '--ca-key' needs a file name");
+        command.ca_key = it->second.value;
+      }
+      if (auto it = tokens.options.find("--name"); it != tokens.options.end()) {
+        if (it->second.value.empty()) return Usage("option '--name' needs a name");
+        (command.verb == Verb::kCertCreateController ? command.cert_name : command.ca_name) =
+            it->second.value;
+      } else if (command.verb == Verb::kCertCreateController) {
+        command.cert_name = "controller";
+      }
+      break;
+    }
     case Verb::kEvents: {
       if (absl::Status st = NoPositionals(pos, spec.name); !st.ok()) return st;
       command.follow = tokens.options.count("--follow") > 0;
@@ -477,14 +570,19 @@ absl::StatusOr<Command> ParseArgs(const std::vector<std::string>& args, const En
     }
     command.controller = *env.controller;
   }
-  if (auto it = tokens.options.find("--token-file"); it != tokens.options.end()) {
-    if (it->second.value.empty()) {
-      return Usage(absl::StrCat("option '", it->second.spelling, "' needs a file name"));
-    }
-    command.token_file = it->second.value;
-  } else if (env.token_file.has_value()) {
-    command.token_file = *env.token_file;
+  if (auto it = tokens.options.find("--certs-dir"); it != tokens.options.end()) {
+    if (it->second.value.empty()) return Usage("option '--certs-dir' needs a directory");
+    command.certs_dir = it->second.value;
+  } else if (env.certs_dir.has_value() && !env.certs_dir->empty()) {
+    command.certs_dir = *env.certs_dir;
   }
+  if (auto it = tokens.options.find("--user"); it != tokens.options.end()) {
+    if (it->second.value.empty()) return Usage("option '--user' needs a name");
+    command.user = it->second.value;
+  } else if (env.user.has_value()) {
+    command.user = *env.user;
+  }
+  command.insecure = tokens.options.count("--insecure") > 0;
   if (command.watch && command.output == OutputFormat::kJson) {
     return Usage("'status --watch' draws the table view; use 'status -o json' without --watch");
   }
@@ -517,6 +615,12 @@ std::string_view HelpTopic(Verb verb) {
       return "events";
     case Verb::kCompletion:
       return "completion";
+    case Verb::kCertCreateCa:
+    case Verb::kCertCreateNode:
+    case Verb::kCertCreateController:
+    case Verb::kCertCreateClient:
+    case Verb::kCertList:
+      return "cert";
   }
   return "";
 }
@@ -541,6 +645,12 @@ std::vector<VerbUsage> VerbUsages() {
         break;
       case Verb::kCompletion:
         usage.operands = "SHELL";
+        break;
+      case Verb::kCertCreateNode:
+        usage.operands = "NODE";
+        break;
+      case Verb::kCertCreateClient:
+        usage.operands = "NAME";
         break;
       default:
         break;
@@ -569,7 +679,7 @@ bool OptionTakesValue(std::string_view long_name) {
 std::optional<std::string> HelpText(std::string_view topic) {
   static const std::map<std::string_view, std::string_view> kTexts = {
       {"",
-       R"(Usage: tandemctl [--controller HOST:PORT] [-o table|json] [--token-file FILE] VERB ...
+       R"(Usage: tandemctl [--controller HOST:PORT] [-o table|json] [--certs-dir DIR] [--user NAME] VERB ...
 
 The operator CLI of Tandem: asks the controller for the replication roles of
 the database nodes and shows what the agents report.
@@ -587,13 +697,18 @@ Verbs:
   wait [NODE...] [--timeout 300s]            block until the nodes are converged
   events [--follow] [--node N]               desired-state changes and step outcomes
   completion bash                            the bash completion script
+  cert create-ca | create-node NODE | create-controller | create-client NAME | list
+                                             the cluster's certificates (see help cert)
   help [VERB]                                this text, or the usage of one verb
 
 Options (anywhere on the line):
   --controller HOST:PORT   the controller (default: $TANDEM_CONTROLLER, else 127.0.0.1:7400)
   -o, --output table|json  output format (default: table)
-  --token-file FILE        send the token in FILE (mode 0600) as a bearer token
-                           (default: $TANDEM_TOKEN_FILE; none when unset)
+  --certs-dir DIR          the cluster's ca.crt and your client.NAME.crt/.key
+                           (default: $TANDEM_CERTS_DIR, else /etc/tandem/certs)
+  --user NAME              use client.NAME.crt (default: $TANDEM_USER, else the only
+                           client certificate in the directory)
+  --insecure               plaintext, to a controller in insecure mode on loopback
   -h, --help               help on the verb
 
 Exit status: 0 on success, 1 when the request failed or was refused, 2 on a
@@ -728,6 +843,38 @@ the controller when a NODE is expected). The package installs it in
 
 Example:
   source <(tandemctl completion bash)
+)"},
+      {"cert",
+       R"(Usage: tandemctl cert create-ca [--name CLUSTER] [--days 3650]
+       tandemctl cert create-controller --address A [--address B ...] [--days 365]
+       tandemctl cert create-node NODE --address A [--address B ...] [--days 365]
+       tandemctl cert create-client NAME --role admin|viewer [--days 365]
+       tandemctl cert list
+
+The cluster's certificates, in --certs-dir (default /etc/tandem/certs):
+  create-ca          ca.crt and ca.key: the CA every Tandem link trusts. Keep
+                     ca.key off the database hosts (--ca-key FILE to keep it
+                     elsewhere; the other verbs read it from there).
+  create-controller  controller.crt/.key, naming each address agents and
+                     tandemctl use to reach the controller.
+  create-node        node.NODE.crt/.key for the agent of NODE: it may act as
+                     NODE only, and register only the addresses named here
+                     (internal and external).
+  create-client      client.NAME.crt/.key for an operator: admin (every verb)
+                     or viewer (nodes, status, env, wait, events).
+  list               subject, identity, role, addresses and expiry of each
+                     certificate in the directory.
+Keys are ECDSA P-256, written with mode 0600; existing files are never
+overwritten. A process reloads its certificate on SIGHUP: renew by creating
+a new one in a temporary directory, moving it over the old, then
+'systemctl reload tandem-agent@NODE' (or kill -HUP).
+
+Examples:
+  tandemctl cert create-ca
+  tandemctl cert create-controller --address 10.0.0.2 --address ctl.example
+  tandemctl cert create-node db1 --address 10.0.0.5 --address 203.0.113.5
+  tandemctl cert create-client alice --role admin
+  tandemctl cert list
 )"},
       {"help",
        R"(Usage: tandemctl help [VERB]

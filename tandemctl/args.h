@@ -32,14 +32,26 @@ enum class Verb {
   kWait,
   kEvents,
   kCompletion,
+  // Certificates (no controller involved).
+  kCertCreateCa,
+  kCertCreateNode,
+  kCertCreateController,
+  kCertCreateClient,
+  kCertList,
 };
+
+inline constexpr char kDefaultCertsDir[] = "/etc/tandem/certs";
 
 enum class OutputFormat { kTable, kJson };
 
 // Values taken from the environment when no option gives them
-// (TANDEM_CONTROLLER, TANDEM_TOKEN_FILE). nullopt: the variable is unset.
+// (TANDEM_CONTROLLER, TANDEM_CERTS_DIR, TANDEM_USER). nullopt: the variable
+// is unset. TANDEM_TOKEN_FILE is no longer used: set, it is an error that
+// says what replaced it.
 struct EnvDefaults {
   std::optional<std::string> controller;
+  std::optional<std::string> certs_dir;
+  std::optional<std::string> user;
   std::optional<std::string> token_file;
 };
 
@@ -49,7 +61,9 @@ struct Command {
   std::string help_topic;  // kHelp: "" (general) or a verb ("replication", "status", ...)
   std::string controller = kDefaultController;  // HOST:PORT, validated
   OutputFormat output = OutputFormat::kTable;
-  std::string token_file;          // empty: send no token
+  std::string certs_dir = kDefaultCertsDir;  // ca.crt, client.NAME.crt/.key; cert verbs write here
+  std::string user;                // client.USER.crt; empty: the only client certificate there
+  bool insecure = false;           // plaintext to a controller in insecure mode (loopback only)
   std::string node;                // status, env, promote
   std::string master;              // replication enable/disable, slave add
   std::string slave;               // replication enable, slave add/remove, resync
@@ -62,6 +76,14 @@ struct Command {
   bool watch = false;                                       // status --watch
   std::chrono::milliseconds interval{std::chrono::seconds(1)};  // status --watch --interval
   std::string shell;                                        // completion: "bash"
+  // cert verbs
+  std::string cert_name;               // create-node NODE, create-client NAME,
+                                       // create-controller --name (default "controller")
+  std::vector<std::string> addresses;  // --address (repeatable)
+  std::string role;                    // create-client --role admin|viewer
+  int days = 0;                        // --days; 0: the verb's default
+  std::string ca_key;                  // --ca-key; empty: <certs_dir>/ca.key
+  std::string ca_name = "tandem";      // create-ca --name (the CA is "<name> CA")
 };
 
 // Parses argv without the program name. Options may come before or after

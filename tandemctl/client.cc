@@ -4,6 +4,8 @@
 
 #include <mutex>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/files.h"
 #include "tandem.grpc.pb.h"
@@ -62,9 +64,18 @@ absl::Status FromGrpc(const grpc::Status& status, const std::string& address,
   std::string detail = message.empty() ? CodeName(status.error_code()) : message;
   auto code = static_cast<absl::StatusCode>(status.error_code());
   switch (status.error_code()) {
-    case grpc::StatusCode::UNAVAILABLE:
+    case grpc::StatusCode::UNAVAILABLE: {
+      std::string hint;
+      const std::string lower = absl::AsciiStrToLower(detail);
+      if (absl::StrContains(lower, "handshake") || absl::StrContains(lower, "ssl") ||
+          absl::StrContains(lower, "certificate") || absl::StrContains(lower, "socket closed")) {
+        hint = " (the TLS handshake failed: the controller must have a certificate of the CA in "
+               "your ca.crt that names this address, and it must accept your client "
+               "certificate: same CA, not expired)";
+      }
       return absl::UnavailableError(
-          absl::StrCat("cannot reach the controller at ", address, ": ", detail));
+          absl::StrCat("cannot reach the controller at ", address, ": ", detail, hint));
+    }
     case grpc::StatusCode::DEADLINE_EXCEEDED:
       return absl::DeadlineExceededError(absl::StrCat("cannot reach the controller at ", address,
                                                       ": no answer to ", method, " within ",
@@ -79,12 +90,10 @@ absl::Status FromGrpc(const grpc::Status& status, const std::string& address,
       return absl::Status(code, detail);
     case grpc::StatusCode::UNAUTHENTICATED:
       return absl::UnauthenticatedError(
-          absl::StrCat("the controller at ", address, " refused the request: ", detail,
-                       " (give a token with --token-file or TANDEM_TOKEN_FILE)"));
+          absl::StrCat("the controller at ", address, " refused the request: ", detail));
     case grpc::StatusCode::PERMISSION_DENIED:
       return absl::PermissionDeniedError(
-          absl::StrCat("the controller at ", address, " denied the request: ", detail,
-                       " (check the token given with --token-file or TANDEM_TOKEN_FILE)"));
+          absl::StrCat("the controller at ", address, " denied the request: ", detail));
     case grpc::StatusCode::UNIMPLEMENTED:
       return absl::UnimplementedError(
           absl::StrCat("the server at ", address, " does not implement tandem.v1.Operator/", method,
@@ -103,25 +112,6 @@ absl::Status FromGrpc(const grpc::Status& status, const std::string& address,
 
 }  // namespace
 
-absl::StatusOr<std::string> LoadToken(const std::string& path) {
-  absl::StatusOr<std::string> token = ReadSecretFile(path);
-  if (!token.ok()) {
-    return absl::Status(token.status().code(),
-                        absl::StrCat("while reading the token file: ", token.status().message()));
-  }
-  if (token->empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("the token file ", path, " is empty"));
-  }
-  for (char c : *token) {
-    if (c < 0x20 || c > 0x7e) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("the token file ", path,
-                       " holds characters a gRPC header cannot carry (only printable ASCII)"));
-    }
-  }
-  return token;
-}
-
 struct OperatorClient::Impl {
   ClientOptions options;
   std::unique_ptr<v1::Operator::Stub> stub;
@@ -134,7 +124,6 @@ struct OperatorClient::Impl {
     if (timeout.count() > 0) {
       context.set_deadline(std::chrono::system_clock::now() + timeout);
     }
-    if (!options.token.empty()) context.AddMetadata("authorization", "Bearer " + options.token);
   }
 
   template <typename Request, typename Response, typename Method>
@@ -152,8 +141,9 @@ OperatorClient::OperatorClient(ClientOptions options) : impl_(std::make_unique<I
   impl_->options = std::move(options);
   grpc::ChannelArguments args;
   args.SetUserAgentPrefix("tandemctl");
-  impl_->stub = v1::Operator::NewStub(
-      grpc::CreateCustomChannel(impl_->options.address, grpc::InsecureChannelCredentials(), args));
+  impl_->stub = v1::Operator::NewStub(grpc::CreateCustomChannel(
+      impl_->options.address,
+      ChannelCredentialsFor(impl_->options.tls.get(), Identity::Controller("")), args));
 }
 
 OperatorClient::~OperatorClient() = default;

@@ -7,8 +7,10 @@
 //  - InvalidArgument / NotFound / FailedPrecondition / AlreadyExists /
 //    OutOfRange / Aborted / ResourceExhausted: the controller's own message
 //    (a refused request; it changed nothing);
-//  - Unauthenticated / PermissionDenied: names the controller and hints at
-//    the token file;
+//  - Unauthenticated / PermissionDenied: the controller's reason (it names
+//    this client's identity and what was denied);
+//  - Unavailable after a failed TLS handshake: says which certificates to
+//    check;
 //  - anything else: "the controller at HOST:PORT failed: <message> (<CODE>)".
 #ifndef TANDEM_TANDEMCTL_CLIENT_H_
 #define TANDEM_TANDEMCTL_CLIENT_H_
@@ -21,6 +23,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "security/tls.h"
 #include "tandem.pb.h"
 
 namespace tandem::cli {
@@ -31,16 +34,11 @@ inline constexpr std::chrono::milliseconds kHistoryTimeout{std::chrono::seconds(
 
 struct ClientOptions {
   std::string address;  // HOST:PORT
-  // Sent as "authorization: Bearer <token>" on every call; empty: no metadata.
-  std::string token;
+  // This operator's certificate and the cluster's CA; null: plaintext
+  // (a controller in insecure mode on loopback).
+  std::shared_ptr<TlsCredentials> tls;
   std::chrono::milliseconds rpc_timeout = kRpcTimeout;
 };
-
-// Reads the bearer token from `path` (ReadSecretFile: refuses a file that
-// group or others can access). InvalidArgument when it is empty or holds
-// characters a gRPC header cannot carry. Messages name the file, never the
-// token.
-absl::StatusOr<std::string> LoadToken(const std::string& path);
 
 // Thread-compatible, except Cancel() which may be called from any thread.
 class OperatorClient {

@@ -20,7 +20,11 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "common/address.h"
+#include "security/tls.h"
 #include "tandemctl/args.h"
+#include "tandemctl/cert.h"
 #include "tandemctl/client.h"
 #include "tandemctl/completion.h"
 #include "tandemctl/format.h"
@@ -204,12 +208,40 @@ int Run(const Command& command) {
   }
   if (command.verb == Verb::kCompletion) return Done(BashCompletionScript());
 
+  switch (command.verb) {
+    case Verb::kCertCreateCa:
+    case Verb::kCertCreateNode:
+    case Verb::kCertCreateController:
+    case Verb::kCertCreateClient:
+    case Verb::kCertList: {
+      absl::StatusOr<std::string> out = RunCert(command, absl::Now());
+      if (!out.ok()) return Fail(out.status());
+      return Done(*out);
+    }
+    default:
+      break;
+  }
+
   ClientOptions options;
   options.address = command.controller;
-  if (!command.token_file.empty()) {
-    absl::StatusOr<std::string> token = LoadToken(command.token_file);
-    if (!token.ok()) return Fail(token.status());
-    options.token = *std::move(token);
+  if (command.insecure) {
+    // Plaintext only to a controller on this host (one in insecure mode
+    // listens on loopback only).
+    const std::string host = HostOfHostPort(command.controller);
+    if (!IsLoopbackHost(host)) {
+      return Fail(kExitUsage,
+                  absl::StrCat("--insecure speaks plaintext, so only to a controller on "
+                               "loopback, not ", command.controller));
+    }
+  } else {
+    absl::StatusOr<std::string> user = FindClientUser(command.certs_dir, command.user);
+    if (!user.ok()) return Fail(user.status());
+    absl::StatusOr<std::shared_ptr<TlsCredentials>> tls = TlsCredentials::Load(
+        {command.certs_dir + "/ca.crt", command.certs_dir + "/client." + *user + ".crt",
+         command.certs_dir + "/client." + *user + ".key"},
+        IdentityKind::kOperator, *user);
+    if (!tls.ok()) return Fail(tls.status());
+    options.tls = *std::move(tls);
   }
   OperatorClient client(std::move(options));
   bool json = command.output == OutputFormat::kJson;
@@ -270,7 +302,7 @@ int Run(const Command& command) {
       return Wait(command, client);
     case Verb::kEvents:
       return Events(command, client);
-    case Verb::kCompletion:
+    default:
       break;
   }
   return Fail(kExitFailed, "internal error: unhandled verb");
@@ -285,6 +317,8 @@ int main(int argc, char** argv) {
   EnvDefaults env;
   if (const char* value = std::getenv("TANDEM_CONTROLLER")) env.controller = value;
   if (const char* value = std::getenv("TANDEM_TOKEN_FILE")) env.token_file = value;
+  if (const char* value = std::getenv("TANDEM_CERTS_DIR")) env.certs_dir = value;
+  if (const char* value = std::getenv("TANDEM_USER")) env.user = value;
   absl::StatusOr<Command> command = ParseArgs(args, env);
   if (!command.ok()) return Fail(kExitUsage, command.status().message());
   if ((command->verb == Verb::kEvents && command->follow) ||

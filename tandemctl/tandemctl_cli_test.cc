@@ -26,6 +26,7 @@
 #include <thread>
 #include <vector>
 
+#include "security/tls.h"
 #include "tandem.grpc.pb.h"
 
 extern char** environ;
@@ -55,10 +56,6 @@ class FakeOperator final : public v1::Operator::Service {
     std::lock_guard<std::mutex> lock(mu_);
     converge_at_call_ = call;
   }
-  void RequireToken(std::string token) {
-    std::lock_guard<std::mutex> lock(mu_);
-    required_token_ = std::move(token);
-  }
   void SetAnswer(const std::string& method, Answer answer) {
     std::lock_guard<std::mutex> lock(mu_);
     answers_[method] = std::move(answer);
@@ -72,9 +69,10 @@ class FakeOperator final : public v1::Operator::Service {
     std::lock_guard<std::mutex> lock(mu_);
     return list_calls_;
   }
-  std::string last_authorization() {
+  // Who called last, by the certificate it showed.
+  std::string last_caller() {
     std::lock_guard<std::mutex> lock(mu_);
-    return last_authorization_;
+    return last_caller_;
   }
   // "Method: field=value ..." for every mutating or event request, in order.
   std::vector<std::string> requests() {
@@ -168,13 +166,7 @@ class FakeOperator final : public v1::Operator::Service {
 
  private:
   grpc::Status CheckAuth(grpc::ServerContext* context) {  // mu_ held
-    const auto& metadata = context->client_metadata();
-    auto it = metadata.find("authorization");
-    last_authorization_ =
-        it == metadata.end() ? "" : std::string(it->second.data(), it->second.size());
-    if (!required_token_.empty() && last_authorization_ != "Bearer " + required_token_) {
-      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "missing or wrong bearer token");
-    }
+    last_caller_ = PeerIdentity(*context, true).Describe();
     return grpc::Status::OK;
   }
 
@@ -194,8 +186,7 @@ class FakeOperator final : public v1::Operator::Service {
   v1::ListNodesResponse nodes_;
   int converge_at_call_ = 0;
   int list_calls_ = 0;
-  std::string required_token_;
-  std::string last_authorization_;
+  std::string last_caller_;
   std::map<std::string, Answer> answers_;
   std::vector<std::string> requests_;
   std::vector<v1::Event> events_;
@@ -310,6 +301,15 @@ class TandemctlCliTest : public ::testing::Test {
                                      0600);
     std::vector<std::string> argv_storage = {TANDEMCTL_BINARY};
     argv_storage.insert(argv_storage.end(), args.begin(), args.end());
+    // The fake controller speaks plaintext on loopback (insecure mode),
+    // unless the test gives certificates.
+    const bool certs = std::find(args.begin(), args.end(), "--certs-dir") != args.end() ||
+                       std::any_of(env.begin(), env.end(), [](const std::string& var) {
+                         return var.rfind("TANDEM_CERTS_DIR=", 0) == 0;
+                       });
+    if (!certs) {
+      argv_storage.push_back("--insecure");
+    }
     std::vector<char*> argv;
     for (std::string& arg : argv_storage) argv.push_back(arg.data());
     argv.push_back(nullptr);
@@ -359,16 +359,6 @@ class TandemctlCliTest : public ::testing::Test {
   CliResult RunCtl(std::vector<std::string> args, const std::vector<std::string>& env = {}) {
     args.insert(args.begin(), {"--controller", address_});
     return Run(args, env);
-  }
-
-  std::string WriteTokenFile(const std::string& content, mode_t mode) {
-    std::string path = dir_ + "/token";
-    {
-      std::ofstream out(path, std::ios::trunc);
-      out << content;
-    }
-    chmod(path.c_str(), mode);
-    return path;
   }
 
   FakeOperator fake_;
@@ -662,39 +652,102 @@ TEST_F(TandemctlCliTest, SilentControllerHitsTheShortDeadline) {
   EXPECT_LT(result.elapsed, 15s);
 }
 
-TEST_F(TandemctlCliTest, TokenIsSentAsBearerMetadata) {
-  fake_.RequireToken("s3cret-token");
-  std::string token_file = WriteTokenFile("s3cret-token\n", 0600);
+TEST_F(TandemctlCliTest, CertificatesMadeByCertVerbsLetItIn) {
+  const std::string certs = dir_ + "/certs";
+  CliResult ca = Run({"cert", "create-ca", "--certs-dir", certs});
+  ASSERT_EQ(ca.exit_code, 0) << ca.err;
+  EXPECT_NE(ca.out.find("wrote " + certs + "/ca.crt"), std::string::npos) << ca.out;
+  CliResult again = Run({"cert", "create-ca", "--certs-dir", certs});
+  EXPECT_EQ(again.exit_code, 1);
+  ExpectOneErrorLine(again, certs + "/ca.crt exists: a new CA would leave every certificate of "
+                                    "the old one untrusted; move it away first if that is what "
+                                    "you want");
+  ASSERT_EQ(Run({"cert", "create-controller", "--address", "127.0.0.1", "--certs-dir", certs})
+                .exit_code,
+            0);
+  // No client certificate yet: the error says how to make one.
+  CliResult none = Run({"--controller", address_, "nodes", "--certs-dir", certs});
+  EXPECT_EQ(none.exit_code, 1);
+  EXPECT_NE(none.err.find("no client certificate (client.NAME.crt) in " + certs +
+                          ": tandemctl speaks to the controller with a certificate of the "
+                          "cluster's CA; create one with 'tandemctl cert create-client NAME "
+                          "--role admin|viewer'"),
+            std::string::npos)
+      << none.err;
+  ASSERT_EQ(Run({"cert", "create-client", "alice", "--role", "admin", "--certs-dir", certs})
+                .exit_code,
+            0);
+  struct stat key_stat {};
+  ASSERT_EQ(stat((certs + "/client.alice.key").c_str(), &key_stat), 0);
+  EXPECT_EQ(key_stat.st_mode & 0777, 0600u);
+  ASSERT_EQ(stat((certs + "/ca.key").c_str(), &key_stat), 0);
+  EXPECT_EQ(key_stat.st_mode & 0777, 0600u);
 
-  CliResult with_option = RunCtl({"nodes", "--token-file", token_file});
-  EXPECT_EQ(with_option.exit_code, 0) << with_option.err;
-  EXPECT_EQ(fake_.last_authorization(), "Bearer s3cret-token");
+  // A controller with the certificate made above.
+  absl::StatusOr<std::shared_ptr<TlsCredentials>> server_tls = TlsCredentials::Load(
+      {certs + "/ca.crt", certs + "/controller.crt", certs + "/controller.key"},
+      IdentityKind::kController, "");
+  ASSERT_TRUE(server_tls.ok()) << server_tls.status();
+  FakeOperator secure;
+  secure.SetNodes(StandardNodes());
+  int port = 0;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("127.0.0.1:0", (*server_tls)->Server(), &port);
+  builder.RegisterService(&secure);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  const std::string address = "127.0.0.1:" + std::to_string(port);
 
-  CliResult with_env = RunCtl({"status", "db1"}, {"TANDEM_TOKEN_FILE=" + token_file});
-  EXPECT_EQ(with_env.exit_code, 0) << with_env.err;
-  EXPECT_EQ(fake_.last_authorization(), "Bearer s3cret-token");
+  CliResult nodes = Run({"--controller", address, "nodes", "--certs-dir", certs});
+  EXPECT_EQ(nodes.exit_code, 0) << nodes.err;
+  EXPECT_EQ(secure.last_caller(), "operator alice (admin)");
+  CliResult from_env = Run({"--controller", address, "status", "db1"},
+                           {"TANDEM_CERTS_DIR=" + certs, "TANDEM_USER=alice"});
+  EXPECT_EQ(from_env.exit_code, 0) << from_env.err;
+  EXPECT_EQ(secure.last_caller(), "operator alice (admin)");
+  ASSERT_EQ(Run({"cert", "create-client", "bob", "--role", "viewer", "--certs-dir", certs})
+                .exit_code,
+            0);
+  CliResult two = Run({"--controller", address, "nodes", "--certs-dir", certs});
+  EXPECT_EQ(two.exit_code, 1);
+  ExpectOneErrorLine(two, "several client certificates in " + certs +
+                              " (alice, bob): choose one with --user NAME or TANDEM_USER");
+  CliResult bob = Run({"--controller", address, "nodes", "--certs-dir", certs, "--user", "bob"});
+  EXPECT_EQ(bob.exit_code, 0) << bob.err;
+  EXPECT_EQ(secure.last_caller(), "operator bob (viewer)");
 
-  CliResult without = RunCtl({"nodes"});
-  EXPECT_EQ(without.exit_code, 1);
-  EXPECT_EQ(fake_.last_authorization(), "");
-  ExpectOneErrorLine(without, "the controller at " + address_ +
-                                  " refused the request: missing or wrong bearer token (give a "
-                                  "token with --token-file or TANDEM_TOKEN_FILE)");
+  // The listing shows what each certificate is.
+  CliResult list = Run({"cert", "list", "--certs-dir", certs});
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  EXPECT_NE(list.out.find("client.bob.crt"), std::string::npos) << list.out;
+  EXPECT_NE(list.out.find("operator bob"), std::string::npos) << list.out;
+  EXPECT_NE(list.out.find("viewer"), std::string::npos) << list.out;
+  EXPECT_NE(list.out.find("controller controller"), std::string::npos) << list.out;
+  EXPECT_NE(list.out.find("CA tandem CA"), std::string::npos) << list.out;
+  EXPECT_EQ(list.out.find("PRIVATE KEY"), std::string::npos);
+
+  // A CA of another cluster: the handshake fails, and the message says so.
+  const std::string other = dir_ + "/other";
+  ASSERT_EQ(Run({"cert", "create-ca", "--certs-dir", other}).exit_code, 0);
+  ASSERT_EQ(Run({"cert", "create-client", "mallory", "--role", "admin", "--certs-dir", other})
+                .exit_code,
+            0);
+  CliResult foreign = Run({"--controller", address, "nodes", "--certs-dir", other});
+  EXPECT_EQ(foreign.exit_code, 1);
+  EXPECT_NE(foreign.err.find("the TLS handshake failed"), std::string::npos) << foreign.err;
+  EXPECT_EQ(secure.list_calls(), 2) << "nodes by alice and by bob; status uses GetNode";
+  server->Shutdown(std::chrono::system_clock::now() + 2s);
 }
 
-TEST_F(TandemctlCliTest, TokenFileReadableByOthersIsRefused) {
-  std::string token_file = WriteTokenFile("s3cret-token\n", 0644);
-  CliResult result = RunCtl({"nodes", "--token-file", token_file});
-  EXPECT_EQ(result.exit_code, 1);
-  EXPECT_EQ(result.err.find("s3cret"), std::string::npos);
-  ExpectOneErrorLine(result, "while reading the token file: secret file " + token_file +
-                                 " has mode 0644: group and others must have no access (chmod "
-                                 "600)");
+TEST_F(TandemctlCliTest, InsecureOnlyToLoopbackAndTheTokenIsGone) {
+  CliResult remote = Run({"--controller", "10.1.2.3:7400", "nodes"});
+  EXPECT_EQ(remote.exit_code, 2);
+  ExpectOneErrorLine(remote, "--insecure speaks plaintext, so only to a controller on loopback, "
+                             "not 10.1.2.3:7400");
+  CliResult token = RunCtl({"nodes", "--token-file", "/etc/t"});
+  EXPECT_EQ(token.exit_code, 2);
+  EXPECT_NE(token.err.find("option '--token-file' is no longer used"), std::string::npos);
   EXPECT_EQ(fake_.list_calls(), 0);
-
-  CliResult missing = RunCtl({"nodes", "--token-file", dir_ + "/nope"});
-  EXPECT_EQ(missing.exit_code, 1);
-  EXPECT_NE(missing.err.find(dir_ + "/nope"), std::string::npos) << missing.err;
 }
 
 std::vector<v1::Event> SomeEvents() {

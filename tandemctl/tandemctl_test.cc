@@ -61,7 +61,9 @@ TEST(ParseArgsTest, VerbsAndTheirArguments) {
     EXPECT_EQ(command->slave, c.slave);
     EXPECT_EQ(command->controller, "127.0.0.1:7400");
     EXPECT_EQ(command->output, OutputFormat::kTable);
-    EXPECT_EQ(command->token_file, "");
+    EXPECT_EQ(command->certs_dir, "/etc/tandem/certs");
+    EXPECT_EQ(command->user, "");
+    EXPECT_FALSE(command->insecure);
   }
 }
 
@@ -115,32 +117,78 @@ TEST(ParseArgsTest, GlobalOptionsAnywhere) {
     EXPECT_EQ(command->output, OutputFormat::kJson);
   }
   absl::StatusOr<Command> command =
-      ParseArgs({"status", "db1", "--controller", "10.0.0.9:7500", "--token-file", "/etc/t"});
+      ParseArgs({"status", "db1", "--controller", "10.0.0.9:7500", "--certs-dir", "/etc/t",
+                 "--user", "alice"});
   ASSERT_TRUE(command.ok()) << command.status();
   EXPECT_EQ(command->controller, "10.0.0.9:7500");
-  EXPECT_EQ(command->token_file, "/etc/t");
+  EXPECT_EQ(command->certs_dir, "/etc/t");
+  EXPECT_EQ(command->user, "alice");
 }
 
 TEST(ParseArgsTest, EnvironmentDefaults) {
-  EnvDefaults env{"ctl.example:7401", "/run/token"};
+  EnvDefaults env{"ctl.example:7401", "/run/certs", "bob", std::nullopt};
   absl::StatusOr<Command> from_env = ParseArgs({"nodes"}, env);
   ASSERT_TRUE(from_env.ok()) << from_env.status();
   EXPECT_EQ(from_env->controller, "ctl.example:7401");
-  EXPECT_EQ(from_env->token_file, "/run/token");
+  EXPECT_EQ(from_env->certs_dir, "/run/certs");
+  EXPECT_EQ(from_env->user, "bob");
 
-  absl::StatusOr<Command> options_win =
-      ParseArgs({"nodes", "--controller", "127.0.0.1:9000", "--token-file", "/other"}, env);
+  absl::StatusOr<Command> options_win = ParseArgs(
+      {"nodes", "--controller", "127.0.0.1:9000", "--certs-dir", "/other", "--user", "al"}, env);
   ASSERT_TRUE(options_win.ok()) << options_win.status();
   EXPECT_EQ(options_win->controller, "127.0.0.1:9000");
-  EXPECT_EQ(options_win->token_file, "/other");
+  EXPECT_EQ(options_win->certs_dir, "/other");
+  EXPECT_EQ(options_win->user, "al");
 
   // An empty TANDEM_CONTROLLER is the same as an unset one.
   EXPECT_EQ(ParseArgs({"nodes"}, EnvDefaults{"", std::nullopt})->controller, "127.0.0.1:7400");
+  // The shared token is gone, and saying so beats ignoring it.
+  EnvDefaults old{std::nullopt, std::nullopt, std::nullopt, "/run/token"};
+  EXPECT_NE(std::string(ParseArgs({"nodes"}, old).status().message())
+                .find("TANDEM_TOKEN_FILE is no longer used: tandemctl authenticates with a client "
+                      "certificate"),
+            std::string::npos);
   // A bad TANDEM_CONTROLLER is named, but only when it is used.
   EnvDefaults bad{"nonsense", std::nullopt};
   EXPECT_EQ(ParseArgs({"nodes"}, bad).status().message(),
             "TANDEM_CONTROLLER expects HOST:PORT, not 'nonsense'");
   EXPECT_TRUE(ParseArgs({"nodes", "--controller", "h:1"}, bad).ok());
+}
+
+TEST(ParseArgsTest, CertVerbs) {
+  absl::StatusOr<Command> node = ParseArgs({"cert", "create-node", "db1", "--address", "10.0.0.5",
+                                            "--address=db1.example", "--certs-dir", "/c"});
+  ASSERT_TRUE(node.ok()) << node.status();
+  EXPECT_EQ(node->verb, Verb::kCertCreateNode);
+  EXPECT_EQ(node->cert_name, "db1");
+  EXPECT_EQ(node->addresses, (std::vector<std::string>{"10.0.0.5", "db1.example"}));
+  EXPECT_EQ(node->certs_dir, "/c");
+  absl::StatusOr<Command> client =
+      ParseArgs({"cert", "create-client", "bob", "--role", "viewer", "--days", "30"});
+  ASSERT_TRUE(client.ok()) << client.status();
+  EXPECT_EQ(client->verb, Verb::kCertCreateClient);
+  EXPECT_EQ(client->role, "viewer");
+  EXPECT_EQ(client->days, 30);
+  absl::StatusOr<Command> ctl = ParseArgs({"cert", "create-controller", "--address", "::1"});
+  ASSERT_TRUE(ctl.ok()) << ctl.status();
+  EXPECT_EQ(ctl->cert_name, "controller");
+  absl::StatusOr<Command> ca = ParseArgs({"cert", "create-ca", "--name", "prod", "--ca-key", "/k"});
+  ASSERT_TRUE(ca.ok()) << ca.status();
+  EXPECT_EQ(ca->ca_name, "prod");
+  EXPECT_EQ(ca->ca_key, "/k");
+  EXPECT_EQ(ParseArgs({"cert", "list"})->verb, Verb::kCertList);
+  for (const auto& [args, start] : std::vector<std::pair<Args, std::string>>{
+           {{"nodes", "--token-file=/t"},
+            "option '--token-file' is no longer used: tandemctl authenticates with a client "
+            "certificate"},
+           {{"cert"}, "'cert' needs an action (expected 'create-ca', 'create-node'"},
+           {{"cert", "create-thing"}, "unknown 'cert' action 'create-thing'"},
+           {{"cert", "create-node", "db1"}, "'cert create-node' needs --address"},
+           {{"cert", "create-controller"}, "'cert create-controller' needs --address"}}) {
+    absl::StatusOr<Command> bad = ParseArgs(args);
+    EXPECT_EQ(std::string(bad.status().message()).rfind(start, 0), 0u) << bad.status();
+  }
+  EXPECT_EQ(ParseArgs({"cert", "--help"})->help_topic, "cert");
 }
 
 TEST(ParseArgsTest, Help) {
@@ -259,7 +307,13 @@ TEST(ParseArgsTest, UsageErrorsNameTheArgument) {
        "option '--controller' expects HOST:PORT, not 'localhost'"},
       {{"nodes", "--controller", "h:99999"},
        "option '--controller' expects HOST:PORT, not 'h:99999'"},
-      {{"nodes", "--token-file="}, "option '--token-file' needs a file name"},
+      {{"cert", "create-client", "alice"}, "'cert create-client' needs --role admin|viewer"},
+      {{"cert", "create-client", "alice", "--role", "root"},
+       "option '--role' takes admin or viewer, not 'root'"},
+      {{"cert", "create-ca", "--days", "0"},
+       "option '--days' takes a number of days in 1..36500, not '0'"},
+      {{"cert", "list", "--address", "1.2.3.4"}, "option '--address' does not apply to 'cert list'"},
+      {{"nodes", "--address", "1.2.3.4"}, "option '--address' does not apply to 'nodes'"},
       {{"help", "frob"}, "no help for 'frob': not a verb (try 'tandemctl help')"},
       {{"help", "wait", "now"}, "unexpected argument 'now' for 'help'"},
   };

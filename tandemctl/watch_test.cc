@@ -228,12 +228,13 @@ TEST_F(CompletionTest, CompletesVerbsOptionsAndNodes) {
       {{"--controller", "10.0.0.9:7400", "status", ""}, "far1"},
       {{"status", "db1", "--w"}, "--watch"},
       {{"events", "--f"}, "--follow"},
-      {{"wait", "--t"}, "--token-file --timeout"},
+      {{"wait", "--t"}, "--timeout"},
+      {{"cert", ""}, "create-ca create-node create-controller create-client list"},
       {{"-o", ""}, "table json"},
       {{"--output", "t"}, "table"},
       {{"completion", ""}, "bash"},
       {{"help", "re"}, "replication resync"},
-      {{"nodes", "--c"}, "--controller"},
+      {{"nodes", "--c"}, "--controller --certs-dir"},
       {{"wait", "--timeout", ""}, ""},
   };
   for (const Case& c : cases) {

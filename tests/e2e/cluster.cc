@@ -13,10 +13,24 @@
 #include "common/files.h"
 #include "common/subprocess.h"
 #include "gtest/gtest.h"
+#include "yaml-cpp/yaml.h"
 
 namespace tandem::testing {
 
-Cluster::Cluster() : dir_("tde2e"), controller_port_(FreePort()) {}
+Cluster::Cluster() : dir_("tde2e"), controller_port_(FreePort()) {
+  Cert({"create-ca"});
+  Cert({"create-controller", "--address", "127.0.0.1"});
+  Cert({"create-client", "admin", "--role", "admin"});
+}
+
+void Cluster::Cert(const std::vector<std::string>& args) const {
+  std::vector<std::string> argv = {TANDEM_CTL_BIN, "cert"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  argv.insert(argv.end(), {"--certs-dir", certs_dir()});
+  absl::StatusOr<RunResult> result = Run(argv, RunOptions{});
+  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_EQ(result->exit_code, 0) << absl::StrJoin(argv, " ") << ": " << result->output;
+}
 
 Cluster::~Cluster() {
   for (auto& [id, node] : nodes_) {
@@ -44,7 +58,8 @@ void Cluster::StartController(const std::string& controller_yaml) {
   ChildOptions options;
   options.log_file = dir_.Sub("controller.log");
   std::vector<std::string> argv = {TANDEM_CONTROLLER_BIN, "--listen", controller_address(),
-                                   "--data-dir", dir_.Sub("controller")};
+                                   "--data-dir", dir_.Sub("controller"), "--certs-dir",
+                                   certs_dir()};
   if (!controller_yaml_.empty()) {
     const std::string path = dir_.Sub("controller.yaml");
     ASSERT_TRUE(WriteFileAtomic(path, controller_yaml_, 0600).ok());
@@ -74,8 +89,18 @@ E2eNode& Cluster::AddNode(const std::string& id, const std::string& stack,
   const std::string yaml = absl::StrCat(
       "node: ", id, "\nstack: ", stack, "\ncontroller: ", controller_address(),
       "\nenv_file: ", node.env_file, "\nenv_hook: \"echo ran >> ", node.hook_log, "\"",
-      "\nstate_dir: ", node.state_dir, "\nhealth_listen: \"\"\nreconcile_interval: 2\n", yaml_body);
+      "\nstate_dir: ", node.state_dir, "\nhealth_listen: \"\"\nreconcile_interval: 2\ncerts_dir: ",
+      certs_dir(), "\n", yaml_body);
   EXPECT_TRUE(WriteFileAtomic(node.config_path, yaml, 0600).ok());
+  // The node's certificate names the addresses it registers.
+  std::vector<std::string> cert = {"create-node", id};
+  const YAML::Node addresses = YAML::Load(yaml)["addresses"];
+  for (const char* key : {"internal", "external"}) {
+    if (addresses && addresses[key] && !addresses[key].as<std::string>().empty()) {
+      cert.insert(cert.end(), {"--address", addresses[key].as<std::string>()});
+    }
+  }
+  Cert(cert);
   nodes_[id] = std::move(node);
   StartAgent(id);
   return nodes_[id];
@@ -97,8 +122,9 @@ void Cluster::KillAgent(const std::string& id) {
   ASSERT_TRUE(node.agent->Wait(std::chrono::seconds(10)).ok());
 }
 
-CtlResult Cluster::Ctl(const std::vector<std::string>& args) const {
-  std::vector<std::string> argv = {TANDEM_CTL_BIN, "--controller", controller_address()};
+CtlResult Cluster::Ctl(const std::vector<std::string>& args, const std::string& user) const {
+  std::vector<std::string> argv = {TANDEM_CTL_BIN, "--controller", controller_address(),
+                                   "--certs-dir", certs_dir(), "--user", user};
   argv.insert(argv.end(), args.begin(), args.end());
   RunOptions options;
   options.timeout = std::chrono::seconds(300);

@@ -1,5 +1,8 @@
 // End-to-end test fixture: the real tandem-controller, one real tandem-agent
 // per node and real database servers, driven through the real tandemctl.
+// Secure like a real deployment: the cluster's CA and every certificate
+// are made with `tandemctl cert` in <dir>/certs (the controller's, an
+// admin's, and one per node naming the addresses its agent.yaml gives).
 #ifndef TANDEM_TESTS_E2E_CLUSTER_H_
 #define TANDEM_TESTS_E2E_CLUSTER_H_
 
@@ -53,8 +56,12 @@ class Cluster {
   void KillAgent(const std::string& id);  // kill -9
   E2eNode& node(const std::string& id) { return nodes_.at(id); }
 
-  // Runs tandemctl with `args` against the controller.
-  CtlResult Ctl(const std::vector<std::string>& args) const;
+  // Runs tandemctl with `args` against the controller, as operator `user`
+  // (client.<user>.crt; "admin" is made at start-up).
+  CtlResult Ctl(const std::vector<std::string>& args, const std::string& user = "admin") const;
+  // Runs `tandemctl cert ...` on the cluster's certs dir; asserts exit 0.
+  void Cert(const std::vector<std::string>& args) const;
+  std::string certs_dir() const { return dir_.Sub("certs"); }
   // tandemctl nodes -o json, by node id (empty on failure).
   std::map<std::string, nlohmann::json> Nodes() const;
   // tandemctl wait NODES --timeout; asserts exit 0 with the output in the message.

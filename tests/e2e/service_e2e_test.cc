@@ -38,11 +38,13 @@
 #include "nlohmann/json.hpp"
 #include "tests/harness/harness.h"
 #include "tests/harness/pg_server.h"
+#include "tests/harness/pki.h"
 #include "tests/harness/redis_server.h"
 
 namespace tandem::testing {
 namespace {
 
+using ::tandem::testing::TestPki;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 
@@ -250,11 +252,23 @@ TEST_F(PackageTest, DebInstallsBinariesUnitsConfigsAndTandemctlRuns) {
   // the secret file it names exists.
   const std::string secret = dir_.Sub("replication.password");
   ASSERT_TRUE(WriteFileAtomic(secret, "example-secret\n", 0600).ok());
+  // ... and the certificate the example's addresses need, made with the
+  // packaged tandemctl.
+  const std::string certs = dir_.Sub("certs");
+  for (std::vector<std::string> args :
+       {std::vector<std::string>{"create-ca"},
+        {"create-node", "db1", "--address", "10.0.0.5", "--address", "203.0.113.5"}}) {
+    args.insert(args.begin(), {root + "/usr/bin/tandemctl", "cert"});
+    args.insert(args.end(), {"--certs-dir", certs});
+    RunResult made = MustRun(args);
+    ASSERT_EQ(made.exit_code, 0) << made.output;
+  }
   absl::StatusOr<std::string> example = ReadFile(root + "/etc/tandem/agent.yaml.example");
   ASSERT_TRUE(example.ok()) << example.status();
   const std::string config = dir_.Sub("agent-db1.yaml");
   ASSERT_TRUE(WriteFileAtomic(config, absl::StrReplaceAll(
-                                          *example, {{"/etc/tandem/replication.password", secret}}))
+                                          *example, {{"/etc/tandem/replication.password", secret},
+                                                     {"/etc/tandem/certs", certs}}))
                   .ok());
   RunResult check = MustRun({root + "/usr/bin/tandem-agent", "check-config", "--config", config});
   EXPECT_EQ(check.exit_code, 0) << check.output;
@@ -337,6 +351,8 @@ class ServiceE2eTest : public ::testing::Test {
     password_file_ = dir_.Sub("replication.password");
     ASSERT_TRUE(
         WriteFileAtomic(password_file_, std::string(kReplicationPassword) + "\n", 0600).ok());
+    pki_.Controller();
+    pki_.Client("admin");
     StartController();
   }
 
@@ -371,7 +387,7 @@ class ServiceE2eTest : public ::testing::Test {
         {TANDEM_CONTROLLER_BIN, "--config",
          std::string(TANDEM_SOURCE_DIR) + "/config/controller.yaml", "--listen",
          absl::StrCat("127.0.0.1:", controller_port_), "--data-dir", dir_.Sub("controller"),
-         "--metrics-listen", absl::StrCat("127.0.0.1:", metrics_port_)},
+         "--metrics-listen", absl::StrCat("127.0.0.1:", metrics_port_), "--certs-dir", pki_.dir()},
         options);
     ASSERT_TRUE(child.ok()) << child.status();
     controller_ = *std::move(child);
@@ -385,11 +401,12 @@ class ServiceE2eTest : public ::testing::Test {
     node.health_port = FreePort();
     node.config = dir_.Sub(id + ".yaml");
     node.notify = std::make_unique<NotifySocket>();
+    pki_.Node(id);
     const std::string yaml = absl::StrCat(
         "node: ", id, "\nstack: main\ncontroller: 127.0.0.1:", controller_port_,
         "\naddresses: {internal: 127.0.0.1}\nenv_file: ", dir_.Sub(id + ".env"),
         "\nstate_dir: ", dir_.Sub(id + "-state"), "\nhealth_listen: 127.0.0.1:", node.health_port,
-        "\nreconcile_interval: 2\n", engine_yaml);
+        "\nreconcile_interval: 2\ncerts_dir: ", pki_.dir(), "\n", engine_yaml);
     EXPECT_TRUE(WriteFileAtomic(node.config, yaml, 0600).ok());
     ChildOptions options;
     options.log_file = dir_.Sub(id + "-agent.log");
@@ -442,7 +459,8 @@ class ServiceE2eTest : public ::testing::Test {
 
   RunResult Ctl(const std::vector<std::string>& args) {
     std::vector<std::string> argv = {TANDEM_CTL_BIN, "--controller",
-                                     absl::StrCat("127.0.0.1:", controller_port_)};
+                                     absl::StrCat("127.0.0.1:", controller_port_), "--certs-dir",
+                                     pki_.dir()};
     argv.insert(argv.end(), args.begin(), args.end());
     return MustRun(argv);
   }
@@ -477,21 +495,53 @@ class ServiceE2eTest : public ::testing::Test {
 
   // Every answer of the agents and the controller's /metrics: none holds
   // the replication password.
+  // The first line of a PEM key's body (base64 of the key itself).
+  static std::string KeyLine(const std::string& pem) {
+    std::vector<std::string> lines = absl::StrSplit(pem, '\n');
+    return lines.size() > 1 ? lines[1].substr(0, 40) : pem;
+  }
+
+  // Secrets: the replication password, and the key material of every
+  // certificate (its PEM header and the first line of each key's body).
+  std::vector<std::string> Secrets() const {
+    std::vector<std::string> secrets = {kReplicationPassword, "PRIVATE KEY"};
+    for (const std::string& name : {std::string("controller"), std::string("client.admin")}) {
+      absl::StatusOr<std::string> key = ReadFile(pki_.dir() + "/" + name + ".key");
+      if (key.ok()) secrets.push_back(KeyLine(*key));
+    }
+    for (const auto& [id, node] : nodes_) {
+      absl::StatusOr<std::string> key = ReadFile(pki_.dir() + "/node." + id + ".key");
+      if (key.ok()) secrets.push_back(KeyLine(*key));
+    }
+    return secrets;
+  }
+
   void ExpectNoSecretAnywhere() {
+    const std::vector<std::string> secrets = Secrets();
+    ASSERT_GE(secrets.size(), 4u);
+    auto expect_none = [&](const std::string& text, const std::string& where) {
+      for (const std::string& secret : secrets) {
+        EXPECT_EQ(text.find(secret), std::string::npos) << where << " holds " << secret;
+      }
+    };
     for (auto& [id, node] : nodes_) {
       for (const char* target :
            {"/status", "/metrics", "/master", "/replica", "/standalone", "/readyz", "/healthz"}) {
         Reply r = Http(node.health_port, target);
         EXPECT_NE(r.status, -1) << id << target;
-        EXPECT_EQ(r.body.find(kReplicationPassword), std::string::npos) << id << target;
+        expect_none(r.body, id + target);
       }
-      EXPECT_EQ(node.notify->All().find(kReplicationPassword), std::string::npos) << id;
+      expect_none(node.notify->All(), id + " notify");
+      expect_none(FileTail(node.agent->log_file(), 1 << 20), id + " log");
     }
-    Reply metrics = Http(metrics_port_, "/metrics");
-    EXPECT_EQ(metrics.body.find(kReplicationPassword), std::string::npos);
+    expect_none(Http(metrics_port_, "/metrics").body, "controller /metrics");
+    expect_none(FileTail(controller_->log_file(), 1 << 20), "controller log");
+    expect_none(Ctl({"events", "-o", "json"}).output, "events");
+    expect_none(Ctl({"nodes", "-o", "json"}).output, "nodes");
   }
 
   TempDir dir_{"tdsvc"};
+  TestPki pki_{dir_.Sub("certs")};
   std::string password_file_;
   uint16_t controller_port_ = 0;
   uint16_t metrics_port_ = 0;
@@ -595,6 +645,11 @@ TEST_F(ServiceE2eTest, PostgresqlEndpointsMetricsNotifyAndWatch) {
     EXPECT_GE(value("tandem_agent_last_successful_reconcile_timestamp_seconds"),
               absl::ToDoubleSeconds(start - absl::UnixEpoch()));
     EXPECT_EQ(value("tandem_agent_desired_generation"), value("tandem_agent_converged_generation"));
+    // The node's certificate is valid for 10 days (TestPki): renewal alerts
+    // read this.
+    const double expiry = value("tandem_agent_certificate_expiry_seconds");
+    EXPECT_GT(expiry, 9 * 86400);
+    EXPECT_LE(expiry, 10 * 86400);
   }
   EXPECT_TRUE(db2.notify->WaitFor({"STATUS=slave of 127.0.0.1:", "converged at generation"}))
       << db2.notify->All();
@@ -613,6 +668,7 @@ TEST_F(ServiceE2eTest, PostgresqlEndpointsMetricsNotifyAndWatch) {
       return v.value_or(-1);
     };
     EXPECT_EQ(value("tandem_controller_nodes", {{"state", "converged"}}), 2);
+    EXPECT_GT(value("tandem_controller_certificate_expiry_seconds", {}), 9 * 86400);
     EXPECT_EQ(value("tandem_controller_agents_connected", {}), 2);
     EXPECT_EQ(value("tandem_controller_streams_open", {{"method", "Watch"}}), 2);
     EXPECT_EQ(
@@ -633,8 +689,8 @@ TEST_F(ServiceE2eTest, PostgresqlEndpointsMetricsNotifyAndWatch) {
     ChildOptions options;
     options.log_file = dir_.Sub("watch.out");
     absl::StatusOr<std::unique_ptr<ChildProcess>> watch = ChildProcess::Start(
-        {TANDEM_CTL_BIN, "--controller", absl::StrCat("127.0.0.1:", controller_port_), "status",
-         "db2", "--watch", "--interval", "200ms"},
+        {TANDEM_CTL_BIN, "--controller", absl::StrCat("127.0.0.1:", controller_port_),
+         "--certs-dir", pki_.dir(), "status", "db2", "--watch", "--interval", "200ms"},
         options);
     ASSERT_TRUE(watch.ok()) << watch.status();
     auto frames = [&] {
