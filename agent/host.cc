@@ -34,6 +34,32 @@ std::string KeyValue(const std::string& content, const std::string& key) {
 
 }  // namespace
 
+absl::Status CheckEnv(const EnvMap& env) {
+  for (const auto& [key, value] : env) {
+    bool key_ok = !key.empty() && key.size() <= 128 && key[0] >= 'A' && key[0] <= 'Z';
+    for (char c : key) {
+      key_ok = key_ok && ((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_');
+    }
+    if (!key_ok) {
+      std::string shown;
+      for (char c : key.substr(0, 64)) {
+        const unsigned char u = static_cast<unsigned char>(c);
+        shown += u < 0x20 || u >= 0x7f ? absl::StrCat("\\x", absl::Hex(u, absl::kZeroPad2))
+                                       : std::string(1, c);
+      }
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the desired env has a key \"", shown,
+          "\" that is not [A-Z][A-Z0-9_]*; the env file is left as it is"));
+    }
+    if (value.find_first_of(std::string("\n\r\0", 3)) != std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the desired env value of ", key,
+          " holds a line break or NUL; the env file is left as it is"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 std::string RenderEnvFile(const EnvMap& env) {
   std::string out = "# Written by tandem-agent; do not edit.\n";
   for (const auto& [key, value] : env) {
@@ -130,6 +156,7 @@ absl::Status LocalHost::RecordBootstrap(const BootstrapRecord& record) {
 }
 
 absl::Status LocalHost::WriteEnv(const EnvMap& env) {
+  if (absl::Status st = CheckEnv(env); !st.ok()) return st;
   const std::string content = RenderEnvFile(env);
   absl::StatusOr<std::string> current = ReadFile(env_file_);
   const bool same = current.ok() && *current == content;

@@ -61,6 +61,10 @@ class Host {
 // Renders `KEY=value` lines, sorted by key; valid as a systemd
 // EnvironmentFile and for sh sourcing (values are quoted when needed).
 std::string RenderEnvFile(const EnvMap& env);
+// What an env file may hold (the desired state comes over the network):
+// keys of [A-Z][A-Z0-9_]*, values without a newline, carriage return or
+// NUL. InvalidArgument naming the first key that breaks the rule.
+absl::Status CheckEnv(const EnvMap& env);
 // Parses what RenderEnvFile writes (and plain KEY=value lines).
 EnvMap ParseEnvFile(const std::string& content);
 

@@ -53,6 +53,25 @@ TEST(LocalHostTest, EnvFileIsWrittenAndTheHookRunsOncePerChange) {
   EXPECT_EQ(*ReadFile(counter), "run\nrun\nrun\n");
 }
 
+TEST(LocalHostTest, HostileEnvIsRefusedAndTheFileKept) {
+  const std::string dir = TempDir();
+  LocalHost host(dir, dir + "/env", "");
+  const EnvMap good = {{"POSTGRESQL_ADDRESS", "10.0.0.1"}, {"TANDEM_ROLE", "master"}};
+  ASSERT_TRUE(host.WriteEnv(good).ok());
+  const std::string before = *ReadFile(dir + "/env");
+  for (const EnvMap& bad :
+       {EnvMap{{"lower", "x"}}, EnvMap{{"1ABC", "x"}}, EnvMap{{"A B", "x"}},
+        EnvMap{{"A=B", "x"}}, EnvMap{{"", "x"}}, EnvMap{{"PATH\nLD_PRELOAD", "x"}},
+        EnvMap{{"POSTGRESQL_ADDRESS", "10.0.0.1\nLD_PRELOAD=/tmp/evil.so"}},
+        EnvMap{{"TANDEM_ROLE", std::string("a\0b", 3)}}, EnvMap{{"X", "a\rb"}}}) {
+    absl::Status st = host.WriteEnv(bad);
+    EXPECT_TRUE(absl::IsInvalidArgument(st)) << st;
+    EXPECT_EQ(*ReadFile(dir + "/env"), before);
+  }
+  EXPECT_NE(CheckEnv({{"PATH\nX", "1"}}).message().find("PATH\\x0aX"), std::string::npos)
+      << CheckEnv({{"PATH\nX", "1"}});
+}
+
 TEST(LocalHostTest, RecordsSurviveANewInstance) {
   const std::string dir = TempDir();
   {

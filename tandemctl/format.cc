@@ -55,8 +55,11 @@ std::string LagText(const v1::ObservedState& observed) {
 }
 
 Json PeerJson(const v1::Peer& peer) {
-  return Json{
+  Json out{
       {"id", peer.id()}, {"stack", peer.stack()}, {"host", peer.host()}, {"port", peer.port()}};
+  // A master's slave whose copy is under way.
+  if (peer.bootstrapping()) out["bootstrapping"] = true;
+  return out;
 }
 
 Json NodeJson(const v1::NodeStatus& node) {
@@ -74,6 +77,7 @@ Json NodeJson(const v1::NodeStatus& node) {
   out["address_internal"] = node.info().address_internal();
   out["address_external"] = node.info().address_external();
   out["port"] = node.info().port();
+  out["transfer_port"] = node.info().transfer_port();
   out["converged"] = node.converged();
   out["upstream_id"] = node.upstream_id();
   out["agent_connected"] = node.agent_connected();

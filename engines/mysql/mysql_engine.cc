@@ -244,6 +244,8 @@ class MysqlEngine final : public Engine {
 
   // ---- connection
   absl::StatusOr<std::string> Secret(std::string_view field, const std::string& path) const;
+  // engine.replication_password_file: required and not empty.
+  absl::StatusOr<std::string> ReplicationPassword() const;
   // The agent's login to its server at `host` (a socket path or a TCP host).
   absl::StatusOr<MysqlLogin> LocalLogin(const std::string& host) const;
   // Where the last successful login went (Connect), for tools that log in
@@ -368,6 +370,22 @@ absl::StatusOr<std::string> MysqlEngine::Secret(std::string_view field,
         absl::StrCat("while reading engine.", AbslView(field), ": ", secret.status().message()));
   }
   return secret;
+}
+
+absl::StatusOr<std::string> MysqlEngine::ReplicationPassword() const {
+  // Replication accounts always have a password: never a passwordless one.
+  if (config_.replication_password_file.empty()) {
+    return absl::FailedPreconditionError(
+        "engine.replication_password_file is not set: replication logs in with a password (the "
+        "same file on every node of the group; no passwordless account)");
+  }
+  absl::StatusOr<std::string> password =
+      Secret("replication_password_file", config_.replication_password_file);
+  if (password.ok() && password->empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "engine.replication_password_file ", config_.replication_password_file, " is empty"));
+  }
+  return password;
 }
 
 absl::StatusOr<MysqlLogin> MysqlEngine::LocalLogin(const std::string& host) const {
@@ -942,12 +960,14 @@ absl::Status MysqlEngine::EnsureAccounts(const std::map<std::string, bool>& host
                                       rows->Get(i, "Repl_slave_priv") == "Y",
                                       !rows->Get(i, "ssl_type").empty()};
   }
+  // Only accounts to create or update need the password (a master whose
+  // last slave left needs none).
   absl::StatusOr<std::string> password =
-      Secret("replication_password_file", config_.replication_password_file);
+      hosts.empty() ? absl::StatusOr<std::string>(std::string()) : ReplicationPassword();
   if (!password.ok()) return password.status();
-  const std::string hash = password->empty() ? "" : mysql::NativePasswordHash(*password);
+  const std::string hash = hosts.empty() ? std::string() : mysql::NativePasswordHash(*password);
   std::fill(password->begin(), password->end(), '\0');
-  const std::string hash_literal = hash.empty() ? "" : Lit(hash);
+  const std::string hash_literal = Lit(hash);
   for (const auto& [host, tls] : hosts) {
     const std::string account = absl::StrCat(user, "@", Lit(host));
     auto it = existing.find(host);
@@ -1541,8 +1561,7 @@ absl::StatusOr<std::string> MysqlEngine::Bootstrap(const Peer& self, const Peer&
                                                    ":", upstream.port, "\")"));
   }
   if (self.id.empty()) return absl::InvalidArgumentError("this node has an empty id");
-  absl::StatusOr<std::string> password =
-      Secret("replication_password_file", config_.replication_password_file);
+  absl::StatusOr<std::string> password = ReplicationPassword();
   if (!password.ok()) return password.status();
 
   // An earlier attempt swapped its copy in and was cut short before the
@@ -1656,8 +1675,7 @@ absl::Status MysqlEngine::Follow(const Peer& self, const Peer& upstream) {
     return absl::InvalidArgumentError(
         absl::StrCat("upstream ", upstream.id, " has no usable host:port"));
   }
-  absl::StatusOr<std::string> password =
-      Secret("replication_password_file", config_.replication_password_file);
+  absl::StatusOr<std::string> password = ReplicationPassword();
   if (!password.ok()) return password.status();
   TANDEM_RETURN_IF_ERROR(Start());  // read-only when it was down
   absl::StatusOr<std::optional<mysql::SeedMarker>> marker = ReadSeedMarker(config_.data_dir);
@@ -1735,8 +1753,7 @@ absl::StatusOr<std::string> MysqlEngine::Rejoin(const Peer& self, const Peer& up
     return absl::InvalidArgumentError(
         absl::StrCat("upstream ", upstream.id, " has no usable host:port"));
   }
-  absl::StatusOr<std::string> password =
-      Secret("replication_password_file", config_.replication_password_file);
+  absl::StatusOr<std::string> password = ReplicationPassword();
   if (!password.ok()) return password.status();
   TANDEM_RETURN_IF_ERROR(Start());  // read-only when it was down
   absl::StatusOr<std::optional<mysql::SeedMarker>> marker = ReadSeedMarker(config_.data_dir);

@@ -275,6 +275,20 @@ TEST_F(MysqlEngineTest, ServeSlavesNeedsTheBinlogAndRestartsOnlyWhenAllowed) {
                       "AND Host = '127.0.0.3'"),
             *s->Value(absl::StrCat("SELECT PASSWORD('", kReplicationPassword, "')")));
 
+  // Never a passwordless replication account: without the password file
+  // the request is refused and nothing changes.
+  EngineConfig no_password = config;
+  no_password.replication_password_file.clear();
+  std::unique_ptr<Engine> passwordless = MustEngine(no_password);
+  ASSERT_NE(passwordless, nullptr);
+  absl::Status no_pw = passwordless->ServeSlaves({Peer{"db4", "main", "127.0.0.4", 3306}});
+  EXPECT_TRUE(absl::IsFailedPrecondition(no_pw)) << no_pw;
+  EXPECT_TRUE(absl::StrContains(no_pw.message(), "engine.replication_password_file is not set"))
+      << no_pw;
+  EXPECT_EQ(*s->Value("SELECT COUNT(*) FROM mysql.user WHERE User = 'tandem_repl' AND "
+                      "Host = '127.0.0.4'"),
+            "0");
+
   // Scale down to one, then none: the departed hosts lose their account.
   ASSERT_OK(restartable->ServeSlaves({slaves[0]}));
   ASSERT_OK(restartable->ServeSlaves({slaves[0]}));

@@ -292,11 +292,13 @@ absl::StatusOr<std::string> HbaAddress(std::string_view host) {
   return h;
 }
 
-absl::StatusOr<std::string> HbaBlock(const std::vector<Peer>& slaves, std::string_view repl_user,
-                                     std::string_view method) {
+absl::StatusOr<std::string> HbaBlock(const std::vector<Peer>& slaves, const std::vector<bool>& tls,
+                                     std::string_view repl_user) {
   if (slaves.empty()) return std::string();
   std::string out = absl::StrCat(AbslView(kHbaBegin), "\n");
-  for (const Peer& slave : slaves) {
+  for (size_t i = 0; i < slaves.size(); ++i) {
+    const Peer& slave = slaves[i];
+    const bool ssl = i < tls.size() && tls[i];
     absl::StatusOr<std::string> addr = HbaAddress(slave.host);
     if (!addr.ok()) {
       return absl::InvalidArgumentError(
@@ -309,8 +311,8 @@ absl::StatusOr<std::string> HbaBlock(const std::vector<Peer>& slaves, std::strin
     // Streaming, and pg_rewind's plain connection when the slave rejoins
     // after a switchover.
     for (std::string_view database : {"replication", "postgres"}) {
-      absl::StrAppend(&out, "host ", AbslView(database), " ", AbslView(repl_user), " ", *addr, " ",
-                      AbslView(method), "  # tandem slave ", id, "\n");
+      absl::StrAppend(&out, ssl ? "hostssl " : "host ", AbslView(database), " ",
+                      AbslView(repl_user), " ", *addr, " scram-sha-256  # tandem slave ", id, "\n");
     }
   }
   absl::StrAppend(&out, AbslView(kHbaEnd), "\n");
@@ -367,7 +369,8 @@ std::vector<std::string> HbaBlockSlaveIds(std::string_view hba) {
   return ids;
 }
 
-std::string PgpassLine(std::string_view user, std::string_view password) {
+std::string PgpassLine(std::string_view host, uint32_t port, std::string_view user,
+                       std::string_view password) {
   auto escape = [](std::string_view s) {
     std::string out;
     for (char c : s) {
@@ -376,7 +379,7 @@ std::string PgpassLine(std::string_view user, std::string_view password) {
     }
     return out;
   };
-  return absl::StrCat("*:*:*:", escape(user), ":", escape(password), "\n");
+  return absl::StrCat(escape(host), ":", port, ":*:", escape(user), ":", escape(password), "\n");
 }
 
 std::optional<std::pair<uint64_t, uint64_t>> LastBasebackupProgress(std::string_view output) {

@@ -83,11 +83,13 @@ inline constexpr std::string_view kHbaEnd = "# END tandem";
 // host or one with whitespace, quotes, '#' or ','.
 absl::StatusOr<std::string> HbaAddress(std::string_view host);
 // The managed block (with its BEGIN/END lines, ending in '\n') that lets
-// `repl_user` replicate from each slave's address with `method`, and connect
-// to database postgres (pg_rewind), two lines per slave ending with
-// "# tandem slave <id>". "" for no slaves.
-absl::StatusOr<std::string> HbaBlock(const std::vector<Peer>& slaves, std::string_view repl_user,
-                                     std::string_view method);
+// `repl_user` replicate from each slave's address with a password
+// (scram-sha-256; never trust), and connect to database postgres
+// (pg_rewind), two lines per slave ending with "# tandem slave <id>":
+// `hostssl` for a slave whose `tls` is set (its link must be TLS), `host`
+// otherwise. "" for no slaves.
+absl::StatusOr<std::string> HbaBlock(const std::vector<Peer>& slaves, const std::vector<bool>& tls,
+                                     std::string_view repl_user);
 // `hba` with every managed block removed and `block` put at the top (first
 // match wins in pg_hba.conf, so the managed rules come before any reject).
 std::string ReplaceHbaBlock(std::string_view hba, std::string_view block);
@@ -96,9 +98,10 @@ std::vector<std::string> HbaBlockSlaveIds(std::string_view hba);
 
 // ---- other files and outputs
 
-// A .pgpass line matching any host, port and database for `user`, with ':'
-// and '\' escaped, ending in '\n'.
-std::string PgpassLine(std::string_view user, std::string_view password);
+// A .pgpass line for `user` at `host`:`port` only (any database), with ':'
+// and '\' escaped, ending in '\n': the password goes to that server alone.
+std::string PgpassLine(std::string_view host, uint32_t port, std::string_view user,
+                       std::string_view password);
 // The last "done/total kB" progress of pg_basebackup -P output, in bytes.
 std::optional<std::pair<uint64_t, uint64_t>> LastBasebackupProgress(std::string_view output);
 // A field of pg_controldata output (run with LC_ALL=C), e.g.

@@ -139,14 +139,14 @@ TEST(HbaTest, BlockReplaceAndParse) {
       "host replication all 0.0.0.0/0 reject\n";
   std::vector<Peer> slaves = {{.id = "db2", .stack = "s", .host = "10.0.0.6", .port = 5432},
                               {.id = "db3", .stack = "s", .host = "::1", .port = 5432}};
-  absl::StatusOr<std::string> block = HbaBlock(slaves, "tandem_repl", "scram-sha-256");
+  absl::StatusOr<std::string> block = HbaBlock(slaves, {false, true}, "tandem_repl");
   ASSERT_TRUE(block.ok()) << block.status();
   EXPECT_EQ(*block,
             "# BEGIN tandem (managed by tandem-agent; do not edit)\n"
             "host replication tandem_repl 10.0.0.6/32 scram-sha-256  # tandem slave db2\n"
             "host postgres tandem_repl 10.0.0.6/32 scram-sha-256  # tandem slave db2\n"
-            "host replication tandem_repl ::1/128 scram-sha-256  # tandem slave db3\n"
-            "host postgres tandem_repl ::1/128 scram-sha-256  # tandem slave db3\n"
+            "hostssl replication tandem_repl ::1/128 scram-sha-256  # tandem slave db3\n"
+            "hostssl postgres tandem_repl ::1/128 scram-sha-256  # tandem slave db3\n"
             "# END tandem\n");
   std::string with = ReplaceHbaBlock(original, *block);
   EXPECT_EQ(with, *block + original);
@@ -155,7 +155,7 @@ TEST(HbaTest, BlockReplaceAndParse) {
   EXPECT_EQ(ReplaceHbaBlock(with, *block), with);
   std::string moved = original + *block;
   EXPECT_EQ(ReplaceHbaBlock(moved, *block), with);
-  absl::StatusOr<std::string> one = HbaBlock({slaves[0]}, "tandem_repl", "trust");
+  absl::StatusOr<std::string> one = HbaBlock({slaves[0]}, {false}, "tandem_repl");
   ASSERT_TRUE(one.ok());
   EXPECT_EQ(HbaBlockSlaveIds(ReplaceHbaBlock(with, *one)), (std::vector<std::string>{"db2"}));
   // No slaves: the block goes, the rest stays byte for byte.
@@ -174,15 +174,16 @@ TEST(HbaTest, UnterminatedBlockKeepsOtherRules) {
 
 TEST(HbaTest, BadSlaveHostNamesTheSlave) {
   absl::StatusOr<std::string> block =
-      HbaBlock({{.id = "db9", .stack = "s", .host = "bad host", .port = 1}}, "r", "trust");
+      HbaBlock({{.id = "db9", .stack = "s", .host = "bad host", .port = 1}}, {}, "r");
   ASSERT_FALSE(block.ok());
   EXPECT_NE(block.status().message().find("db9"), std::string::npos);
-  EXPECT_EQ(*HbaBlock({}, "r", "trust"), "");
+  EXPECT_EQ(*HbaBlock({}, {}, "r"), "");
 }
 
 TEST(PgpassTest, Escapes) {
-  EXPECT_EQ(PgpassLine("tandem_repl", "pw"), "*:*:*:tandem_repl:pw\n");
-  EXPECT_EQ(PgpassLine("u", "a:b\\c"), "*:*:*:u:a\\:b\\\\c\n");
+  EXPECT_EQ(PgpassLine("10.0.0.5", 5432, "tandem_repl", "pw"), "10.0.0.5:5432:*:tandem_repl:pw\n");
+  EXPECT_EQ(PgpassLine("db1.example", 6432, "u", "a:b\\c"), "db1.example:6432:*:u:a\\:b\\\\c\n");
+  EXPECT_EQ(PgpassLine("::1", 5432, "u", "p"), "\\:\\:1:5432:*:u:p\n");
 }
 
 TEST(BasebackupProgressTest, LastLine) {

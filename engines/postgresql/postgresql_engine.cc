@@ -238,7 +238,8 @@ class PostgresqlEngine final : public Engine {
   absl::Status WriteKeepingOwner(const std::string& path, const std::string& content);
   absl::StatusOr<std::string> ControldataSystemId(const std::string& data_dir) const;
   absl::StatusOr<std::optional<std::string>> ReplicationPassword() const;
-  absl::Status EnsurePgpass(const std::optional<std::string>& password);
+  // The passfile: one line for `upstream`'s host and port only.
+  absl::Status EnsurePgpass(const Peer& upstream, const std::optional<std::string>& password);
   std::string Passfile(const std::optional<std::string>& password) const {
     return password.has_value() ? pgpass_file_ : "";
   }
@@ -548,18 +549,29 @@ absl::StatusOr<std::string> PostgresqlEngine::ControldataSystemId(
 }
 
 absl::StatusOr<std::optional<std::string>> PostgresqlEngine::ReplicationPassword() const {
-  if (config_.replication_password_file.empty()) return std::optional<std::string>();
+  // Replication always logs in with a password (SCRAM): no trust rule.
+  if (config_.replication_password_file.empty()) {
+    return absl::FailedPreconditionError(
+        "engine.replication_password_file is not set: replication logs in with a password "
+        "(the same file on every node of the group; no trust access)");
+  }
   absl::StatusOr<std::string> pw = ReadSecretFile(config_.replication_password_file);
   if (!pw.ok()) {
     return absl::FailedPreconditionError(
         absl::StrCat("while reading engine.replication_password_file: ", pw.status().message()));
   }
+  if (pw->empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "engine.replication_password_file ", config_.replication_password_file, " is empty"));
+  }
   return std::optional<std::string>(*std::move(pw));
 }
 
-absl::Status PostgresqlEngine::EnsurePgpass(const std::optional<std::string>& password) {
+absl::Status PostgresqlEngine::EnsurePgpass(const Peer& upstream,
+                                            const std::optional<std::string>& password) {
   if (!password.has_value()) return absl::OkStatus();
-  const std::string content = pg::PgpassLine(config_.replication_user, *password);
+  const std::string content =
+      pg::PgpassLine(upstream.host, upstream.port, config_.replication_user, *password);
   absl::StatusOr<std::string> current = ReadFile(pgpass_file_);
   struct stat sb;
   bool right_mode = ::stat(pgpass_file_.c_str(), &sb) == 0 && (sb.st_mode & 077) == 0 &&
@@ -977,8 +989,13 @@ absl::Status PostgresqlEngine::EnsureReplicationRole(const std::optional<std::st
 absl::Status PostgresqlEngine::EnsureHba(const std::vector<Peer>& slaves,
                                          const std::string& hba_file,
                                          const std::optional<std::string>& password) {
-  absl::StatusOr<std::string> block = pg::HbaBlock(
-      slaves, config_.replication_user, password.has_value() ? "scram-sha-256" : "trust");
+  // A slave whose link is TLS (engine.tls_mode) may come only over TLS.
+  Peer self;
+  self.stack = config_.stack;
+  std::vector<bool> tls;
+  for (const Peer& slave : slaves) tls.push_back(ReplicationTls(config_, slave, self));
+  (void)password;
+  absl::StatusOr<std::string> block = pg::HbaBlock(slaves, tls, config_.replication_user);
   if (!block.ok()) return block.status();
   absl::StatusOr<std::string> current = ReadFile(hba_file);
   if (!current.ok()) return Context("reading hba_file", current.status());
@@ -1056,7 +1073,8 @@ absl::Status PostgresqlEngine::ServeSlaves(const std::vector<Peer>& slaves) {
     }
   }
   TANDEM_RETURN_IF_ERROR(RequireUp());
-  absl::StatusOr<std::optional<std::string>> password = ReplicationPassword();
+  absl::StatusOr<std::optional<std::string>> password =
+      slaves.empty() ? std::optional<std::string>() : ReplicationPassword();
   if (!password.ok()) return password.status();
   absl::StatusOr<Rows> state = Query(
       "reading the server state", "SELECT pg_is_in_recovery()::text, current_setting('hba_file')");
@@ -1136,7 +1154,8 @@ absl::StatusOr<std::string> PostgresqlEngine::UpstreamServesUs(
   absl::StatusOr<std::optional<std::string>> read = ReplicationPassword();
   if (!read.ok()) return read.status();
   *password = *std::move(read);
-  TANDEM_RETURN_IF_ERROR(Context("writing the replication password file", EnsurePgpass(*password)));
+  TANDEM_RETURN_IF_ERROR(
+      Context("writing the replication password file", EnsurePgpass(upstream, *password)));
   return CheckUpstreamServes(self, upstream, *password, pg::SlotName(self.id));
 }
 
@@ -1332,7 +1351,8 @@ absl::Status PostgresqlEngine::Follow(const Peer& self, const Peer& upstream) {
   }
   absl::StatusOr<std::optional<std::string>> password = ReplicationPassword();
   if (!password.ok()) return password.status();
-  TANDEM_RETURN_IF_ERROR(Context("writing the replication password file", EnsurePgpass(*password)));
+  TANDEM_RETURN_IF_ERROR(
+      Context("writing the replication password file", EnsurePgpass(upstream, *password)));
   const std::string conninfo =
       pg::PrimaryConninfo(upstream, config_.replication_user, Passfile(*password), self.id,
                           Tls(self, upstream));

@@ -717,8 +717,22 @@ TEST_F(PostgresqlEngineTest, BootstrapRefusedLeavesDataUntouched) {
   untouched("wrong password");
 }
 
+TEST_F(PostgresqlEngineTest, ReplicationWithoutAPasswordIsRefused) {
+  Node a = MakeNode("a", "");  // no replication_password_file
+  ASSERT_TRUE(a.engine);
+  const std::string hba_before = FileOrEmpty(ValueOrEmpty(*a.pg, "SHOW hba_file"));
+  absl::Status st = a.engine->ServeSlaves(
+      {Peer{.id = "c", .stack = "s1", .host = "127.0.0.1", .port = 5999}});
+  EXPECT_TRUE(absl::IsFailedPrecondition(st)) << st;
+  EXPECT_NE(st.message().find("engine.replication_password_file is not set"), std::string::npos)
+      << st;
+  EXPECT_EQ(FileOrEmpty(ValueOrEmpty(*a.pg, "SHOW hba_file")), hba_before)
+      << "no trust rule, no rule at all";
+  EXPECT_TRUE(a.engine->ServeSlaves({}).ok()) << "a master without slaves needs no password";
+}
+
 TEST_F(PostgresqlEngineTest, BootstrapIntoMissingDataDir) {
-  Node a = MakeNode("a", "");  // replication without a password (trust)
+  Node a = MakeNode("a");
   ASSERT_TRUE(a.engine);
   ASSERT_TRUE(a.pg->Exec("CREATE TABLE t (i int); INSERT INTO t VALUES (1)").ok());
   // A fresh node, or one whose earlier bootstrap died between the two renames.
@@ -738,13 +752,15 @@ TEST_F(PostgresqlEngineTest, BootstrapIntoMissingDataDir) {
 
   ASSERT_TRUE(a.engine->ServeSlaves({c_peer}).ok());
   EXPECT_NE(FileOrEmpty(ValueOrEmpty(*a.pg, "SHOW hba_file"))
-                .find("host replication tandem_repl 127.0.0.1/32 trust  # tandem slave c"),
+                .find("host replication tandem_repl 127.0.0.1/32 scram-sha-256  # tandem slave c"),
             std::string::npos);
   absl::StatusOr<std::string> id = c->Bootstrap(c_peer, a.peer, nullptr);
   ASSERT_TRUE(id.ok()) << id.status();
   EXPECT_EQ(*id, SystemId(*a.pg));
   EXPECT_TRUE(OldDirs(config.data_dir).empty());
-  EXPECT_FALSE(PathExists(dir.path() + "/.tandem-c.pgpass")) << "no password, no pgpass";
+  // The password goes to the master's host and port only.
+  EXPECT_EQ(FileOrEmpty(dir.path() + "/.tandem-c.pgpass"),
+            absl::StrCat("127.0.0.1:", a.pg->port(), ":*:tandem_repl:", kReplPassword, "\n"));
   ASSERT_TRUE(c->Follow(c_peer, a.peer).ok());
   ASSERT_TRUE(c->Start().ok());
   EXPECT_TRUE(th::PollUntil(

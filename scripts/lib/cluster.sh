@@ -15,7 +15,29 @@ free_port() {  # a free TCP port on 127.0.0.1
   done
 }
 
-ctl() { "$BIN/tandemctl/tandemctl" --controller "127.0.0.1:$CPORT" "$@"; }
+# Every link is mutual TLS: the cluster's certificates live in $D/certs,
+# made with tandemctl cert (make_certs, launch_agent).
+CERTS=${D:-/tmp}/certs
+ctl() { "$BIN/tandemctl/tandemctl" --controller "127.0.0.1:$CPORT" --certs-dir "$CERTS" "$@"; }
+
+# cert ARGS...: tandemctl cert ARGS on $CERTS, the command echoed when
+# TANDEM_SHOW_CERT_COMMANDS=1 (scripts/demo shows how it made them).
+cert() {
+  if [ "${TANDEM_SHOW_CERT_COMMANDS:-0}" = 1 ]; then
+    echo "\$ tandemctl cert $* --certs-dir $CERTS"
+  fi
+  "$BIN/tandemctl/tandemctl" cert "$@" --certs-dir "$CERTS" >/dev/null
+}
+
+# make_certs: the cluster's CA, the controller's certificate (127.0.0.1) and
+# an admin's client certificate, once.
+make_certs() {
+  CERTS=$D/certs
+  [ -f "$CERTS/ca.crt" ] && return
+  cert create-ca
+  cert create-controller --address 127.0.0.1
+  cert create-client admin --role admin
+}
 
 # start_controller SECRET: writes a random secret to $D/SECRET (mode 0600,
 # for the engines' passwords) and starts a controller on a free port (CPORT).
@@ -23,8 +45,9 @@ start_controller() {
   local secret=$1
   CPORT=$(free_port)
   (umask 077; printf 'pw-%s%s%s\n' "$RANDOM" "$RANDOM" "$RANDOM" > "$D/$secret")
+  make_certs
   "$BIN/controller/tandem-controller" --listen "127.0.0.1:$CPORT" --data-dir "$D/controller" \
-    > "$D/controller.log" 2>&1 &
+    --certs-dir "$CERTS" > "$D/controller.log" 2>&1 &
   TC_PIDS+=($!)
   until ctl nodes >/dev/null 2>&1; do sleep 0.1; done
 }
@@ -35,6 +58,7 @@ start_controller() {
 # starts the node's agent (log: $D/NAME/agent.log).
 launch_agent() {
   local n=$1
+  [ -f "$CERTS/node.$n.crt" ] || cert create-node "$n" --address 127.0.0.1
   {
     cat <<YAML
 node: $n
@@ -46,6 +70,7 @@ env_hook: "echo \"\$(date +%T) env changed\" >> $D/$n/hook.log"
 state_dir: $D/$n/state
 health_listen: ""
 reconcile_interval: 2
+certs_dir: $CERTS
 YAML
     cat
   } > "$D/$n/agent.yaml"

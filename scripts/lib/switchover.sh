@@ -68,8 +68,9 @@ sw_start_controller() {
   local secret=$1 pid
   CPORT=$(free_port)
   (umask 077; printf 'pw-%s%s%s\n' "$RANDOM" "$RANDOM" "$RANDOM" > "$D/$secret")
+  make_certs
   "$BIN/controller/tandem-controller" --listen "127.0.0.1:$CPORT" --data-dir "$D/controller" \
-    > "$D/controller.log" 2>&1 &
+    --certs-dir "$CERTS" > "$D/controller.log" 2>&1 &
   pid=$!
   TC_PIDS+=("$pid")
   local deadline=$((SECONDS + 60))

@@ -27,6 +27,8 @@
 #include "gtest/gtest.h"
 #include "tests/e2e/cluster.h"
 #include "tests/harness/mysql_server.h"
+#include "agent/transfer_client.h"
+#include "security/tls.h"
 
 namespace tandem::testing {
 namespace {
@@ -637,6 +639,68 @@ TEST_F(MysqlE2eTest, ReplicationBetweenStacksUsesExternalAddressesAndTls) {
   EXPECT_EQ(master_env["MYSQL_SLAVE_ADDRESSES_EXT"], absl::StrCat("127.0.0.3:", db2.port()));
   EXPECT_EQ(master_env["MYSQL_SLAVE_ADDRESSES_INT"], absl::StrCat("127.0.0.1:", db2.port()));
   EXPECT_EQ(master_env["TANDEM_ROLE"], "master");
+}
+
+// The backup that seeds a slave goes to that slave's agent alone: the
+// master's agent checks the caller's certificate against the slave the
+// controller has bootstrapping, whatever id the request names.
+TEST_F(MysqlE2eTest, BackupsGoOnlyToTheBootstrappingSlavesCertificate) {
+  AddMysqlNode("db1", 1);
+  AddMysqlNode("db2", 2);
+  AddMysqlNode("db3", 3);
+  ASSERT_TRUE(PollUntil([&] { return cluster_.Nodes().size() == 3; }, seconds(60)));
+  cluster_.Wait({"db1", "db2", "db3"});
+  // The designated slave's fetch works: db2 converges on its copy.
+  ASSERT_EQ(cluster_.Ctl({"replication", "enable", "--master", "db1", "--slave", "db2"}).exit_code,
+            0);
+  cluster_.Wait({"db1", "db2"});
+  EXPECT_TRUE(absl::StrContains(*ReadFile(cluster_.dir().Sub("db1-agent.log")),
+                                "transfer: backup for db2 done"));
+  auto nodes = cluster_.Nodes();
+  ASSERT_EQ(nodes["db1"]["desired"]["slaves"].size(), 1u);
+  EXPECT_FALSE(nodes["db1"]["desired"]["slaves"][0].value("bootstrapping", false))
+      << "db2 holds its copy: nobody is bootstrapping";
+  Peer master{"db1", "main", "127.0.0.1", 0,
+              nodes["db1"].value("transfer_port", uint32_t{0})};
+  ASSERT_NE(master.transfer_port, 0u);
+
+  auto creds = [&](const std::string& file, IdentityKind kind) {
+    absl::StatusOr<std::shared_ptr<TlsCredentials>> c = TlsCredentials::Load(
+        {cluster_.certs_dir() + "/ca.crt", cluster_.certs_dir() + "/" + file + ".crt",
+         cluster_.certs_dir() + "/" + file + ".key"},
+        kind, "");
+    EXPECT_TRUE(c.ok()) << c.status();
+    return c.ok() ? *c : nullptr;
+  };
+  auto fetch = [&](std::shared_ptr<TlsCredentials> tls, const std::string& as) {
+    GrpcBackupSource source(std::move(tls), EngineType::kMysql);
+    uint64_t received = 0;
+    absl::Status st = source.Fetch(master, as, [&](std::string_view chunk, uint64_t) {
+      received += chunk.size();
+      return absl::OkStatus();
+    });
+    EXPECT_EQ(received, 0u) << "not a byte of the database for " << as;
+    return st;
+  };
+  absl::Status st = fetch(creds("node.db3", IdentityKind::kNode), "db2");
+  EXPECT_TRUE(absl::IsPermissionDenied(st)) << st;
+  EXPECT_TRUE(absl::StrContains(st.message(), "node db3 may not fetch a backup as node db2")) << st;
+  st = fetch(creds("node.db3", IdentityKind::kNode), "db3");
+  EXPECT_TRUE(absl::IsPermissionDenied(st)) << st;
+  st = fetch(creds("node.db2", IdentityKind::kNode), "db2");
+  EXPECT_TRUE(absl::IsPermissionDenied(st)) << "db2 is seeded, not bootstrapping: " << st;
+  EXPECT_TRUE(absl::StrContains(st.message(), "not a slave the controller has bootstrapping"))
+      << st;
+  st = fetch(creds("client.admin", IdentityKind::kOperator), "db2");
+  EXPECT_TRUE(absl::IsPermissionDenied(st)) << "an operator is no node: " << st;
+  st = fetch(nullptr, "db2");
+  EXPECT_TRUE(absl::IsUnavailable(st)) << "plaintext: " << st;
+  EXPECT_TRUE(absl::StrContains(*ReadFile(cluster_.dir().Sub("db1-agent.log")),
+                                "transfer: refused: node db3 may not fetch a backup as node db2"));
+  // Still served to the designated slave: a resync copies again.
+  ASSERT_EQ(cluster_.Ctl({"resync", "db2"}).exit_code, 0);
+  cluster_.Wait({"db1", "db2"});
+  EXPECT_TRUE(IsSlave(*servers_[1]));
 }
 
 }  // namespace

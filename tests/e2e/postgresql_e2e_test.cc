@@ -18,6 +18,11 @@
 #include "gtest/gtest.h"
 #include "tests/e2e/cluster.h"
 #include "tests/harness/pg_server.h"
+#include "absl/strings/str_replace.h"
+#include "security/certs.h"
+#include "security/tls.h"
+#include "tandem.grpc.pb.h"
+#include <grpcpp/grpcpp.h>
 
 namespace tandem::testing {
 namespace {
@@ -505,10 +510,11 @@ TEST_F(PostgresqlE2eTest, ReplicationBetweenStacksUsesExternalAddressesAndTls) {
   EXPECT_EQ(master_env["POSTGRESQL_ADDRESS"], "127.0.0.1");
   EXPECT_EQ(master_env["POSTGRESQL_SLAVE_ADDRESSES"], absl::StrCat("127.0.0.3:", db2.port()));
   EXPECT_EQ(master_env["POSTGRESQL_SLAVE_ADDRESSES_EXT"], absl::StrCat("127.0.0.3:", db2.port()));
-  // The master lets the slave in by its external address.
+  // The master lets the slave in by its external address, over TLS only
+  // and with a password.
   absl::StatusOr<std::string> hba = db1.Value(
       "SELECT count(*) FROM pg_hba_file_rules WHERE address = '127.0.0.3' "
-      "AND 'replication' = ANY(database)");
+      "AND 'replication' = ANY(database) AND type = 'hostssl' AND auth_method = 'scram-sha-256'");
   ASSERT_TRUE(hba.ok()) << hba.status();
   EXPECT_EQ(*hba, "1");
 }
@@ -579,6 +585,231 @@ TEST_F(PostgresqlE2eTest, OutOfSyncSlavesAreResyncedAutomatically) {
   EXPECT_EQ(MovedAside(db2), aside + 1);
   auto nodes = cluster_.Nodes();
   EXPECT_EQ(nodes["db2"]["observed"]["out_of_sync"], "");
+}
+
+
+// ---------------------------------------------------------------- trust
+
+// Who may do what, with the real binaries: every caller is known by its
+// certificate, and a certificate opens only what its identity allows.
+TEST_F(PostgresqlE2eTest, CertificatesDecideWhoMayDoWhat) {
+  PgServer& db1 = AddPgNode("db1");
+  AddPgNode("db2");
+  ASSERT_TRUE(PollUntil([&] { return cluster_.Nodes().size() == 2; }, seconds(30)));
+  cluster_.Wait({"db1", "db2"});
+
+  // No client certificate: refused before anything is sent, with how to
+  // make one; even `nodes`.
+  TempDir empty("tdnocert");
+  absl::StatusOr<RunResult> none = ::tandem::Run(
+      {TANDEM_CTL_BIN, "--controller", cluster_.controller_address(), "--certs-dir", empty.path(),
+       "nodes"},
+      RunOptions{});
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(none->exit_code, 1);
+  EXPECT_NE(none->output.find("tandemctl cert create-client NAME --role admin|viewer"),
+            std::string::npos)
+      << none->output;
+  // A plaintext client gets nothing either.
+  absl::StatusOr<RunResult> plain = ::tandem::Run(
+      {TANDEM_CTL_BIN, "--controller", cluster_.controller_address(), "--insecure", "nodes"},
+      RunOptions{});
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(plain->exit_code, 1) << plain->output;
+
+  // Another cluster's CA and admin: the handshake fails.
+  TempDir other("tdother");
+  for (std::vector<std::string> args :
+       {std::vector<std::string>{"create-ca"}, {"create-client", "mallory", "--role", "admin"}}) {
+    args.insert(args.begin(), {TANDEM_CTL_BIN, "cert"});
+    args.insert(args.end(), {"--certs-dir", other.path()});
+    ASSERT_EQ(::tandem::Run(args, RunOptions{})->exit_code, 0);
+  }
+  absl::StatusOr<RunResult> foreign = ::tandem::Run(
+      {TANDEM_CTL_BIN, "--controller", cluster_.controller_address(), "--certs-dir", other.path(),
+       "nodes"},
+      RunOptions{});
+  ASSERT_TRUE(foreign.ok());
+  EXPECT_EQ(foreign->exit_code, 1);
+  EXPECT_NE(foreign->output.find("TLS handshake failed"), std::string::npos) << foreign->output;
+
+  // An expired certificate of this very CA: refused, saying when it expired.
+  {
+    TempDir old("tdold");
+    absl::StatusOr<std::string> ca_key = ReadFile(cluster_.certs_dir() + "/ca.key");
+    absl::StatusOr<std::string> ca_cert = ReadFile(cluster_.certs_dir() + "/ca.crt");
+    ASSERT_TRUE(ca_key.ok() && ca_cert.ok());
+    absl::StatusOr<KeyAndCert> expired =
+        IssueCertificate({*ca_key, *ca_cert}, {Identity::Operator("old", OperatorRole::kAdmin), {}, 1},
+                         absl::Now() - absl::Hours(72));
+    ASSERT_TRUE(expired.ok()) << expired.status();
+    ASSERT_TRUE(WriteFileAtomic(old.Sub("ca.crt"), *ca_cert, 0644).ok());
+    ASSERT_TRUE(WriteFileAtomic(old.Sub("client.old.crt"), expired->cert_pem, 0644).ok());
+    ASSERT_TRUE(WriteFileAtomic(old.Sub("client.old.key"), expired->key_pem, 0600).ok());
+    absl::StatusOr<RunResult> r = ::tandem::Run(
+        {TANDEM_CTL_BIN, "--controller", cluster_.controller_address(), "--certs-dir", old.path(),
+         "nodes"},
+        RunOptions{});
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->exit_code, 1);
+    EXPECT_NE(r->output.find("certificate has expired on"), std::string::npos) << r->output;
+  }
+
+  // A viewer reads, but cannot promote or change anything.
+  cluster_.Cert({"create-client", "bob", "--role", "viewer"});
+  EXPECT_EQ(cluster_.Ctl({"nodes"}, "bob").exit_code, 0);
+  CtlResult enable = cluster_.Ctl({"replication", "enable", "--master", "db1", "--slave", "db2"},
+                                  "bob");
+  EXPECT_EQ(enable.exit_code, 1);
+  EXPECT_NE(enable.out.find("operator bob (viewer) may not enable replication: it needs an admin "
+                            "certificate"),
+            std::string::npos)
+      << enable.out;
+  ASSERT_EQ(cluster_.Ctl({"replication", "enable", "--master", "db1", "--slave", "db2"}).exit_code,
+            0);
+  cluster_.Wait({"db1", "db2"});
+  CtlResult promote = cluster_.Ctl({"promote", "db2"}, "bob");
+  EXPECT_EQ(promote.exit_code, 1);
+  EXPECT_NE(promote.out.find("operator bob (viewer) may not promote"), std::string::npos)
+      << promote.out;
+  EXPECT_EQ(cluster_.Nodes()["db2"]["desired"]["role"], "slave") << "nothing changed";
+
+  // db2's certificate cannot act as db1: neither Report nor Watch/Register.
+  {
+    absl::StatusOr<std::shared_ptr<TlsCredentials>> db2 = TlsCredentials::Load(
+        {cluster_.certs_dir() + "/ca.crt", cluster_.certs_dir() + "/node.db2.crt",
+         cluster_.certs_dir() + "/node.db2.key"},
+        IdentityKind::kNode, "db2");
+    ASSERT_TRUE(db2.ok()) << db2.status();
+    auto stub = v1::Agents::NewStub(grpc::CreateChannel(
+        cluster_.controller_address(), (*db2)->Channel(Identity::Controller(""))));
+    v1::ReportRequest report;
+    report.mutable_node()->set_id("db1");
+    report.mutable_node()->set_stack("main");
+    report.mutable_node()->set_engine(v1::ENGINE_TYPE_POSTGRESQL);
+    report.mutable_node()->set_address_internal("127.0.0.1");
+    report.mutable_node()->set_port(1);
+    report.mutable_observed()->set_writable(false);
+    report.mutable_observed()->set_position("0/FFFFFFF");
+    v1::ReportResponse response;
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + seconds(10));
+    grpc::Status st = stub->Report(&context, report, &response);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED) << st.error_message();
+    EXPECT_NE(st.error_message().find("node db2 may not report as node db1"), std::string::npos)
+        << st.error_message();
+    grpc::ClientContext watch_context;
+    watch_context.set_deadline(std::chrono::system_clock::now() + seconds(10));
+    v1::WatchRequest watch;
+    *watch.mutable_node() = report.node();
+    auto reader = stub->Watch(&watch_context, watch);
+    v1::DesiredState desired;
+    EXPECT_FALSE(reader->Read(&desired));
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::PERMISSION_DENIED);
+    EXPECT_EQ(cluster_.Nodes()["db1"]["port"], db1.port())
+        << "db1's registration is untouched";
+  }
+
+  // An agent given another node's certificate, or an address its own does
+  // not name, or insecure mode beyond loopback, refuses to start.
+  const std::string base = *ReadFile(cluster_.node("db1").config_path);
+  struct Refusal {
+    std::string extra;
+    std::string message;
+  };
+  for (const Refusal& r : std::vector<Refusal>{
+           {absl::StrCat("tls_cert_file: ", cluster_.certs_dir(), "/node.db2.crt\ntls_key_file: ",
+                         cluster_.certs_dir(), "/node.db2.key\n"),
+            "it names node db2, not node db1"},
+           {"insecure: true\ntransfer_listen: 0.0.0.0:7999\n",
+            "insecure is allowed only when every address this process listens on is loopback, "
+            "and transfer_listen is 0.0.0.0:7999"}}) {
+    const std::string path = cluster_.dir().Sub("refused.yaml");
+    ASSERT_TRUE(WriteFileAtomic(path, base + r.extra, 0600).ok());
+    absl::StatusOr<RunResult> agent = ::tandem::Run({TANDEM_AGENT_BIN, "--config", path},
+                                                    RunOptions{});
+    ASSERT_TRUE(agent.ok());
+    EXPECT_EQ(agent->exit_code, 2) << agent->output;
+    EXPECT_NE(agent->output.find(r.message), std::string::npos) << agent->output;
+  }
+  {
+    std::string moved = absl::StrReplaceAll(base, {{"internal: 127.0.0.1", "internal: 127.0.0.9"}});
+    ASSERT_NE(moved, base);
+    const std::string path = cluster_.dir().Sub("moved.yaml");
+    ASSERT_TRUE(WriteFileAtomic(path, moved, 0600).ok());
+    absl::StatusOr<RunResult> agent = ::tandem::Run({TANDEM_AGENT_BIN, "--config", path},
+                                                    RunOptions{});
+    ASSERT_TRUE(agent.ok());
+    EXPECT_EQ(agent->exit_code, 2) << agent->output;
+    EXPECT_NE(agent->output.find("not addresses.internal 127.0.0.9"), std::string::npos)
+        << agent->output;
+  }
+}
+
+// No secret anywhere it could leak: the replication password and the key
+// material of every certificate are never in a log, an event, an answer of
+// tandemctl, or the command line of a tool Tandem starts (sampled from
+// /proc while a slave is copied, promoted and rebuilt).
+TEST_F(PostgresqlE2eTest, NoSecretInLogsEventsOrArgv) {
+  AddPgNode("db1");
+  AddPgNode("db2");
+  ASSERT_TRUE(PollUntil([&] { return cluster_.Nodes().size() == 2; }, seconds(30)));
+  cluster_.Wait({"db1", "db2"});
+  std::vector<std::string> secrets = {"repl-secret-4711", "PRIVATE KEY"};
+  for (const char* key : {"ca.key", "controller.key", "client.admin.key", "node.db1.key",
+                          "node.db2.key"}) {
+    std::vector<std::string> lines =
+        absl::StrSplit(*ReadFile(cluster_.certs_dir() + "/" + key), '\n');
+    ASSERT_GT(lines.size(), 2u);
+    secrets.push_back(lines[1].substr(0, 40));
+  }
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> samples{0};
+  std::set<std::string> tools_seen;
+  std::vector<std::string> leaks;
+  std::thread sampler([&] {
+    while (!stop) {
+      for (const std::string& cmdline : Glob("/proc/[0-9]*/cmdline")) {
+        absl::StatusOr<std::string> argv = ReadFile(cmdline);
+        if (!argv.ok() || argv->empty()) continue;
+        for (const char* tool : {"pg_basebackup", "pg_rewind", "psql", "pg_ctl"}) {
+          if (argv->find(tool) != std::string::npos) tools_seen.insert(tool);
+        }
+        for (const std::string& secret : secrets) {
+          if (argv->find(secret) != std::string::npos) leaks.push_back(*argv);
+        }
+      }
+      ++samples;
+      std::this_thread::sleep_for(milliseconds(20));  // the sampling period
+    }
+  });
+  ASSERT_EQ(cluster_.Ctl({"replication", "enable", "--master", "db1", "--slave", "db2"}).exit_code,
+            0);
+  cluster_.Wait({"db1", "db2"});
+  ASSERT_EQ(cluster_.Ctl({"promote", "db2"}).exit_code, 0);
+  cluster_.Wait({"db1", "db2"});
+  ASSERT_EQ(cluster_.Ctl({"resync", "db1"}).exit_code, 0);
+  cluster_.Wait({"db1", "db2"});
+  stop = true;
+  sampler.join();
+  EXPECT_GT(samples.load(), 20);
+  EXPECT_TRUE(tools_seen.count("pg_basebackup") || tools_seen.count("pg_rewind"))
+      << "the sampler saw the tools run";
+  EXPECT_TRUE(leaks.empty()) << leaks.front();
+
+  auto expect_none = [&](const std::string& text, const std::string& where) {
+    for (const std::string& secret : secrets) {
+      EXPECT_EQ(text.find(secret), std::string::npos) << where << " holds " << secret;
+    }
+  };
+  expect_none(cluster_.Ctl({"events", "-o", "json"}).out, "events");
+  expect_none(cluster_.Ctl({"nodes", "-o", "json"}).out, "nodes");
+  expect_none(cluster_.Ctl({"status", "db1", "-o", "json"}).out, "status");
+  expect_none(*ReadFile(cluster_.dir().Sub("controller.log")), "controller log");
+  for (const char* id : {"db1", "db2"}) {
+    expect_none(*ReadFile(cluster_.dir().Sub(std::string(id) + "-agent.log")), "agent log");
+  }
 }
 
 }  // namespace
