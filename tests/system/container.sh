@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # The Debian 12 container of the system tests: its root filesystem (made
 # with debootstrap once, cached), booted with systemd-nspawn, commands run
 # inside with nsenter. Sourced by tests/system/system_test.
@@ -50,7 +51,7 @@ archive_urls() {
       END { if (uris != "" && suites ~ "(^| )" suite "( |$)") print uris }
     ' /etc/apt/sources.list.d/*.sources 2>/dev/null | tr ' ' '\n'
     # one-line format: deb [options] URL SUITE components
-    sed -n -E "s/^deb[[:space:]]+(\[[^]]*\][[:space:]]+)?([^[:space:]]+)[[:space:]]+$SUITE[[:space:]].*/\2/p" \
+    sed -n -E "s/^deb[[:space:]]+(\[[^]]*\][[:space:]]+)?([^[:space:]]+)[[:space:]]+${SUITE}[[:space:]].*/\2/p" \
       /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null
   } | awk 'NF && !seen[$0]++'
 }
