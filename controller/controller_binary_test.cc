@@ -378,6 +378,34 @@ TEST(ControllerBinaryTest, SecureByDefaultAndCertificatesReloadOnSighup) {
   plain_context.set_deadline(In(std::chrono::seconds(5)));
   EXPECT_FALSE(plain->ListNodes(&plain_context, v1::ListNodesRequest(), &nodes).ok());
 
+  // A real TLS client: TLS 1.3 is negotiated, 1.2 accepted, 1.1 refused.
+  const std::string target = "127.0.0.1:" + std::to_string(port);
+  const TlsFiles operator_files = pki.Client("admin");
+  RunOptions bounded;
+  bounded.timeout = std::chrono::seconds(20);
+  auto modern = ::tandem::Run({"openssl", "s_client", "-connect", target, "-CAfile", pki.ca_file(), "-cert",
+                     operator_files.cert_file, "-key", operator_files.key_file, "-verify_return_error",
+                     "-brief", "-alpn", "h2"},
+                    bounded);
+  ASSERT_TRUE(modern.ok()) << modern.status();
+  EXPECT_THAT(modern->output, HasSubstr("Protocol version: TLSv1.3")) << modern->output;
+  EXPECT_THAT(modern->output, HasSubstr("Verification: OK")) << modern->output;
+  auto floor = ::tandem::Run({"openssl", "s_client", "-connect", target, "-CAfile", pki.ca_file(),
+                              "-cert", operator_files.cert_file, "-key", operator_files.key_file,
+                              "-tls1_2", "-brief", "-alpn", "h2"},
+                             bounded);
+  ASSERT_TRUE(floor.ok()) << floor.status();
+  EXPECT_THAT(floor->output, HasSubstr("Protocol version: TLSv1.2")) << floor->output;
+  auto old_protocol = ::tandem::Run({"openssl", "s_client", "-connect", target, "-CAfile", pki.ca_file(),
+                           "-tls1_1", "-cipher", "DEFAULT:@SECLEVEL=0", "-brief"},
+                          bounded);
+  ASSERT_TRUE(old_protocol.ok()) << old_protocol.status();
+  EXPECT_NE(old_protocol->exit_code, 0) << old_protocol->output;
+  // The client offers TLS 1.1 (its own floor lowered): the server ends the
+  // handshake.
+  EXPECT_THAT(old_protocol->output, ::testing::Not(HasSubstr("Protocol version")))
+      << old_protocol->output;
+
   // An agent holds its watch across a reload; new handshakes get the new
   // certificate.
   Client agent(port, pki.Node("db1"), IdentityKind::kNode);

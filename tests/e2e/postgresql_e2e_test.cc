@@ -769,20 +769,22 @@ TEST_F(PostgresqlE2eTest, NoSecretInLogsEventsOrArgv) {
   std::set<std::string> tools_seen;
   std::vector<std::string> leaks;
   std::thread sampler([&] {
-    while (!stop) {
-      for (const std::string& cmdline : Glob("/proc/[0-9]*/cmdline")) {
-        absl::StatusOr<std::string> argv = ReadFile(cmdline);
-        if (!argv.ok() || argv->empty()) continue;
-        for (const char* tool : {"pg_basebackup", "pg_rewind", "psql", "pg_ctl"}) {
-          if (argv->find(tool) != std::string::npos) tools_seen.insert(tool);
-        }
-        for (const std::string& secret : secrets) {
-          if (argv->find(secret) != std::string::npos) leaks.push_back(*argv);
-        }
-      }
-      ++samples;
-      std::this_thread::sleep_for(milliseconds(20));  // the sampling period
-    }
+    PollUntil(
+        [&] {
+          for (const std::string& cmdline : Glob("/proc/[0-9]*/cmdline")) {
+            absl::StatusOr<std::string> argv = ReadFile(cmdline);
+            if (!argv.ok() || argv->empty()) continue;
+            for (const char* tool : {"pg_basebackup", "pg_rewind", "psql", "pg_ctl"}) {
+              if (argv->find(tool) != std::string::npos) tools_seen.insert(tool);
+            }
+            for (const std::string& secret : secrets) {
+              if (argv->find(secret) != std::string::npos) leaks.push_back(*argv);
+            }
+          }
+          ++samples;
+          return stop.load();
+        },
+        std::chrono::minutes(10), milliseconds(20));
   });
   ASSERT_EQ(cluster_.Ctl({"replication", "enable", "--master", "db1", "--slave", "db2"}).exit_code,
             0);
