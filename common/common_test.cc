@@ -129,6 +129,24 @@ TEST(SubprocessTest, PassesEnvironmentAndTimesOut) {
   EXPECT_EQ(tandem::Run({"/nonexistent/tool"}).status().code(), absl::StatusCode::kNotFound);
 }
 
+// A server the agent starts must not talk to systemd as if it were the
+// agent's service: PostgreSQL sends READY=1 and STOPPING=1 to a
+// NOTIFY_SOCKET it inherits, and blocks while nobody reads it.
+TEST(SubprocessTest, ServiceManagerVariablesAreNotPassedOn) {
+  const std::vector<std::string> names = {"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID",
+                                          "LISTEN_FDS",    "LISTEN_PID",    "LISTEN_FDNAMES"};
+  for (const std::string& name : names) ASSERT_EQ(::setenv(name.c_str(), "1", 1), 0);
+  ASSERT_EQ(::setenv("TANDEM_TEST_KEPT", "kept", 1), 0);
+  absl::StatusOr<RunResult> r = tandem::Run({"env"});
+  for (const std::string& name : names) ::unsetenv(name.c_str());
+  ::unsetenv("TANDEM_TEST_KEPT");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_NE(r->output.find("\nTANDEM_TEST_KEPT=kept\n"), std::string::npos) << r->output;
+  for (const std::string& name : names) {
+    EXPECT_EQ(r->output.find(name + "="), std::string::npos) << r->output;
+  }
+}
+
 TEST(SubprocessTest, OutputToFile) {
   std::string dir = TempDir();
   RunOptions opts;

@@ -20,7 +20,9 @@ struct RunOptions {
   // Run as this OS user (via setpriv) when the caller is root and the user is
   // another one. Empty: the caller's user.
   std::string run_as;
-  // Added to (or replacing in) the caller's environment.
+  // Added to (or replacing in) the caller's environment. systemd's
+  // variables for the caller itself (NOTIFY_SOCKET, WATCHDOG_*, LISTEN_*)
+  // are never passed on: a tool or a server it starts is not the service.
   std::vector<std::pair<std::string, std::string>> env;
   // Where stdout and stderr go: "" = captured into RunResult::output (the
   // last 64 KiB), otherwise appended to this file.
