@@ -37,6 +37,7 @@
 #include "agent/transfer_server.h"
 #include "common/files.h"
 #include "common/log.h"
+#include "common/memory.h"
 #include "common/sd_notify.h"
 #include "common/address.h"
 #include "absl/strings/str_join.h"
@@ -160,6 +161,13 @@ int RunAgent(const AgentConfig& config) {
   ReconcilerOptions options;
   options.interval = std::chrono::seconds(config.reconcile_interval_seconds);
   options.executor.streaming_timeout = std::chrono::seconds(config.engine.timeout_seconds);
+  // Idle from here on: give back what start-up or the last transition used
+  // once (freed heap, code and constants of the TLS handshake, a bootstrap's
+  // tools' glue); the idle loop maps back the little it uses.
+  options.settled = [] {
+    malloc_trim(0);
+    ReleaseReadOnlySegments();
+  };
 
   std::unique_ptr<Reconciler> reconciler;
   ControllerLink link(config.controller, tls, config.Info(), &store,

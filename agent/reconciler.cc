@@ -109,6 +109,7 @@ absl::Status Reconciler::Pass() {
                            std::string(RoleName(plan.to)), " generation=", desired.generation, " reason=\"",
                            plan.reason, "\" steps=[", StepList(plan), "]"));
       const auto start = clock_->Now();
+      ran_steps_ = true;
       status = executor_.Execute(plan, *observed, desired, this);
       const double seconds = absl::ToDoubleSeconds(absl::FromChrono(clock_->Now() - start));
       if (status.ok()) {
@@ -162,13 +163,18 @@ absl::Status Reconciler::Pass() {
 
 void Reconciler::Run() {
   std::chrono::milliseconds backoff = std::chrono::milliseconds(500);
+  bool settled = false;
   for (;;) {
     {
       absl::MutexLock lock(&mu_);
       if (stop_) return;
       wake_ = false;
     }
+    ran_steps_ = false;
     absl::Status status = Pass();
+    const bool idle = status.ok() && !ran_steps_;
+    if (idle && !settled && options_.settled) options_.settled();
+    settled = idle;
     std::chrono::milliseconds wait = options_.interval;
     if (!status.ok() && !ErrorBlocks(status)) {
       wait = std::min(backoff, options_.max_backoff);

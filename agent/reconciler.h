@@ -16,6 +16,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -43,6 +44,10 @@ struct ReconcilerOptions {
   std::chrono::milliseconds max_backoff{std::chrono::seconds(30)};
   std::chrono::milliseconds hold_retry{std::chrono::seconds(60)};
   ExecutorOptions executor;
+  // Called by Run() after the first pass that finds the node converged
+  // (nothing to do) following start-up or a pass that was not: the process
+  // has settled into its idle loop.
+  std::function<void()> settled;
 };
 
 // Whether an error needs a change of desired/observed state (not a retry).
@@ -96,6 +101,7 @@ class Reconciler : private StepListener {
   DesiredState running_desired_;
   std::string running_reason_;
   uint64_t held_generation_ = 0;  // generation whose plan hit a blocking error
+  bool ran_steps_ = false;        // the last Pass() executed a plan
   std::chrono::steady_clock::time_point held_since_;
 };
 

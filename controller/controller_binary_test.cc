@@ -428,7 +428,7 @@ TEST(ControllerBinaryTest, SecureByDefaultAndCertificatesReloadOnSighup) {
     }
     return std::string();
   };
-  const auto deadline = Clock::now() + std::chrono::seconds(10);
+  const auto deadline = Clock::now() + std::chrono::seconds(20);
   while (served_serial() != new_serial && Clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }

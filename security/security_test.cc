@@ -356,7 +356,7 @@ TEST_F(MtlsTest, ReloadSwapsTheCertificateForNewConnections) {
         return Call(*alice, Identity::Controller(""), "127.0.0.1", &now_serial).ok() &&
                now_serial == renewed;
       },
-      std::chrono::seconds(10), std::chrono::milliseconds(100)))
+      std::chrono::seconds(20), std::chrono::milliseconds(100)))
       << "still serving " << now_serial;
 }
 

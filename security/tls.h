@@ -13,7 +13,7 @@
 // TLS 1.2 is the least gRPC negotiates; with OpenSSL 3 peers agree on 1.3.
 //
 // Reload: the credentials hand gRPC private in-memory copies of the
-// material (memfd), which gRPC re-reads every second; Reload() checks new
+// material (memfd), which gRPC re-reads every 5 seconds; Reload() checks new
 // files first and swaps the copies only when they pass, so a half-written
 // or wrong file never reaches a handshake. Established connections keep
 // their session; new handshakes use the new certificate.

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <libpq-fe.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -211,6 +212,8 @@ class PostgresqlEngine final : public Engine {
   // ---- connection
   Liveness Ping() const;
   absl::Status Connect();
+  // Whether the open session (if any) still answers; drops it when not.
+  bool SessionAnswers();
   void Disconnect();
   absl::StatusOr<Rows> Query(std::string_view what, const std::string& sql,
                              const std::vector<std::string>& params = {});
@@ -401,6 +404,33 @@ absl::Status PostgresqlEngine::Connect() {
 }
 
 void PostgresqlEngine::Disconnect() { conn_.reset(); }
+
+bool PostgresqlEngine::SessionAnswers() {
+  if (conn_ == nullptr || PQstatus(conn_.get()) != CONNECTION_OK) return false;
+  // An empty query, with the connect timeout as its bound: a hung server
+  // must not hang the pass (the ping then tells what it is).
+  PGconn* conn = conn_.get();
+  bool answered = PQsendQuery(conn, "") == 1;
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(kConnectTimeoutSeconds);
+  bool empty = false;
+  while (answered) {
+    while (answered && PQisBusy(conn)) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      pollfd socket{PQsocket(conn), POLLIN, 0};
+      answered = left.count() > 0 && ::poll(&socket, 1, static_cast<int>(left.count())) > 0 &&
+                 PQconsumeInput(conn) == 1;
+    }
+    if (!answered) break;
+    ResultPtr res(PQgetResult(conn));
+    if (res == nullptr) break;  // the query's results are all in
+    empty = PQresultStatus(res.get()) == PGRES_EMPTY_QUERY;
+  }
+  if (answered && empty) return true;
+  Disconnect();
+  return false;
+}
 
 absl::StatusOr<Rows> PostgresqlEngine::Query(std::string_view what, const std::string& sql,
                                              const std::vector<std::string>& params) {
@@ -600,7 +630,10 @@ std::vector<std::string> PostgresqlEngine::ServedSlaves(const std::string& hba_t
 absl::StatusOr<EngineFacts> PostgresqlEngine::Observe() {
   EngineFacts facts;
   facts.has_data = PathExists(DataFile("PG_VERSION"));
-  switch (Ping()) {
+  // The agent's open session answering is proof enough that the server is
+  // up; a ping is a new connection (a backend forked on the server) each
+  // pass, so it is used only when there is no session or it has gone.
+  switch (SessionAnswers() ? Liveness::kUp : Ping()) {
     case Liveness::kStarting:
       return absl::UnavailableError(
           absl::StrCat("PostgreSQL at ", Where(), " is starting up or shutting down"));

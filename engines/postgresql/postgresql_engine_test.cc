@@ -3,10 +3,12 @@
 #include "engines/postgresql/postgresql_engine.h"
 
 #include <libpq-fe.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -279,6 +281,63 @@ TEST_F(PostgresqlEngineTest, ObserveStandaloneRunningAndStopped) {
   // The server runs with the configured server_args (a copied data dir
   // would otherwise bring its master's settings).
   EXPECT_EQ(ValueOrEmpty(*a.pg, "SHOW max_connections"), "30");
+}
+
+// Each pass looks through the agent's one session (no new backend per
+// pass), and still sees at once a server stopped behind its back, and within
+// a bound one that hangs.
+TEST_F(PostgresqlEngineTest, ObserveKeepsOneSessionAndBoundsAHungServer) {
+  Node a = MakeNode("a");
+  ASSERT_TRUE(a.engine);
+  ObserveOrDie(*a.engine);
+  const std::string kSession =
+      "SELECT string_agg(pid::text || '@' || backend_start::text, ',') FROM pg_stat_activity "
+      "WHERE application_name = 'tandem-agent'";
+  const std::string session = ValueOrEmpty(*a.pg, kSession);
+  ASSERT_FALSE(session.empty());
+  const std::string connections_before =
+      ValueOrEmpty(*a.pg, "SELECT sum(sessions)::text FROM pg_stat_database");
+  for (int i = 0; i < 5; ++i) EXPECT_TRUE(ObserveOrDie(*a.engine).running);
+  EXPECT_EQ(ValueOrEmpty(*a.pg, kSession), session) << "the same single session";
+  // Only this test's own queries (one session each) were added.
+  EXPECT_EQ(std::stoll(ValueOrEmpty(*a.pg, "SELECT sum(sessions)::text FROM pg_stat_database")),
+            std::stoll(connections_before) + 2);
+
+  ASSERT_TRUE(a.pg->Stop().ok());
+  EXPECT_FALSE(ObserveOrDie(*a.engine).running) << "seen on the first look, without an error";
+  ASSERT_TRUE(a.engine->Start().ok());
+  EXPECT_TRUE(ObserveOrDie(*a.engine).running);
+
+  // Every process of the server stopped: the look ends, Unavailable.
+  absl::StatusOr<std::string> pid_file = ReadFile(a.pg->data_dir() + "/postmaster.pid");
+  ASSERT_TRUE(pid_file.ok()) << pid_file.status();
+  const pid_t postmaster = std::stoi(pid_file->substr(0, pid_file->find('\n')));
+  std::vector<pid_t> server = {postmaster};
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    absl::StatusOr<std::string> text = ReadFile(entry.path().string() + "/stat");
+    if (!text.ok()) continue;
+    const size_t paren = text->rfind(')');
+    if (paren == std::string::npos) continue;
+    int ppid = 0;
+    char state = 0;
+    if (std::sscanf(text->c_str() + paren + 1, " %c %d", &state, &ppid) == 2 &&
+        ppid == postmaster) {
+      server.push_back(std::stoi(name));
+    }
+  }
+  for (pid_t pid : server) ::kill(pid, SIGSTOP);
+  const auto start = std::chrono::steady_clock::now();
+  absl::StatusOr<EngineFacts> hung = a.engine->Observe();
+  const auto took = std::chrono::steady_clock::now() - start;
+  for (pid_t pid : server) ::kill(pid, SIGCONT);
+  ASSERT_FALSE(hung.ok());
+  EXPECT_EQ(hung.status().code(), absl::StatusCode::kUnavailable) << hung.status();
+  EXPECT_LT(took, seconds(20));
+  EXPECT_TRUE(th::PollUntil([&] { return a.engine->Observe().ok(); }, seconds(30)))
+      << "a server that resumes is seen again";
 }
 
 TEST_F(PostgresqlEngineTest, NoDataDirectory) {
