@@ -169,9 +169,10 @@ absl::StatusOr<AgentConfig> ParseAgentConfig(const std::string& yaml, const std:
     TANDEM_RETURN_IF_ERROR(r.CheckKeys(
         e, "engine",
         {"type", "host", "port", "data_dir", "user", "password_file", "os_user", "bin_dir",
-         "start_command", "stop_command", "server_args", "log_file", "allow_restart",
-         "replication_user", "replication_password_file", "timeout", "seed_method", "tls_mode",
-         "tls_ca_file", "tls_cert_file", "tls_key_file", "out_of_sync_after", "tls_port"}));
+         "systemd_unit", "start_command", "stop_command", "server_args", "log_file",
+         "allow_restart", "replication_user", "replication_password_file", "timeout",
+         "seed_method", "tls_mode", "tls_ca_file", "tls_cert_file", "tls_key_file",
+         "out_of_sync_after", "tls_port"}));
     std::string type;
     TANDEM_RETURN_IF_ERROR(r.String(e, "type", "engine.type", &type));
     if (type.empty()) return r.Error("engine.type", "missing (postgresql | mysql | redis | mongodb)");
@@ -190,6 +191,8 @@ absl::StatusOr<AgentConfig> ParseAgentConfig(const std::string& yaml, const std:
     TANDEM_RETURN_IF_ERROR(r.String(e, "password_file", "engine.password_file", &c.engine.password_file));
     TANDEM_RETURN_IF_ERROR(r.String(e, "os_user", "engine.os_user", &c.engine.os_user));
     TANDEM_RETURN_IF_ERROR(r.String(e, "bin_dir", "engine.bin_dir", &c.engine.bin_dir));
+    TANDEM_RETURN_IF_ERROR(
+        r.String(e, "systemd_unit", "engine.systemd_unit", &c.engine.systemd_unit));
     TANDEM_RETURN_IF_ERROR(r.String(e, "start_command", "engine.start_command", &c.engine.start_command));
     TANDEM_RETURN_IF_ERROR(r.String(e, "stop_command", "engine.stop_command", &c.engine.stop_command));
     TANDEM_RETURN_IF_ERROR(r.String(e, "log_file", "engine.log_file", &c.engine.log_file));
@@ -226,8 +229,8 @@ absl::StatusOr<AgentConfig> ParseAgentConfig(const std::string& yaml, const std:
   }
 
   // Cross-field validation.
-  if (absl::Status st = ValidateReplicationTls(&c.engine); !st.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(source, ": ", st.message()));
+  for (absl::Status st : {ValidateReplicationTls(&c.engine), ValidateServerControl(c.engine)}) {
+    if (!st.ok()) return absl::InvalidArgumentError(absl::StrCat(source, ": ", st.message()));
   }
   if (c.node.empty()) return r.Error("node", "missing (a unique id for this node)");
   if (!ValidId(c.node)) {
@@ -247,7 +250,6 @@ absl::StatusOr<AgentConfig> ParseAgentConfig(const std::string& yaml, const std:
       return r.Error("addresses.external", std::string(st.message()));
     }
   }
-  if (c.engine.host.empty()) return r.Error("engine.host", "must not be empty");
   if (c.engine.data_dir.empty() || c.engine.data_dir[0] != '/') {
     return r.Error("engine.data_dir", "must be an absolute path");
   }

@@ -35,6 +35,15 @@ TEST(ConfigTest, ParsesAValidFile) {
   EXPECT_EQ(c->Info().port, 5433u);
   EXPECT_EQ(c->Self().host, "10.0.0.5");
   EXPECT_EQ(c->Info().tls_port, 0u);
+  EXPECT_EQ(c->engine.host, "");  // the local server (engines/engine_config.h)
+  EXPECT_EQ(c->engine.systemd_unit, "");
+  std::string with_unit = kValid;
+  with_unit.replace(with_unit.find("  server_args:"), 0, "  systemd_unit: postgresql@15-main\n");
+  with_unit.replace(with_unit.find("  server_args:"),
+                    with_unit.find("env_file") - with_unit.find("  server_args:"), "");
+  absl::StatusOr<AgentConfig> u = ParseAgentConfig(with_unit, "agent.yaml");
+  ASSERT_TRUE(u.ok()) << u.status();
+  EXPECT_EQ(u->engine.systemd_unit, "postgresql@15-main");
   std::string with_tls = kValid;
   with_tls.replace(with_tls.find("  port: 5433\n"), 13, "  port: 5433\n  tls_port: 6380\n");
   absl::StatusOr<AgentConfig> t = ParseAgentConfig(with_tls, "agent.yaml");
@@ -69,7 +78,8 @@ TEST(ConfigTest, ErrorsNameTheFileAndField) {
       {"data_dir: /var/lib/postgresql/15/main", "data_dir: relative/dir",
        "agent.yaml: engine.data_dir: must be an absolute path"},
       {"user: postgres", "usr: postgres", "agent.yaml: engine.usr: unknown field"},
-      {"controller: 127.0.0.1:7400", "controller: nowhere", "agent.yaml: controller: must be HOST:PORT"},
+      {"controller: 127.0.0.1:7400", "controller: nowhere",
+       "agent.yaml: controller: must be HOST:PORT"},
       {"addresses: {internal: 10.0.0.5, external: 203.0.113.5}", "addresses: {external: 1.2.3.4}",
        "agent.yaml: addresses.internal: missing"},
       {"server_args: [\"-c\", \"shared_buffers=16MB\"]", "server_args: -c",
@@ -85,6 +95,11 @@ TEST(ConfigTest, ErrorsNameTheFileAndField) {
        "agent.yaml: engine.tls_key_file: tls_cert_file and tls_key_file go together"},
       {"user: postgres\n", "user: postgres\n  out_of_sync_after: 0\n",
        "agent.yaml: engine.out_of_sync_after: must be 1..86400"},
+      // The unit starts the server with its own configuration's options.
+      {"user: postgres\n", "user: postgres\n  systemd_unit: postgresql@15-main\n",
+       "agent.yaml: engine.server_args: not used with engine.systemd_unit"},
+      {"server_args: [\"-c\", \"shared_buffers=16MB\"]", "systemd_unit: postgresql main",
+       "agent.yaml: engine.systemd_unit: \"postgresql main\" is not a systemd unit name"},
   };
   for (const BadCase& c : cases) {
     std::string text = kValid;

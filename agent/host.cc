@@ -178,8 +178,8 @@ absl::Status LocalHost::WriteEnv(const EnvMap& env) {
   absl::StatusOr<RunResult> result = RunShell(env_hook_, options);
   if (!result.ok()) return absl::InternalError(absl::StrCat("env hook: ", result.status().message()));
   if (result->exit_code != 0) {
-    return absl::InternalError(absl::StrCat("env hook exited with ", result->exit_code, ": ",
-                                            OutputTail(result->output)));
+    return absl::InternalError(
+        absl::StrCat("env hook exited with ", result->exit_code, OutputReason(result->output)));
   }
   ::unlink(HookPendingPath().c_str());
   return absl::OkStatus();

@@ -11,6 +11,8 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
@@ -43,6 +45,10 @@
 
 namespace tandem {
 namespace {
+
+// How long a starting agent waits for the controller to know it before it
+// tells systemd it is ready.
+constexpr std::chrono::seconds kRegisterBeforeReady(5);
 
 int Fail(const std::string& message, int code = 1) {
   std::fprintf(stderr, "tandem-agent: %s\n", message.c_str());
@@ -198,7 +204,19 @@ int RunAgent(const AgentConfig& config) {
                        std::string(EngineName(config.engine.type)), " controller=", config.controller,
                        " held generation=", store.Current().generation));
   link.Start();
-  notifier.Start();
+  // READY once the controller knows this node, when it answers within a
+  // few seconds: `systemctl start tandem-agent@X` then returns with X
+  // registered, and a `tandemctl wait X` right after it finds X. Without
+  // the controller the agent is ready anyway (with the state it persisted).
+  // The loop runs meanwhile.
+  std::atomic<bool> loop_ended{false};
+  std::thread ready_thread([&] {
+    for (const auto deadline = std::chrono::steady_clock::now() + kRegisterBeforeReady;
+         !link.Connected() && !loop_ended && std::chrono::steady_clock::now() < deadline;) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    notifier.Start();
+  });
   std::thread signal_thread([&] {
     int sig = 0;
     for (;;) {
@@ -220,6 +238,8 @@ int RunAgent(const AgentConfig& config) {
     reconciler->Stop();
   });
   reconciler->Run();
+  loop_ended = true;
+  ready_thread.join();
   notifier.Stop();
   if (health) health->Stop();
   if (transfer) transfer->Stop();

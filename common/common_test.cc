@@ -1,9 +1,11 @@
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <future>
 #include <random>
 #include <string>
 #include <thread>
@@ -67,6 +69,46 @@ TEST(FilesTest, SecretFileMustBePrivate) {
   EXPECT_EQ(*ReadSecretFile(path), "s3cret");
 }
 
+TEST(FilesTest, ThreadIdentityChangesOnlyTheCallingThread) {
+  ASSERT_EQ(::geteuid(), 0u) << "this test switches identities: run it as root";
+  absl::StatusOr<UserIds> nobody = LookupUser("nobody");
+  ASSERT_TRUE(nobody.ok()) << nobody.status();
+  uid_t inside = 0;
+  gid_t inside_gid = 0;
+  // A thread that runs meanwhile keeps root's identity.
+  std::promise<void> switched;
+  std::promise<uid_t> seen;
+  std::thread other([&] {
+    switched.get_future().wait();
+    seen.set_value(::geteuid());
+  });
+  uid_t other_thread = 1;
+  absl::Status st = WithThreadIdentity(*nobody, [&] {
+    inside = ::geteuid();
+    inside_gid = ::getegid();
+    switched.set_value();
+    other_thread = seen.get_future().get();
+  });
+  other.join();
+  ASSERT_TRUE(st.ok()) << st;
+  EXPECT_EQ(inside, nobody->uid);
+  EXPECT_EQ(inside_gid, nobody->gid);
+  EXPECT_EQ(other_thread, 0u);
+  EXPECT_EQ(::geteuid(), 0u);
+  EXPECT_EQ(::getegid(), 0u);
+  // Files are opened with the switched identity: a root-only file is not.
+  const std::string dir = TempDir();
+  ASSERT_TRUE(WriteFileAtomic(dir + "/root-only", "x", 0600).ok());
+  bool readable = true;
+  auto try_read = [&] {
+    const int fd = ::open((dir + "/root-only").c_str(), O_RDONLY);
+    readable = fd >= 0;
+    if (fd >= 0) ::close(fd);
+  };
+  ASSERT_TRUE(WithThreadIdentity(*nobody, try_read).ok());
+  EXPECT_FALSE(readable);
+}
+
 TEST(SubprocessTest, CapturesOutputAndExitCode) {
   absl::StatusOr<RunResult> r = RunShell("echo hello; echo oops >&2; exit 3");
   ASSERT_TRUE(r.ok()) << r.status();
@@ -75,6 +117,10 @@ TEST(SubprocessTest, CapturesOutputAndExitCode) {
   EXPECT_NE(r->output.find("oops"), std::string::npos);
   absl::Status st = RunChecked({"false"});
   EXPECT_EQ(st.code(), absl::StatusCode::kInternal);
+  // A tool that says nothing still gets a reason.
+  EXPECT_EQ(st.message(), "false exited with 1 (no output)");
+  st = RunChecked({"/bin/sh", "-c", "echo why >&2; exit 4"});
+  EXPECT_EQ(st.message(), "/bin/sh exited with 4: why");
 }
 
 TEST(SubprocessTest, PassesEnvironmentAndTimesOut) {
@@ -86,6 +132,24 @@ TEST(SubprocessTest, PassesEnvironmentAndTimesOut) {
   opts.timeout = std::chrono::milliseconds(200);
   EXPECT_EQ(RunShell("exec sleep 5", opts).status().code(), absl::StatusCode::kDeadlineExceeded);
   EXPECT_EQ(tandem::Run({"/nonexistent/tool"}).status().code(), absl::StatusCode::kNotFound);
+}
+
+// A server the agent starts must not talk to systemd as if it were the
+// agent's service: PostgreSQL sends READY=1 and STOPPING=1 to a
+// NOTIFY_SOCKET it inherits, and blocks while nobody reads it.
+TEST(SubprocessTest, ServiceManagerVariablesAreNotPassedOn) {
+  const std::vector<std::string> names = {"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID",
+                                          "LISTEN_FDS",    "LISTEN_PID",    "LISTEN_FDNAMES"};
+  for (const std::string& name : names) ASSERT_EQ(::setenv(name.c_str(), "1", 1), 0);
+  ASSERT_EQ(::setenv("TANDEM_TEST_KEPT", "kept", 1), 0);
+  absl::StatusOr<RunResult> r = tandem::Run({"env"});
+  for (const std::string& name : names) ::unsetenv(name.c_str());
+  ::unsetenv("TANDEM_TEST_KEPT");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_NE(r->output.find("\nTANDEM_TEST_KEPT=kept\n"), std::string::npos) << r->output;
+  for (const std::string& name : names) {
+    EXPECT_EQ(r->output.find(name + "="), std::string::npos) << r->output;
+  }
 }
 
 TEST(SubprocessTest, OutputToFile) {

@@ -4,10 +4,12 @@
 #include <pwd.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
@@ -216,6 +218,32 @@ absl::Status ChownTree(const std::string& path, UserIds ids) {
     }
   }
   if (ec) return absl::InternalError(absl::StrCat("walking ", path, ": ", ec.message()));
+  return absl::OkStatus();
+}
+
+absl::Status WithThreadIdentity(const UserIds& ids, const std::function<void()>& fn) {
+  if (::geteuid() != 0 || ids.uid == 0) {
+    fn();
+    return absl::OkStatus();
+  }
+  // Raw system calls: they change this thread only. The real and saved ids
+  // stay root, which is what allows the way back.
+  const long unchanged = -1;
+  if (::syscall(SYS_setresgid, unchanged, static_cast<long>(ids.gid), unchanged) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("setting this thread's group to ", ids.gid));
+  }
+  if (::syscall(SYS_setresuid, unchanged, static_cast<long>(ids.uid), unchanged) != 0) {
+    const int saved = errno;
+    (void)::syscall(SYS_setresgid, unchanged, 0L, unchanged);
+    return ErrnoStatus(saved, absl::StrCat("setting this thread's user to ", ids.uid));
+  }
+  fn();
+  // Back to root; if this failed the thread could no longer act as root,
+  // which every later step needs: better stop here than run on wrongly.
+  if (::syscall(SYS_setresuid, unchanged, 0L, unchanged) != 0 ||
+      ::syscall(SYS_setresgid, unchanged, 0L, unchanged) != 0) {
+    std::abort();
+  }
   return absl::OkStatus();
 }
 

@@ -3,6 +3,7 @@
 #define TANDEM_COMMON_FILES_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -68,6 +69,16 @@ absl::StatusOr<UserIds> LookupUser(const std::string& name);
 
 // chown -R path to `ids`. Idempotent.
 absl::Status ChownTree(const std::string& path, UserIds ids);
+
+// Runs `fn` with the calling thread's effective user and group set to `ids`,
+// then puts them back; the process's other threads keep theirs (the kernel
+// keeps credentials per thread; glibc's seteuid would change them all). For
+// logins a server checks by the peer's credentials on a Unix socket
+// (PostgreSQL peer, MariaDB unix_socket), made by an agent that runs as root
+// on behalf of the engine's OS user. `fn` must not start threads or
+// processes. Runs `fn` unchanged when the process is not root or `ids` is
+// root. PermissionDenied (and `fn` not run) when the switch is refused.
+absl::Status WithThreadIdentity(const UserIds& ids, const std::function<void()>& fn);
 
 }  // namespace tandem
 

@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -43,12 +44,24 @@ std::vector<std::string> BuildArgv(const std::vector<std::string>& argv, const R
   return out;
 }
 
+// systemd's variables for the service's main process: its notification
+// socket (a server started with it would send READY=1 and STOPPING=1 as if
+// it were the service, and blocks in sendmsg when nobody reads the socket),
+// its watchdog, and the sockets it was passed (sd_notify(3),
+// sd_listen_fds(3)).
+bool IsServiceManagerVariable(const std::string& name) {
+  static const std::set<std::string> kNames = {"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID",
+                                               "LISTEN_FDS",    "LISTEN_PID",    "LISTEN_FDNAMES"};
+  return kNames.count(name) != 0;
+}
+
 std::vector<std::string> BuildEnv(const RunOptions& options) {
   std::map<std::string, std::string> env;
   for (char** e = environ; *e != nullptr; ++e) {
     std::string kv(*e);
     size_t eq = kv.find('=');
-    if (eq != std::string::npos) env[kv.substr(0, eq)] = kv.substr(eq + 1);
+    if (eq == std::string::npos || IsServiceManagerVariable(kv.substr(0, eq))) continue;
+    env[kv.substr(0, eq)] = kv.substr(eq + 1);
   }
   if (!options.run_as.empty() && ::geteuid() == 0) {
     // Tools run as another user should not try to read root's home.
@@ -94,6 +107,11 @@ std::string OutputTail(const std::string& output, size_t max_chars) {
     if (c == '\n') c = ' ';
   }
   return trimmed;
+}
+
+std::string OutputReason(const std::string& output, size_t max_chars) {
+  std::string tail = OutputTail(output, max_chars);
+  return tail.empty() ? " (no output)" : ": " + tail;
 }
 
 absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& argv_in, const RunOptions& options,
@@ -229,8 +247,8 @@ absl::Status RunChecked(const std::vector<std::string>& argv, const RunOptions& 
   absl::StatusOr<RunResult> result = Run(argv, options);
   if (!result.ok()) return result.status();
   if (result->exit_code != 0) {
-    return absl::InternalError(absl::StrCat(argv[0], " exited with ", result->exit_code, ": ",
-                                            OutputTail(result->output)));
+    return absl::InternalError(
+        absl::StrCat(argv[0], " exited with ", result->exit_code, OutputReason(result->output)));
   }
   return absl::OkStatus();
 }

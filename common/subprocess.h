@@ -20,7 +20,9 @@ struct RunOptions {
   // Run as this OS user (via setpriv) when the caller is root and the user is
   // another one. Empty: the caller's user.
   std::string run_as;
-  // Added to (or replacing in) the caller's environment.
+  // Added to (or replacing in) the caller's environment. systemd's
+  // variables for the caller itself (NOTIFY_SOCKET, WATCHDOG_*, LISTEN_*)
+  // are never passed on: a tool or a server it starts is not the service.
   std::vector<std::pair<std::string, std::string>> env;
   // Where stdout and stderr go: "" = captured into RunResult::output (the
   // last 64 KiB), otherwise appended to this file.
@@ -61,6 +63,10 @@ absl::Status RunChecked(const std::vector<std::string>& argv, const RunOptions& 
 
 // The last line(s) of a tool's output, trimmed, for error messages.
 std::string OutputTail(const std::string& output, size_t max_chars = 400);
+
+// ": <OutputTail(output)>", or " (no output)" when it is empty: what follows
+// "<tool> exited with N" in an error, so that the reason is never empty.
+std::string OutputReason(const std::string& output, size_t max_chars = 400);
 
 }  // namespace tandem
 

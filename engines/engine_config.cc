@@ -10,6 +10,22 @@
 
 namespace tandem {
 
+namespace {
+
+// systemd's unit name characters; a name never starts with "-" (it would
+// read as an option of systemctl).
+bool ValidUnitName(const std::string& name) {
+  if (name.empty() || name.size() > 255 || name[0] == '-') return false;
+  for (char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == ':' || c == '_' || c == '.' || c == '@' || c == '-' || c == '\\';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 absl::Status InvalidEngineField(std::string_view field, std::string_view why) {
   return absl::InvalidArgumentError(absl::StrCat("engine.", AbslView(field), ": ", AbslView(why)));
 }
@@ -45,6 +61,27 @@ absl::Status ValidateReplicationTls(EngineConfig* config) {
   return absl::OkStatus();
 }
 
+absl::Status ValidateServerControl(const EngineConfig& config) {
+  if (config.systemd_unit.empty()) return absl::OkStatus();
+  if (!ValidUnitName(config.systemd_unit)) {
+    return InvalidEngineField(
+        "systemd_unit", absl::StrCat("\"", config.systemd_unit,
+                                     "\" is not a systemd unit name (e.g. postgresql@15-main)"));
+  }
+  for (const auto& [field, set] :
+       {std::pair<const char*, bool>{"start_command", !config.start_command.empty()},
+        {"stop_command", !config.stop_command.empty()},
+        {"server_args", !config.server_args.empty()}}) {
+    if (set) {
+      return InvalidEngineField(
+          field, absl::StrCat("not used with engine.systemd_unit (", config.systemd_unit,
+                              " starts and stops the server with the options of its own "
+                              "configuration): remove one of them"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::optional<UserIds>> ValidateEngineConfig(EngineConfig* config,
                                                             EngineType expected) {
   namespace fs = std::filesystem;
@@ -53,7 +90,6 @@ absl::StatusOr<std::optional<UserIds>> ValidateEngineConfig(EngineConfig* config
                                                    ", not ", AbslView(EngineName(expected))));
   }
   config->type = expected;
-  if (config->host.empty()) return InvalidEngineField("host", "must not be empty");
   if (config->port == 0 || config->port > 65535) {
     return InvalidEngineField("port", absl::StrCat("must be between 1 and 65535, got ", config->port));
   }
@@ -78,6 +114,7 @@ absl::StatusOr<std::optional<UserIds>> ValidateEngineConfig(EngineConfig* config
     return InvalidEngineField(
         "log_file", absl::StrCat("must be an absolute path, got \"", config->log_file, "\""));
   }
+  TANDEM_RETURN_IF_ERROR(ValidateServerControl(*config));
   std::optional<UserIds> os_ids;
   if (!config->os_user.empty()) {
     absl::StatusOr<UserIds> ids = LookupUser(config->os_user);
@@ -106,6 +143,11 @@ absl::StatusOr<std::optional<UserIds>> ValidateEngineConfig(EngineConfig* config
   }
   TANDEM_RETURN_IF_ERROR(ValidateReplicationTls(config));
   return os_ids;
+}
+
+bool LogsInAsOsUser(const EngineConfig& config, const std::string& host) {
+  return !host.empty() && host[0] == '/' && !config.os_user.empty() &&
+         config.user == config.os_user && ::geteuid() == 0;
 }
 
 bool ReplicationTls(const EngineConfig& config, const Peer& self, const Peer& upstream) {

@@ -20,16 +20,29 @@ namespace tandem {
 
 struct EngineConfig {
   EngineType type = EngineType::kUnspecified;
-  std::string host = "127.0.0.1";  // where the agent reaches its local server
+  // Where the agent reaches its local server. "" (the default): the server
+  // on this host, over its Unix socket where the distribution puts it when
+  // the server has one there (PostgreSQL /var/run/postgresql/.s.PGSQL.<port>,
+  // MySQL/MariaDB /run/mysqld/mysqld.sock when that server listens on
+  // `port`), otherwise 127.0.0.1. A path: that socket (PostgreSQL: its
+  // directory). Over a socket, when `user` is `os_user`, the agent logs in as
+  // that OS user (PostgreSQL peer, MariaDB unix_socket authentication): no
+  // password file is needed on a stock host.
+  std::string host;
   uint32_t port = 0;
   std::string data_dir;
   std::string user;                // account the agent connects as
   std::string password_file;       // "" = no password
   std::string os_user;             // owns the data, runs the server tools ("" = agent's user)
   std::string bin_dir;             // server tools; "" = search PATH
-  // Server start/stop. Empty = the engine's own tool (pg_ctl, ...). Each is
-  // run with /bin/sh -c as os_user; a systemd unit works too:
-  // "systemctl start postgresql@15-main".
+  // The systemd unit that runs the server (e.g. "postgresql@15-main",
+  // "mariadb", "redis-server@db1"): the agent starts and stops it with
+  // `systemctl start|stop`, as the agent's own user (root). Excludes
+  // start_command, stop_command and server_args.
+  std::string systemd_unit;
+  // Server start/stop commands for other setups. Empty = the engine's own
+  // tool (pg_ctl, mariadbd, redis-server). Each runs with /bin/sh -c as
+  // os_user, its output appended to log_file.
   std::string start_command;
   std::string stop_command;
   // Extra server arguments the default start command passes (e.g. PostgreSQL
@@ -75,6 +88,10 @@ struct EngineConfig {
 // readable (the key private).
 absl::Status ValidateReplicationTls(EngineConfig* config);
 
+// The server-control part of ValidateEngineConfig: systemd_unit a unit name,
+// and not together with start_command, stop_command or server_args.
+absl::Status ValidateServerControl(const EngineConfig& config);
+
 // Whether slave `self` replicates from `upstream` over TLS under `config`.
 bool ReplicationTls(const EngineConfig& config, const Peer& self, const Peer& upstream);
 
@@ -82,15 +99,23 @@ bool ReplicationTls(const EngineConfig& config, const Peer& self, const Peer& up
 absl::Status InvalidEngineField(std::string_view field, std::string_view why);
 
 // The checks every engine makes of its config, in place: the type is
-// `expected` (or unset, then set), host, port 1..65535, data_dir absolute
+// `expected` (or unset, then set), port 1..65535, data_dir absolute
 // (normalised, not "/", its parent exists), user, timeout, log_file
-// absolute, os_user known and usable by this process, secret files absolute
+// absolute, systemd_unit a unit name and not combined with start_command,
+// stop_command or server_args, os_user known and usable by this process,
+// secret files absolute
 // and private (read once, never kept), tls_mode known and its files
 // absolute and readable (the key private). Returns os_user's ids when the agent
 // runs as root and will switch to them (nullopt otherwise). Errors are
 // InvalidEngineField's.
 absl::StatusOr<std::optional<UserIds>> ValidateEngineConfig(EngineConfig* config,
                                                             EngineType expected);
+
+// Whether the agent logs in to its local server at `host` (a socket path)
+// with the identity of the OS user `os_user` rather than its own: over a
+// Unix socket, when the login name is that OS user's (peer / unix_socket
+// authentication compares the two) and the agent runs as root.
+bool LogsInAsOsUser(const EngineConfig& config, const std::string& host);
 
 }  // namespace tandem
 

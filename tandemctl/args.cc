@@ -891,9 +891,11 @@ The cluster's certificates, in --certs-dir (default /etc/tandem/certs):
                      or viewer (nodes, status, env, wait, events).
   list               subject, identity, role, addresses and expiry of each
                      certificate in the directory.
-Keys are ECDSA P-256, written with mode 0600; existing files are never
-overwritten. A process reloads its certificate on SIGHUP: renew by creating
-a new one in a temporary directory, moving it over the old, then
+Keys are ECDSA P-256, written with mode 0600; the CA is never overwritten.
+A process reloads its certificate on SIGHUP: renew by creating a new one in
+a temporary directory, moving it over the old, or by running the same verb
+again in place (the new key keeps the owner of the one it replaces: the
+controller's belongs to the tandem user), then
 'systemctl reload tandem-agent@NODE' (or kill -HUP).
 
 Examples:

@@ -1,6 +1,12 @@
 #include "tandemctl/cert.h"
 
 #include <dirent.h>
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <algorithm>
 #include <vector>
@@ -58,11 +64,44 @@ absl::StatusOr<KeyAndCert> ReadCa(const Command& c) {
   return KeyAndCert{*std::move(key), *std::move(cert)};
 }
 
+// The name of user `uid`, else "uid N".
+std::string UserName(uid_t uid) {
+  struct passwd pw {};
+  struct passwd* found = nullptr;
+  char buffer[4096];
+  if (::getpwuid_r(uid, &pw, buffer, sizeof buffer, &found) == 0 && found != nullptr) {
+    return found->pw_name;
+  }
+  return absl::StrCat("uid ", uid);
+}
+
 // Writes a key and a certificate: the key first (mode 0600), so that a
 // certificate never lies next to a key that does not match it for long.
-absl::Status WritePair(const std::string& base, const KeyAndCert& kc) {
-  if (absl::Status st = WriteFileAtomic(base + ".key", kc.key_pem, 0600); !st.ok()) return st;
-  return WriteFileAtomic(base + ".crt", kc.cert_pem, 0644);
+// Renewed files keep the owner and group of those they replace: the
+// controller's key belongs to the tandem user it runs as, and a reload
+// (SIGHUP) must still be able to read the new one. Returns the owner kept
+// when it is another user's ("" otherwise).
+absl::StatusOr<std::string> WritePair(const std::string& base, const KeyAndCert& kc) {
+  struct Old {
+    std::string path;
+    bool exists = false;
+    struct stat st {};
+  };
+  Old key{base + ".key"}, cert{base + ".crt"};
+  for (Old* old : {&key, &cert}) old->exists = ::lstat(old->path.c_str(), &old->st) == 0;
+  if (absl::Status st = WriteFileAtomic(key.path, kc.key_pem, 0600); !st.ok()) return st;
+  if (absl::Status st = WriteFileAtomic(cert.path, kc.cert_pem, 0644); !st.ok()) return st;
+  std::string kept;
+  for (const Old* old : {&key, &cert}) {
+    if (!old->exists || (old->st.st_uid == ::geteuid() && old->st.st_gid == ::getegid())) continue;
+    if (::chown(old->path.c_str(), old->st.st_uid, old->st.st_gid) != 0) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "renewed ", old->path, " but could not give it back to uid ", old->st.st_uid, " gid ",
+          old->st.st_gid, " (", std::strerror(errno), "): chown it before reloading"));
+    }
+    if (old == &key && old->st.st_uid != ::geteuid()) kept = UserName(old->st.st_uid);
+  }
+  return kept;
 }
 
 absl::StatusOr<std::string> CreateCaFiles(const Command& c, absl::Time now) {
@@ -95,12 +134,15 @@ absl::StatusOr<std::string> CreateLeaf(const Command& c, const Identity& identit
   if (!kc.ok()) return kc.status();
   const std::string base = c.certs_dir + "/" + base_name;
   const bool renewed = PathExists(base + ".crt");
-  if (absl::Status st = WritePair(base, *kc); !st.ok()) return st;
+  absl::StatusOr<std::string> kept_owner = WritePair(base, *kc);
+  if (!kept_owner.ok()) return kept_owner.status();
   absl::StatusOr<CertificateInfo> info = InspectCertificate(kc->cert_pem);
   std::string line = absl::StrCat(renewed ? "renewed " : "wrote ", base, ".crt and ", base_name,
                                   ".key (", identity.Describe());
   if (!c.addresses.empty()) absl::StrAppend(&line, "; addresses ", absl::StrJoin(c.addresses, ", "));
-  absl::StrAppend(&line, "; expires ", Date(info->not_after), ")\n");
+  absl::StrAppend(&line, "; expires ", Date(info->not_after));
+  if (!kept_owner->empty()) absl::StrAppend(&line, "; owner ", *kept_owner, " kept");
+  absl::StrAppend(&line, ")\n");
   if (renewed) absl::StrAppend(&line, "send SIGHUP to the process that uses it to reload it\n");
   return line;
 }

@@ -780,6 +780,40 @@ TEST_F(TandemctlCliTest, CertificatesMadeByCertVerbsLetItIn) {
   server->Shutdown(std::chrono::system_clock::now() + 2s);
 }
 
+// The controller's key belongs to the user it runs as; a renewal by root
+// keeps that owner, so that the controller's reload can read the new key.
+TEST_F(TandemctlCliTest, RenewedCertificateKeepsTheOwnerOfTheOneItReplaces) {
+  ASSERT_EQ(geteuid(), 0u) << "the tests run as root (scripts/test)";
+  const std::string certs = dir_ + "/certs";
+  ASSERT_EQ(Run({"cert", "create-ca", "--certs-dir", certs}).exit_code, 0);
+  CliResult first =
+      Run({"cert", "create-controller", "--address", "127.0.0.1", "--certs-dir", certs});
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  EXPECT_EQ(first.out.find("kept"), std::string::npos) << first.out;
+  const std::string key = certs + "/controller.key";
+  const std::string cert = certs + "/controller.crt";
+  constexpr uid_t kUid = 54321;
+  constexpr gid_t kGid = 54322;
+  ASSERT_EQ(chown(key.c_str(), kUid, kGid), 0) << std::strerror(errno);
+  const std::string before = Slurp(key);
+
+  CliResult renewed =
+      Run({"cert", "create-controller", "--address", "127.0.0.1", "--certs-dir", certs});
+  ASSERT_EQ(renewed.exit_code, 0) << renewed.err;
+  EXPECT_NE(renewed.out.find("renewed " + cert), std::string::npos) << renewed.out;
+  EXPECT_NE(renewed.out.find("; owner uid 54321 kept)"), std::string::npos) << renewed.out;
+  EXPECT_NE(Slurp(key), before) << "a new key";
+  struct stat st {};
+  ASSERT_EQ(stat(key.c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, kUid);
+  EXPECT_EQ(st.st_gid, kGid);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  // The certificate was root's, and stays root's.
+  ASSERT_EQ(stat(cert.c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 0u);
+  EXPECT_EQ(st.st_mode & 0777, 0644u);
+}
+
 TEST_F(TandemctlCliTest, InsecureOnlyToLoopbackAndTheTokenIsGone) {
   CliResult remote = Run({"--controller", "10.1.2.3:7400", "nodes"});
   EXPECT_EQ(remote.exit_code, 2);

@@ -34,6 +34,7 @@
 #include "engines/mysql/mysql_client.h"
 #include "engines/mysql/mysql_text.h"
 #include "engines/mysql/stream_process.h"
+#include "engines/server_control.h"
 
 namespace tandem {
 namespace {
@@ -49,6 +50,9 @@ constexpr size_t kChunkBytes = 1 << 20;
 // A copy of a large data set takes as long as it takes.
 constexpr std::chrono::hours kCopyTimeout(24 * 7);
 constexpr char kDefaultSeedMethod[] = "backup";
+// The socket of Debian's and Ubuntu's mariadb.service (and libmariadb's
+// default there).
+constexpr char kStockSocket[] = "/run/mysqld/mysqld.sock";
 
 void FsyncDir(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -226,7 +230,13 @@ class MysqlEngine final : public Engine {
   StreamOptions StreamToolOptions() const;
 
  private:
-  std::string Where() const { return absl::StrCat(config_.host, ":", config_.port); }
+  // Where the agent reaches its server: engine.host, or for the default the
+  // endpoint of the last login (the stock socket or 127.0.0.1).
+  std::string Where() const {
+    const std::string& host = !config_.host.empty() ? config_.host : login_host_;
+    if (host.empty()) return absl::StrCat("127.0.0.1:", config_.port);
+    return host[0] == '/' ? host : absl::StrCat(host, ":", config_.port);
+  }
   std::string DataFile(std::string_view name) const {
     return absl::StrCat(config_.data_dir, "/", AbslView(name));
   }
@@ -236,7 +246,14 @@ class MysqlEngine final : public Engine {
   absl::StatusOr<std::string> Secret(std::string_view field, const std::string& path) const;
   // engine.replication_password_file: required and not empty.
   absl::StatusOr<std::string> ReplicationPassword() const;
-  absl::StatusOr<MysqlLogin> LocalLogin() const;
+  // The agent's login to its server at `host` (a socket path or a TCP host).
+  absl::StatusOr<MysqlLogin> LocalLogin(const std::string& host) const;
+  // Where the last successful login went (Connect), for tools that log in
+  // the same way.
+  std::string LoginHost() const {
+    if (!config_.host.empty()) return config_.host;
+    return login_host_.empty() ? "127.0.0.1" : login_host_;
+  }
   absl::StatusOr<MysqlClient*> Connect();
   void Disconnect() {
     conn_.reset();
@@ -322,6 +339,7 @@ class MysqlEngine final : public Engine {
   std::string seed_log_;
   std::string served_file_;
   std::unique_ptr<MysqlClient> conn_;
+  std::string login_host_;  // engine.host, or the endpoint the default picked
   std::optional<Dialect> dialect_;
 };
 
@@ -370,11 +388,15 @@ absl::StatusOr<std::string> MysqlEngine::ReplicationPassword() const {
   return password;
 }
 
-absl::StatusOr<MysqlLogin> MysqlEngine::LocalLogin() const {
+absl::StatusOr<MysqlLogin> MysqlEngine::LocalLogin(const std::string& host) const {
   absl::StatusOr<std::string> password = Secret("password_file", config_.password_file);
   if (!password.ok()) return password.status();
   MysqlLogin login;
-  login.host = config_.host;
+  if (!host.empty() && host[0] == '/') {
+    login.unix_socket = host;
+  } else {
+    login.host = host;
+  }
   login.port = config_.port;
   login.user = config_.user;
   login.password = *std::move(password);
@@ -383,22 +405,50 @@ absl::StatusOr<MysqlLogin> MysqlEngine::LocalLogin() const {
 
 absl::StatusOr<MysqlClient*> MysqlEngine::Connect() {
   if (conn_ != nullptr) return conn_.get();
-  absl::StatusOr<MysqlLogin> login = LocalLogin();
-  if (!login.ok()) return login.status();
-  absl::StatusOr<std::unique_ptr<MysqlClient>> client =
-      MysqlClient::Connect(*login, kStatementTimeout);
-  std::fill(login->password.begin(), login->password.end(), '\0');
-  if (!client.ok()) {
-    if (absl::IsFailedPrecondition(client.status())) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("the server at ", Where(), " refuses the agent's login as ", config_.user,
-                       ": ", client.status().message()));
-    }
-    return client.status();
+  // The default: the stock socket when the server there is this one (it
+  // listens on engine.port), else TCP on 127.0.0.1.
+  std::vector<std::string> hosts;
+  if (!config_.host.empty()) {
+    hosts = {config_.host};
+  } else {
+    if (PathExists(kStockSocket)) hosts.push_back(kStockSocket);
+    hosts.push_back("127.0.0.1");
   }
-  conn_ = *std::move(client);
-  dialect_.emplace(mysql::ParseServerVersion(conn_->server_version()));
-  return conn_.get();
+  absl::Status failed;
+  for (const std::string& host : hosts) {
+    const bool stock_guess = config_.host.empty() && host == kStockSocket;
+    absl::StatusOr<MysqlLogin> login = LocalLogin(host);
+    if (!login.ok()) return login.status();
+    absl::StatusOr<std::unique_ptr<MysqlClient>> client = absl::UnknownError("not connected");
+    auto connect = [&] { client = MysqlClient::Connect(*login, kStatementTimeout); };
+    // Over the socket as os_user's namesake: unix_socket authentication
+    // then sees that OS user.
+    absl::Status as_user = LogsInAsOsUser(config_, host) && os_ids_.has_value()
+                               ? WithThreadIdentity(*os_ids_, connect)
+                               : (connect(), absl::OkStatus());
+    std::fill(login->password.begin(), login->password.end(), '\0');
+    if (!as_user.ok()) return Context("logging in as " + config_.os_user, as_user);
+    if (!client.ok()) {
+      // A stale socket file: try TCP.
+      if (stock_guess && absl::IsUnavailable(client.status())) continue;
+      if (absl::IsFailedPrecondition(client.status())) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "the server at ", host[0] == '/' ? host : absl::StrCat(host, ":", config_.port),
+            " refuses the agent's login as ", config_.user, ": ", client.status().message()));
+      }
+      return client.status();
+    }
+    if (stock_guess) {
+      // Another server's socket (a second instance on this host): not ours.
+      absl::StatusOr<std::string> port = (*client)->Value("reading the port", "SELECT @@port");
+      if (!port.ok() || *port != absl::StrCat(config_.port)) continue;
+    }
+    conn_ = *std::move(client);
+    login_host_ = host;
+    dialect_.emplace(mysql::ParseServerVersion(conn_->server_version()));
+    return conn_.get();
+  }
+  return absl::UnavailableError("no local server answers");  // not reached: TCP is last
 }
 
 bool MysqlEngine::Answers() {
@@ -655,29 +705,18 @@ absl::StatusOr<EngineFacts> MysqlEngine::ObserveRunning(
 // ------------------------------------------------------------------ Start / Stop
 
 absl::Status MysqlEngine::LaunchServer() {
-  if (!PathExists(log_file_)) {
-    int fd = ::open(log_file_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-    if (fd < 0) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("engine.log_file: cannot create ", log_file_, ": ", std::strerror(errno)));
-    }
-    if (os_ids_.has_value()) (void)::fchown(fd, os_ids_->uid, os_ids_->gid);
-    ::close(fd);
+  if (CustomServerControl(config_, ServerAction::kStart)) {
+    const bool unit = !config_.systemd_unit.empty();
+    if (!unit) TANDEM_RETURN_IF_ERROR(EnsureServerLog(log_file_, os_ids_));
+    return Context("starting the server",
+                   RunServerControl(config_, ServerAction::kStart, unit ? "" : log_file_,
+                                    std::chrono::seconds(config_.timeout_seconds + 30)));
   }
+  TANDEM_RETURN_IF_ERROR(EnsureServerLog(log_file_, os_ids_));
   RunOptions options = ToolOptions();
   options.output_file = log_file_;  // the server keeps it open: never a pipe
   options.timeout = std::chrono::seconds(30);
   options.kill_with_parent = false;  // the server outlives the agent
-  if (!config_.start_command.empty()) {
-    absl::StatusOr<RunResult> result = RunShell(config_.start_command, options);
-    if (!result.ok()) return Context("starting the server", result.status());
-    if (result->exit_code != 0) {
-      return absl::InternalError(absl::StrCat(
-          "while starting the server: engine.start_command exited with ", result->exit_code,
-          "; log ", log_file_, ": ", OutputTail(ReadTail(log_file_, 4000), 1200)));
-    }
-    return absl::OkStatus();
-  }
   // The shell backgrounds mariadbd and exits: the server is reparented, and
   // keeps running when the agent stops.
   std::vector<std::string> argv = {"/bin/sh", "-c", "umask 007; \"$0\" \"$@\" </dev/null &",
@@ -699,7 +738,7 @@ absl::Status MysqlEngine::LaunchServer() {
   if (!result.ok()) return Context("starting the server", result.status());
   if (result->exit_code != 0) {
     return absl::InternalError(absl::StrCat("while starting the server: the launch exited with ",
-                                            result->exit_code, ": ", OutputTail(result->output)));
+                                            result->exit_code, OutputReason(result->output)));
   }
   return absl::OkStatus();
 }
@@ -708,8 +747,15 @@ absl::Status MysqlEngine::Start() {
   if (Answers()) return absl::OkStatus();
   const auto timeout = std::chrono::seconds(config_.timeout_seconds);
   const uint64_t log_offset = FileSize(log_file_);
-  auto log_tail = [&] { return OutputTail(ReadTail(log_file_, 4000, log_offset), 1200); };
-  if (config_.start_command.empty()) {
+  // A unit's server logs to the journal (RunServerControl quotes it when
+  // the unit fails).
+  const bool unit = !config_.systemd_unit.empty();
+  auto log_tail = [&] {
+    if (unit) return std::string();
+    return absl::StrCat("; log ", log_file_,
+                        OutputReason(ReadTail(log_file_, 4000, log_offset), 1200));
+  };
+  if (!CustomServerControl(config_, ServerAction::kStart)) {
     if (!HasData(config_.data_dir)) {
       return absl::FailedPreconditionError(
           absl::StrCat("engine.data_dir ", config_.data_dir,
@@ -729,36 +775,32 @@ absl::Status MysqlEngine::Start() {
         if (Answers()) return true;
         // mariadbd logs "[ERROR] Aborting" when it gives up (port taken,
         // bad option, ...): no need to wait for the timeout.
-        aborted = absl::StrContains(ReadTail(log_file_, 1 << 16, log_offset), "Aborting");
+        aborted = !unit && absl::StrContains(ReadTail(log_file_, 1 << 16, log_offset), "Aborting");
         return aborted;
       },
       timeout, std::chrono::milliseconds(25));
   if (up && !aborted) return absl::OkStatus();
   return absl::UnavailableError(absl::StrCat(
       "the server at ", Where(), aborted ? " aborted its start" : " does not answer",
-      aborted ? "" : absl::StrCat(" ", config_.timeout_seconds, " s after its start"), "; log ",
-      log_file_, ": ", log_tail()));
+      aborted ? "" : absl::StrCat(" ", config_.timeout_seconds, " s after its start"), log_tail()));
 }
 
 absl::Status MysqlEngine::Stop() {
   const auto timeout = std::chrono::seconds(config_.timeout_seconds);
   std::string pid_file = pid_file_;
+  const bool custom = CustomServerControl(config_, ServerAction::kStop);
   if (Answers()) {
-    if (!config_.stop_command.empty()) {
+    absl::StatusOr<std::string> file = Value("reading the pid file name", "SELECT @@pid_file");
+    if (!file.ok()) return file.status();
+    pid_file = *file;
+    if (custom) {
       Disconnect();
-      RunOptions options = ToolOptions();
-      options.output_file = log_file_;
-      absl::StatusOr<RunResult> result = RunShell(config_.stop_command, options);
-      if (!result.ok()) return Context("stopping the server", result.status());
-      if (result->exit_code != 0) {
-        return absl::InternalError(absl::StrCat(
-            "while stopping the server: engine.stop_command exited with ", result->exit_code,
-            ": ", OutputTail(result->output)));
-      }
+      TANDEM_RETURN_IF_ERROR(
+          Context("stopping the server",
+                  RunServerControl(config_, ServerAction::kStop,
+                                   config_.systemd_unit.empty() ? log_file_ : "",
+                                   std::chrono::seconds(config_.timeout_seconds + 30))));
     } else {
-      absl::StatusOr<std::string> file = Value("reading the pid file name", "SELECT @@pid_file");
-      if (!file.ok()) return file.status();
-      pid_file = *file;
       absl::StatusOr<MysqlClient*> c = Connect();
       if (!c.ok()) return Context("stopping the server", c.status());
       // The connection ends with the server: a lost connection is success.
@@ -766,8 +808,13 @@ absl::Status MysqlEngine::Stop() {
       Disconnect();
       if (!st.ok() && !absl::IsUnavailable(st)) return st;
     }
-  } else if (std::optional<pid_t> pid = LiveServerPid(pid_file_);
-             pid.has_value() && config_.stop_command.empty()) {
+  } else if (!config_.systemd_unit.empty()) {
+    // Down, or not answering yet: the unit may still be (re)starting it.
+    TANDEM_RETURN_IF_ERROR(
+        Context("stopping the server",
+                RunServerControl(config_, ServerAction::kStop, "",
+                                 std::chrono::seconds(config_.timeout_seconds + 30))));
+  } else if (std::optional<pid_t> pid = LiveServerPid(pid_file_); pid.has_value() && !custom) {
     // Started but not answering (still starting, or stuck): SIGTERM is a
     // normal shutdown for mariadbd.
     ::kill(*pid, SIGTERM);
@@ -861,7 +908,8 @@ absl::Status MysqlEngine::EnsurePrerequisites(size_t slave_count) {
   if (*server_id == "0") {
     return absl::FailedPreconditionError(
         "cannot serve slaves: server_id is 0; give every node of the group its own "
-        "--server-id (engine.server_args)");
+        "server id (--server-id in engine.server_args, or server-id in the server's "
+        "configuration)");
   }
   absl::StatusOr<std::vector<std::string>> problems = read();
   if (!problems.ok()) return problems.status();
@@ -884,9 +932,9 @@ absl::Status MysqlEngine::EnsurePrerequisites(size_t slave_count) {
   if (!problems.ok()) return problems.status();
   if (!problems->empty()) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "cannot serve ", slave_count, " slave(s): after a restart ",
-        absl::StrJoin(*problems, ", "),
-        ": it is set on the server's command line (engine.server_args, engine.start_command)"));
+        "cannot serve ", slave_count, " slave(s): after a restart ", absl::StrJoin(*problems, ", "),
+        ": it is set on the server's command line or in its configuration (engine.server_args, "
+        "engine.start_command, engine.systemd_unit)"));
   }
   return absl::OkStatus();
 }
@@ -1061,8 +1109,13 @@ absl::Status MysqlEngine::StreamBackup(const std::string& slave_id, const Backup
   if (os_ids_.has_value() && ::chown(work.c_str(), os_ids_->uid, os_ids_->gid) != 0) {
     return absl::InternalError(absl::StrCat("chown ", work, ": ", std::strerror(errno)));
   }
-  absl::StatusOr<MysqlLogin> login = LocalLogin();
+  // The tool logs in as the agent did (Value above connected).
+  absl::StatusOr<MysqlLogin> login = LocalLogin(LoginHost());
   if (!login.ok()) return login.status();
+  // Socket authentication compares the login with the tool's OS user: a
+  // login that is not os_user's (root on a stock host) is the agent's own.
+  const bool agents_login =
+      !login->unix_socket.empty() && login->password.empty() && config_.user != config_.os_user;
   const std::string defaults = work + "/client.cnf";
   absl::Status written = WriteKeepingOwner(defaults, mysql::ClientDefaultsFile(*login), 0600);
   std::fill(login->password.begin(), login->password.end(), '\0');
@@ -1082,6 +1135,7 @@ absl::Status MysqlEngine::StreamBackup(const std::string& slave_id, const Backup
             "--max-allowed-packet=1G"};
   }
   StreamOptions options = StreamToolOptions();
+  if (agents_login) options.run_as.clear();
   options.pipe_stdout = true;
   options.log_file = tool_log;
   absl::StatusOr<std::unique_ptr<StreamProcess>> proc = StreamProcess::Start(argv, options);
@@ -1108,9 +1162,10 @@ absl::Status MysqlEngine::StreamBackup(const std::string& slave_id, const Backup
   absl::StatusOr<int> code = (*proc)->Wait(std::chrono::minutes(10));
   if (!code.ok()) return Context("finishing the backup", code.status());
   if (*code != 0) {
-    return absl::InternalError(absl::StrCat(
-        "while streaming the backup for ", slave_id, ": ", physical ? "mariadb-backup" : "mariadb-dump",
-        " exited with ", *code, ": ", OutputTail(ReadTail(tool_log, 4000), 800)));
+    return absl::InternalError(absl::StrCat("while streaming the backup for ", slave_id, ": ",
+                                            physical ? "mariadb-backup" : "mariadb-dump",
+                                            " exited with ", *code,
+                                            OutputReason(ReadTail(tool_log, 4000), 800)));
   }
   return absl::OkStatus();
 }
@@ -1153,8 +1208,9 @@ class XbstreamConsumer : public SeedConsumer {
     absl::StatusOr<int> code = proc_->Wait(std::chrono::minutes(30));
     if (!code.ok()) return code.status();
     if (*code != 0) {
-      return absl::InternalError(absl::StrCat("mbstream -x exited with ", *code, ": ",
-                                              OutputTail(ReadTail(engine_.seed_log(), 4000), 600)));
+      return absl::InternalError(
+          absl::StrCat("mbstream -x exited with ", *code,
+                       OutputReason(ReadTail(engine_.seed_log(), 4000), 600)));
     }
     RunOptions options = engine_.ToolOptions();
     options.output_file = engine_.seed_log();
@@ -1164,9 +1220,9 @@ class XbstreamConsumer : public SeedConsumer {
         options);
     if (!prepared.ok()) return Context("preparing the copy", prepared.status());
     if (prepared->exit_code != 0) {
-      return absl::InternalError(absl::StrCat(
-          "mariadb-backup --prepare exited with ", prepared->exit_code, ": ",
-          OutputTail(ReadTail(engine_.seed_log(), 4000), 800)));
+      return absl::InternalError(
+          absl::StrCat("mariadb-backup --prepare exited with ", prepared->exit_code,
+                       OutputReason(ReadTail(engine_.seed_log(), 4000), 800)));
     }
     for (const char* name : {"mariadb_backup_binlog_info", "xtrabackup_binlog_info"}) {
       absl::StatusOr<std::string> info = ReadFile(absl::StrCat(engine_.new_dir(), "/", name));
@@ -1217,9 +1273,9 @@ class SqlConsumer : public SeedConsumer {
             options);
     if (!installed.ok()) return Context("initialising the copy", installed.status());
     if (installed->exit_code != 0) {
-      return absl::InternalError(absl::StrCat("mariadb-install-db exited with ",
-                                              installed->exit_code, ": ",
-                                              OutputTail(ReadTail(engine_.seed_log(), 4000), 600)));
+      return absl::InternalError(
+          absl::StrCat("mariadb-install-db exited with ", installed->exit_code,
+                       OutputReason(ReadTail(engine_.seed_log(), 4000), 600)));
     }
     std::error_code ec;
     fs::remove(socket_, ec);
@@ -1275,8 +1331,9 @@ class SqlConsumer : public SeedConsumer {
     absl::StatusOr<int> code = loader_->Wait(kCopyTimeout);
     if (!code.ok()) return code.status();
     if (*code != 0) {
-      return absl::InternalError(absl::StrCat("loading the dump: mariadb exited with ", *code, ": ",
-                                              OutputTail(ReadTail(engine_.seed_log(), 4000), 800)));
+      return absl::InternalError(
+          absl::StrCat("loading the dump: mariadb exited with ", *code,
+                       OutputReason(ReadTail(engine_.seed_log(), 4000), 800)));
     }
     MysqlLogin login;
     login.unix_socket = socket_;
@@ -1373,7 +1430,8 @@ absl::Status MysqlEngine::CheckServerIds(const Peer& upstream, const UpstreamInf
   if (*own == info.server_id) {
     return absl::FailedPreconditionError(absl::StrCat(
         "this node and its master ", upstream.id, " both have server_id ", *own,
-        ": give every node of the group its own --server-id (engine.server_args)"));
+        ": give every node of the group its own server id (--server-id in engine.server_args, or "
+        "server-id in the server's configuration)"));
   }
   return absl::OkStatus();
 }
@@ -1839,7 +1897,7 @@ absl::StatusOr<std::unique_ptr<Engine>> MakeMysqlEngine(const EngineConfig& conf
     return invalid("seed_method",
                    absl::StrCat("must be backup or dump, got \"", config.seed_method, "\""));
   }
-  const bool default_start = config.start_command.empty();
+  const bool default_start = !CustomServerControl(config, ServerAction::kStart);
   if (config.os_user.empty() && ::geteuid() == 0 && default_start) {
     return invalid("os_user",
                    "must be set when the agent runs as root (mariadbd and its tools run as that "

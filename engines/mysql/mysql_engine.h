@@ -9,11 +9,17 @@
 // What it needs:
 //   * engine.user can do everything (CREATE USER, GRANT, SHUTDOWN, SET
 //     GLOBAL, replication statements, and mariadb-backup's / mariadb-dump's
-//     reads); it logs in over TCP at engine.host:engine.port with the
-//     password of engine.password_file (given to libmariadb and, for the
-//     tools, in a private option file; never in argv or logs). A seeded
-//     slave's accounts are its master's: use the same admin account on
-//     every node of a group.
+//     reads); it logs in at engine.host (a socket path, or a host for TCP
+//     on engine.port) with the password of engine.password_file when set
+//     (given to libmariadb and, for the tools, in a private option file;
+//     never in argv or logs). engine.host "" (the default) is the stock
+//     socket /run/mysqld/mysqld.sock when the server there listens on
+//     engine.port, else 127.0.0.1. Over a socket without a password the
+//     server's unix_socket authentication checks the OS user: root logs in
+//     as the agent (root), and mariadb-backup / mariadb-dump then run as the
+//     agent too; a login named os_user logs in as os_user. A seeded slave's
+//     accounts are its master's: use the same admin account on every node
+//     of a group.
 //   * The agent runs as root or as engine.os_user; mariadbd and the tools
 //     (mariadb-backup, mbstream, mariadb-dump, mariadb) run as os_user. As
 //     root with the default start, os_user is required.
@@ -72,8 +78,11 @@
 //                 only MakeWritable opens it to writes, so a restarted node
 //                 never becomes a second writer by itself. Stop: SHUTDOWN,
 //                 then waits until the pid file's process is gone.
-//                 engine.start_command / stop_command replace both (they
-//                 should start the server read-only too).
+//                 engine.systemd_unit (systemctl start/stop, as root) or
+//                 engine.start_command / stop_command (as os_user) replace
+//                 both (engines/server_control.h); they should start the
+//                 server read-only too (read-only = ON in its configuration).
+//                 A unit is stopped even when its server does not answer.
 //   Fence         SET GLOBAL read_only=ON (MySQL: super_read_only), then,
 //                 unless the server is a slave, ends every client session
 //                 but the agent's own and replication's (binlog dumps, slave

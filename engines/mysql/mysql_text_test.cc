@@ -457,7 +457,12 @@ TEST_F(MysqlConfigTest, InvalidFieldsAreNamed) {
   };
   const std::vector<Case> cases = {
       {"type", [](EngineConfig& c) { c.type = EngineType::kRedis; }, "engine.type"},
-      {"host", [](EngineConfig& c) { c.host = ""; }, "engine.host"},
+      {"unit and command",
+       [](EngineConfig& c) {
+         c.systemd_unit = "mariadb";
+         c.start_command = "true";
+       },
+       "engine.start_command"},
       {"port", [](EngineConfig& c) { c.port = 70000; }, "engine.port"},
       {"relative data_dir", [](EngineConfig& c) { c.data_dir = "data"; }, "engine.data_dir"},
       {"missing parent", [](EngineConfig& c) { c.data_dir = "/nonexistent/x/data"; },
@@ -510,6 +515,10 @@ TEST_F(MysqlConfigTest, RootNeedsAnOsUserForTheDefaultStart) {
   EXPECT_TRUE(absl::StartsWith(engine.status().message(), "engine.os_user:")) << engine.status();
   c.start_command = "systemctl start mariadb";
   EXPECT_TRUE(MakeMysqlEngine(c).ok()) << "a custom start needs no os_user";
+  c.start_command = "";
+  c.server_args.clear();
+  c.systemd_unit = "mariadb";
+  EXPECT_TRUE(MakeMysqlEngine(c).ok()) << "neither does a unit";
 }
 
 TEST_F(MysqlConfigTest, BootstrapWithoutASourceIsRefused) {

@@ -38,6 +38,7 @@
 #include "common/subprocess.h"
 #include "engines/postgresql/pg_files.h"
 #include "engines/postgresql/scram.h"
+#include "engines/server_control.h"
 
 namespace tandem {
 namespace {
@@ -47,6 +48,11 @@ using Rows = std::vector<std::vector<std::string>>;
 using Clock = std::chrono::steady_clock;
 
 constexpr char kAgentApplicationName[] = "tandem-agent";
+// Where Debian's and Ubuntu's PostgreSQL put their Unix sockets (libpq's
+// default there too), and the server log of their postgresql@V-C units.
+constexpr char kStockSocketDir[] = "/var/run/postgresql";
+constexpr char kStockUnitPrefix[] = "postgresql@";
+constexpr char kStockLogDir[] = "/var/log/postgresql";
 constexpr int kConnectTimeoutSeconds = 5;
 // How long a reload, a session termination or a slot release may take.
 constexpr std::chrono::seconds kSettleTimeout(10);
@@ -144,7 +150,7 @@ class PostgresqlEngine final : public Engine {
     parent_ = data.parent_path().string();
     const std::string base = data.filename().string();
     log_file_ =
-        config_.log_file.empty() ? absl::StrCat(parent_, "/", base, ".log") : config_.log_file;
+        config_.log_file.empty() ? DefaultLogFile(config_, parent_, base) : config_.log_file;
     pgpass_file_ = absl::StrCat(parent_, "/.tandem-", base, ".pgpass");
     new_dir_ = config_.data_dir + ".tandem-new";
     basebackup_log_ = config_.data_dir + ".tandem-basebackup.log";
@@ -166,7 +172,30 @@ class PostgresqlEngine final : public Engine {
   absl::StatusOr<bool> HasReplayed(const std::string& position) override;
 
  private:
-  std::string Where() const { return absl::StrCat(config_.host, ":", config_.port); }
+  // Where the agent reaches the server: engine.host, or for the default the
+  // stock socket directory when the server's socket is there, else
+  // 127.0.0.1 (engines/engine_config.h).
+  std::string ConnHost() const {
+    if (!config_.host.empty()) return config_.host;
+    const std::string stock_socket = absl::StrCat(kStockSocketDir, "/.s.PGSQL.", config_.port);
+    return PathExists(stock_socket) ? kStockSocketDir : "127.0.0.1";
+  }
+  static std::string Where(const std::string& host, uint32_t port) {
+    if (!host.empty() && host[0] == '/') return absl::StrCat(host, "/.s.PGSQL.", port);
+    return absl::StrCat(host, ":", port);
+  }
+  std::string Where() const { return Where(ConnHost(), config_.port); }
+  // The server log of the default start; with a Debian unit postgresql@V-C,
+  // the one its pg_ctlcluster writes.
+  static std::string DefaultLogFile(const EngineConfig& config, const std::string& parent,
+                                    const std::string& base) {
+    absl::string_view unit = config.systemd_unit;
+    if (absl::ConsumePrefix(&unit, kStockUnitPrefix)) {
+      absl::ConsumeSuffix(&unit, ".service");
+      return absl::StrCat(kStockLogDir, "/postgresql-", unit, ".log");
+    }
+    return absl::StrCat(parent, "/", base, ".log");
+  }
   std::string DataFile(std::string_view name) const {
     return absl::StrCat(config_.data_dir, "/", AbslView(name));
   }
@@ -286,8 +315,9 @@ Liveness PostgresqlEngine::Ping() const {
   const std::string port = absl::StrCat(config_.port);
   const std::string timeout = absl::StrCat(kConnectTimeoutSeconds);
   const char* keys[] = {"host", "port", "user", "dbname", "connect_timeout", nullptr};
-  const char* values[] = {config_.host.c_str(), port.c_str(),    config_.user.c_str(),
-                          "postgres",           timeout.c_str(), nullptr};
+  const std::string host = ConnHost();
+  const char* values[] = {host.c_str(), port.c_str(),    config_.user.c_str(),
+                          "postgres",   timeout.c_str(), nullptr};
   switch (PQpingParams(keys, values, 0)) {
     case PQPING_OK: return Liveness::kUp;
     case PQPING_REJECT: return Liveness::kStarting;
@@ -323,33 +353,43 @@ absl::Status PostgresqlEngine::Connect() {
   const std::string timeout = absl::StrCat(kConnectTimeoutSeconds);
   std::vector<const char*> keys = {
       "host", "port", "user", "dbname", "connect_timeout", "application_name"};
-  std::vector<const char*> values = {config_.host.c_str(), port.c_str(),    config_.user.c_str(),
-                                     "postgres",           timeout.c_str(), kAgentApplicationName};
+  const std::string host = ConnHost();
+  std::vector<const char*> values = {host.c_str(), port.c_str(),    config_.user.c_str(),
+                                     "postgres",   timeout.c_str(), kAgentApplicationName};
   if (password.has_value()) {
     keys.push_back("password");
     values.push_back(password->c_str());
   }
   keys.push_back(nullptr);
   values.push_back(nullptr);
-  ConnPtr conn(PQconnectdbParams(keys.data(), values.data(), 0));
+  ConnPtr conn;
+  auto connect = [&] { conn.reset(PQconnectdbParams(keys.data(), values.data(), 0)); };
+  // Over the socket as os_user's namesake: the server's peer authentication
+  // sees os_user (a stock host lets only that in, with no password).
+  absl::Status as_user = LogsInAsOsUser(config_, host) && os_ids_.has_value()
+                             ? WithThreadIdentity(*os_ids_, connect)
+                             : (connect(), absl::OkStatus());
   if (password.has_value()) std::fill(password->begin(), password->end(), '\0');
+  if (!as_user.ok()) return Context("logging in as " + config_.os_user, as_user);
   if (conn == nullptr) return absl::InternalError("libpq could not allocate a connection");
   if (PQstatus(conn.get()) != CONNECTION_OK) {
     std::string msg = Trimmed(PQerrorMessage(conn.get()));
     switch (Ping()) {
       case Liveness::kDown:
         return absl::UnavailableError(
-            absl::StrCat("PostgreSQL at ", Where(), " is not running: ", msg));
+            absl::StrCat("PostgreSQL at ", Where(host, config_.port), " is not running: ", msg));
       case Liveness::kStarting:
-        return absl::UnavailableError(
-            absl::StrCat("PostgreSQL at ", Where(), " is starting up or shutting down: ", msg));
+        return absl::UnavailableError(absl::StrCat("PostgreSQL at ", Where(host, config_.port),
+                                                   " is starting up or shutting down: ", msg));
       case Liveness::kUp: break;
     }
     if (absl::StrContains(msg, "too many") || absl::StrContains(msg, "connection slots")) {
-      return absl::UnavailableError(absl::StrCat("PostgreSQL at ", Where(), ": ", msg));
+      return absl::UnavailableError(
+          absl::StrCat("PostgreSQL at ", Where(host, config_.port), ": ", msg));
     }
-    return absl::FailedPreconditionError(absl::StrCat(
-        "PostgreSQL at ", Where(), " refuses the agent's login as ", config_.user, ": ", msg));
+    return absl::FailedPreconditionError(absl::StrCat("PostgreSQL at ", Where(host, config_.port),
+                                                      " refuses the agent's login as ",
+                                                      config_.user, ": ", msg));
   }
   // The agent's own session must be able to write even on a fenced server;
   // Observe reads the configured value (pg_settings.reset_val), not this one.
@@ -527,7 +567,7 @@ absl::StatusOr<std::string> PostgresqlEngine::ControldataSystemId(
   if (!result.ok()) return result.status();
   if (result->exit_code != 0) {
     return absl::InternalError(absl::StrCat("pg_controldata ", data_dir, " exited with ",
-                                            result->exit_code, ": ", OutputTail(result->output)));
+                                            result->exit_code, OutputReason(result->output)));
   }
   std::optional<std::string> id =
       pg::ControldataField(result->output, "Database system identifier");
@@ -746,44 +786,40 @@ absl::Status PostgresqlEngine::Start() {
   if (std::optional<pid_t> pid = LivePostmasterPid(config_.data_dir)) {
     return wait_up(absl::StrCat("has a running postmaster (pid ", *pid, ")"));
   }
-  if (!PathExists(log_file_)) {
-    int fd = ::open(log_file_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-    if (fd < 0) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("engine.log_file: cannot create ", log_file_, ": ", std::strerror(errno)));
-    }
-    if (os_ids_.has_value()) (void)::fchown(fd, os_ids_->uid, os_ids_->gid);
-    ::close(fd);
-  }
+  // A unit's pg_ctlcluster makes its own log.
+  if (config_.systemd_unit.empty()) TANDEM_RETURN_IF_ERROR(EnsureServerLog(log_file_, os_ids_));
   const uint64_t log_offset = FileSize(log_file_);
-  RunOptions options = ToolOptions();
-  options.output_file = log_file_;  // the server keeps it open: never a pipe
-  absl::StatusOr<RunResult> result;
+  auto log_tail = [&] { return OutputTail(ReadTail(log_file_, 4000, log_offset), 1200); };
   std::string tool;
-  if (!config_.start_command.empty()) {
-    tool = "engine.start_command";
-    result = RunShell(config_.start_command, options);
+  if (CustomServerControl(config_, ServerAction::kStart)) {
+    tool = ServerControlName(config_, ServerAction::kStart);
+    TANDEM_RETURN_IF_ERROR(
+        Context("starting PostgreSQL",
+                RunServerControl(config_, ServerAction::kStart, log_file_,
+                                 std::chrono::seconds(config_.timeout_seconds + 30))));
   } else {
     tool = "pg_ctl start";
+    RunOptions options = ToolOptions();
+    options.output_file = log_file_;  // the server keeps it open: never a pipe
     std::string server_options = absl::StrCat("-p ", config_.port);
     for (const std::string& arg : config_.server_args) {
       absl::StrAppend(&server_options, " ", pg::ShellQuote(arg));
     }
-    result = Run({Tool("pg_ctl"), "-D", config_.data_dir, "-w", "-t",
-                  absl::StrCat(config_.timeout_seconds), "-o", server_options, "start"},
-                 options);
-  }
-  auto log_tail = [&] { return OutputTail(ReadTail(log_file_, 4000, log_offset), 1200); };
-  if (!result.ok()) return Context("starting PostgreSQL", result.status());
-  if (result->exit_code != 0) {
-    return absl::InternalError(absl::StrCat("while starting PostgreSQL: ", tool, " exited with ",
-                                            result->exit_code, "; log ", log_file_, ": ",
-                                            log_tail()));
+    absl::StatusOr<RunResult> result =
+        Run({Tool("pg_ctl"), "-D", config_.data_dir, "-w", "-t",
+             absl::StrCat(config_.timeout_seconds), "-o", server_options, "start"},
+            options);
+    if (!result.ok()) return Context("starting PostgreSQL", result.status());
+    if (result->exit_code != 0) {
+      return absl::InternalError(absl::StrCat("while starting PostgreSQL: ", tool, " exited with ",
+                                              result->exit_code, "; log ", log_file_,
+                                              OutputReason(log_tail(), 1200)));
+    }
   }
   if (!PollFor([&] { return Ping() == Liveness::kUp; }, timeout, std::chrono::milliseconds(20))) {
     return absl::UnavailableError(absl::StrCat("PostgreSQL at ", Where(), " does not answer ",
                                                config_.timeout_seconds, " s after ", tool, "; log ",
-                                               log_file_, ": ", log_tail()));
+                                               log_file_, OutputReason(log_tail(), 1200)));
   }
   return absl::OkStatus();
 }
@@ -793,24 +829,26 @@ absl::Status PostgresqlEngine::Stop() {
   auto stopped = [&] {
     return Ping() == Liveness::kDown && !LivePostmasterPid(config_.data_dir).has_value();
   };
-  if (stopped()) return absl::OkStatus();
-  RunOptions options = ToolOptions();
-  absl::StatusOr<RunResult> result;
+  // A unit is stopped even when its server looks down: systemd may be
+  // starting it.
+  if (config_.systemd_unit.empty() && stopped()) return absl::OkStatus();
   std::string tool;
-  if (!config_.stop_command.empty()) {
-    tool = "engine.stop_command";
-    options.output_file = log_file_;
-    result = RunShell(config_.stop_command, options);
+  if (CustomServerControl(config_, ServerAction::kStop)) {
+    tool = ServerControlName(config_, ServerAction::kStop);
+    absl::Status st = RunServerControl(config_, ServerAction::kStop, log_file_,
+                                       std::chrono::seconds(config_.timeout_seconds + 30));
+    if (!st.ok() && !stopped()) return Context("stopping PostgreSQL", st);
   } else {
     tool = "pg_ctl stop";
-    result = Run({Tool("pg_ctl"), "-D", config_.data_dir, "-m", "fast", "-w", "-t",
-                  absl::StrCat(config_.timeout_seconds), "stop"},
-                 options);
-  }
-  if (!result.ok()) return Context("stopping PostgreSQL", result.status());
-  if (result->exit_code != 0 && !stopped()) {
-    return absl::InternalError(absl::StrCat("while stopping PostgreSQL: ", tool, " exited with ",
-                                            result->exit_code, ": ", OutputTail(result->output)));
+    absl::StatusOr<RunResult> result =
+        Run({Tool("pg_ctl"), "-D", config_.data_dir, "-m", "fast", "-w", "-t",
+             absl::StrCat(config_.timeout_seconds), "stop"},
+            ToolOptions());
+    if (!result.ok()) return Context("stopping PostgreSQL", result.status());
+    if (result->exit_code != 0 && !stopped()) {
+      return absl::InternalError(absl::StrCat("while stopping PostgreSQL: ", tool, " exited with ",
+                                              result->exit_code, OutputReason(result->output)));
+    }
   }
   if (!PollFor(stopped, std::chrono::seconds(config_.timeout_seconds))) {
     return absl::UnavailableError(absl::StrCat("PostgreSQL at ", Where(), " still runs ",
@@ -1258,7 +1296,7 @@ absl::Status PostgresqlEngine::CopyFromUpstream(const Peer& self, const Peer& up
     }
     return absl::UnavailableError(absl::StrCat("while copying from ", who,
                                                ": pg_basebackup exited with ", result->exit_code,
-                                               ": ", OutputTail(output, 800)));
+                                               OutputReason(output, 800)));
   }
 }
 
@@ -1466,9 +1504,9 @@ absl::StatusOr<std::string> PostgresqlEngine::RunRewind(const Peer& self, const 
   absl::StatusOr<RunResult> result = Run(argv, options);
   if (!result.ok()) return result.status();
   if (result->exit_code != 0) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "pg_rewind", dry_run ? " --dry-run" : "", " from ", upstream.id, " exited with ",
-        result->exit_code, ": ", OutputTail(result->output, 600)));
+    return absl::FailedPreconditionError(
+        absl::StrCat("pg_rewind", dry_run ? " --dry-run" : "", " from ", upstream.id,
+                     " exited with ", result->exit_code, OutputReason(result->output, 600)));
   }
   return result->output;
 }

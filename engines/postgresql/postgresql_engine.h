@@ -4,15 +4,23 @@
 //
 // What it needs:
 //   * engine.user is a superuser (ALTER SYSTEM, replication slots, roles,
-//     pg_control_system, pg_authid); it connects over TCP to
-//     host=engine.host port=engine.port dbname=postgres, with the password
-//     of engine.password_file when set (passed to libpq, never in argv/logs).
+//     pg_control_system, pg_authid); it connects to host=engine.host
+//     port=engine.port dbname=postgres, with the password of
+//     engine.password_file when set (passed to libpq, never in argv/logs).
+//     engine.host "" (the default) is the stock socket directory
+//     /var/run/postgresql when the server's socket is there, else 127.0.0.1.
+//     Over a socket, with engine.user = engine.os_user (postgres), a root
+//     agent connects as that OS user (on its own thread): a stock pg_hba.conf
+//     lets it in by peer authentication, with no password.
 //   * The agent runs as root or as engine.os_user; server tools (pg_ctl,
 //     pg_basebackup, pg_controldata) run as engine.os_user.
 //
 // Files it keeps (D = engine.data_dir, P = its parent, B = basename of D):
 //   P/B.log                      server output of the default start command
-//                                (engine.log_file overrides it)
+//                                (engine.log_file overrides it; with
+//                                engine.systemd_unit postgresql@V-C it is
+//                                /var/log/postgresql/postgresql-V-C.log,
+//                                where that unit's pg_ctlcluster writes)
 //   P/.tandem-B.pgpass           replication password for pg_basebackup and
 //                                the walreceiver (mode 0600, owner os_user);
 //                                referenced by primary_conninfo's passfile.
@@ -30,10 +38,13 @@
 //                 database sizes, the walreceiver, the managed slots and the
 //                 managed pg_hba block. When down: PG_VERSION, standby.signal,
 //                 primary_conninfo of postgresql.auto.conf, pg_controldata.
-//   Start/Stop    pg_ctl (-w, fast stop) or engine.start_command/stop_command;
-//                 the port and engine.server_args go on pg_ctl's command line
-//                 because a copied data directory carries its master's
-//                 postgresql.conf.
+//   Start/Stop    pg_ctl (-w, fast stop), or systemctl start/stop
+//                 engine.systemd_unit (as root), or engine.start_command/
+//                 stop_command (as os_user): engines/server_control.h. With
+//                 pg_ctl the port and engine.server_args go on its command
+//                 line because a copied data directory carries its master's
+//                 postgresql.conf. A unit is stopped even when its server
+//                 looks down.
 //   Fence         ALTER SYSTEM SET default_transaction_read_only = on, reload,
 //                 terminate the other client sessions. On a stopped server the
 //                 setting is written to postgresql.auto.conf, so it comes up

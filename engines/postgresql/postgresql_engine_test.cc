@@ -192,7 +192,12 @@ TEST_F(PostgresqlEngineTest, ConfigValidationNamesTheField) {
   };
   const std::vector<Case> cases = {
       {"type", [](EngineConfig& c) { c.type = EngineType::kRedis; }, "engine.type: is redis"},
-      {"host", [](EngineConfig& c) { c.host = ""; }, "engine.host: must not be empty"},
+      {"unit_and_command",
+       [](EngineConfig& c) {
+         c.systemd_unit = "postgresql@15-main";
+         c.start_command = "pg_ctlcluster 15 main start";
+       },
+       "engine.start_command: not used with engine.systemd_unit"},
       {"port0", [](EngineConfig& c) { c.port = 0; }, "engine.port: must be between 1 and 65535"},
       {"port_big", [](EngineConfig& c) { c.port = 70000; }, "engine.port:"},
       {"data_dir_rel", [](EngineConfig& c) { c.data_dir = "var/lib/pg"; },

@@ -25,8 +25,10 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/files.h"
+#include "common/status_util.h"
 #include "common/subprocess.h"
 #include "engines/redis/redis_client.h"
+#include "engines/server_control.h"
 
 namespace tandem {
 namespace {
@@ -604,44 +606,38 @@ absl::Status RedisEngine::PrepareDataDir() const {
 }
 
 absl::Status RedisEngine::LaunchServer() {
+  if (CustomServerControl(config_, ServerAction::kStart)) {
+    // The engine creates no directory for a custom start; a unit's server
+    // logs where its configuration says.
+    return WithContext(RunServerControl(config_, ServerAction::kStart,
+                                        config_.systemd_unit.empty() ? log_file_ : "", Timeout()),
+                       "while starting redis");
+  }
+  absl::Status prepared = PrepareDataDir();
+  if (!prepared.ok()) return WithContext(prepared, "while preparing " + data_dir_);
+  std::string binary =
+      config_.bin_dir.empty() ? std::string("redis-server") : config_.bin_dir + "/redis-server";
+  std::vector<std::string> argv = {binary,        DataPath(kRedisConfigFile),
+                                   "--port",      absl::StrCat(config_.port),
+                                   "--dir",       data_dir_,
+                                   "--daemonize", "yes",
+                                   "--pidfile",   DataPath("redis.pid"),
+                                   "--logfile",   log_file_};
+  argv.insert(argv.end(), config_.server_args.begin(), config_.server_args.end());
+  // Under umask 077 (the shell only sets it and execs the server): the
+  // files Redis writes, config rewrites and RDB snapshots included, are
+  // private to os_user.
+  argv.insert(argv.begin(), {"/bin/sh", "-c", "umask 077 && exec \"$0\" \"$@\""});
   RunOptions options;
   options.run_as = config_.os_user;
   options.timeout = Timeout();
-  absl::StatusOr<RunResult> result;
-  std::string what;
-  if (!config_.start_command.empty()) {
-    what = "engine.start_command";
-    // The command may daemonize a server: its output goes to a file, never a
-    // pipe the server would keep open. The engine creates no directory for a
-    // custom start.
-    options.output_file =
-        PathExists(fs::path(log_file_).parent_path().string()) ? log_file_ : "/dev/null";
-    result = RunShell(config_.start_command, options);
-  } else {
-    absl::Status prepared = PrepareDataDir();
-    if (!prepared.ok()) return WithContext(prepared, "while preparing " + data_dir_);
-    what = "redis-server";
-    std::string binary =
-        config_.bin_dir.empty() ? std::string("redis-server") : config_.bin_dir + "/redis-server";
-    std::vector<std::string> argv = {binary,        DataPath(kRedisConfigFile),
-                                     "--port",      absl::StrCat(config_.port),
-                                     "--dir",       data_dir_,
-                                     "--daemonize", "yes",
-                                     "--pidfile",   DataPath("redis.pid"),
-                                     "--logfile",   log_file_};
-    argv.insert(argv.end(), config_.server_args.begin(), config_.server_args.end());
-    // Under umask 077 (the shell only sets it and execs the server): the
-    // files Redis writes, config rewrites and RDB snapshots included, are
-    // private to os_user.
-    argv.insert(argv.begin(), {"/bin/sh", "-c", "umask 077 && exec \"$0\" \"$@\""});
-    options.output_file = log_file_;
-    result = Run(argv, options);
-  }
+  options.output_file = log_file_;
+  absl::StatusOr<RunResult> result = Run(argv, options);
   if (!result.ok()) return WithContext(result.status(), "while starting redis");
   if (result->exit_code != 0) {
-    return absl::InternalError(absl::StrCat("while starting redis: ", what, " exited with ",
-                                            result->exit_code, "; end of ", log_file_, ": ",
-                                            FileTail(log_file_)));
+    return absl::InternalError(absl::StrCat("while starting redis: redis-server exited with ",
+                                            result->exit_code, "; end of ", log_file_,
+                                            OutputReason(FileTail(log_file_))));
   }
   return absl::OkStatus();
 }
@@ -673,7 +669,9 @@ absl::Status RedisEngine::Start() {
         return absl::UnavailableError(absl::StrCat(
             "while starting redis: the server at ", address_, " did not answer within ",
             config_.timeout_seconds, " s (", client.status().message(), ")",
-            launched ? absl::StrCat("; end of ", log_file_, ": ", FileTail(log_file_)) : ""));
+            launched && config_.systemd_unit.empty()
+                ? absl::StrCat("; end of ", log_file_, OutputReason(FileTail(log_file_)))
+                : ""));
       }
       backoff.Wait();
     }
@@ -691,8 +689,10 @@ absl::Status RedisEngine::Stop() {
     }
     absl::StatusOr<bool> listening = IsListening();
     if (!listening.ok()) return WithContext(listening.status(), "while stopping redis");
-    if (!*listening) return absl::OkStatus();
-    if (config_.stop_command.empty()) {
+    // A unit is stopped even when its server looks down: systemd may be
+    // restarting it (redis-server@.service restarts always).
+    if (!*listening && config_.systemd_unit.empty()) return absl::OkStatus();
+    if (!CustomServerControl(config_, ServerAction::kStop)) {
       // Loading its dataset: SHUTDOWN is accepted then too, but the dir
       // cannot be checked; do not stop a server we cannot identify.
       return absl::UnavailableError(absl::StrCat("while stopping redis: the server at ", address_,
@@ -701,18 +701,12 @@ absl::Status RedisEngine::Stop() {
     }
   }
 
-  if (!config_.stop_command.empty()) {
-    RunOptions options;
-    options.run_as = config_.os_user;
-    options.timeout = Timeout();
-    options.output_file = log_file_;
-    absl::StatusOr<RunResult> result = RunShell(config_.stop_command, options);
-    if (!result.ok()) return WithContext(result.status(), "while stopping redis");
-    if (result->exit_code != 0) {
-      return absl::InternalError(
-          absl::StrCat("while stopping redis: engine.stop_command exited with ", result->exit_code,
-                       "; end of ", log_file_, ": ", FileTail(log_file_)));
-    }
+  if (CustomServerControl(config_, ServerAction::kStop)) {
+    // A unit's redis-server saves on SIGTERM when it has save points.
+    TANDEM_RETURN_IF_ERROR(
+        WithContext(RunServerControl(config_, ServerAction::kStop,
+                                     config_.systemd_unit.empty() ? log_file_ : "", Timeout()),
+                    "while stopping redis"));
   } else {
     RedisClient& c = **client;
     absl::StatusOr<std::string> save = c.ConfigGet("save");
@@ -1379,7 +1373,7 @@ absl::Status ValidateConfig(const EngineConfig& config) {
     return invalid("type", absl::StrCat("must be redis for the Redis engine (got \"",
                                         std::string(EngineName(config.type)), "\")"));
   }
-  if (config.host.empty()) return invalid("host", "must not be empty");
+  TANDEM_RETURN_IF_ERROR(ValidateServerControl(config));
   if (config.port == 0 || config.port > 65535) {
     return invalid("port", absl::StrCat("must be 1..65535 (got ", config.port, ")"));
   }
@@ -1443,7 +1437,7 @@ absl::Status ValidateConfig(const EngineConfig& config) {
     absl::StatusOr<UserIds> ids = LookupUser(config.os_user);
     if (!ids.ok()) return invalid("os_user", absl::StrCat("no such user ", config.os_user));
   }
-  if (config.start_command.empty()) {
+  if (!CustomServerControl(config, ServerAction::kStart)) {
     if (!config.bin_dir.empty() &&
         ::access((config.bin_dir + "/redis-server").c_str(), X_OK) != 0) {
       return invalid("bin_dir", absl::StrCat("no executable redis-server in ", config.bin_dir));
@@ -1467,9 +1461,12 @@ absl::Status ValidateConfig(const EngineConfig& config) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Engine>> MakeRedisEngine(const EngineConfig& config) {
-  absl::Status valid = ValidateConfig(config);
+absl::StatusOr<std::unique_ptr<Engine>> MakeRedisEngine(const EngineConfig& config_in) {
+  absl::Status valid = ValidateConfig(config_in);
   if (!valid.ok()) return valid;
+  EngineConfig config = config_in;
+  // The local server: a stock redis-server listens on 127.0.0.1.
+  if (config.host.empty()) config.host = "127.0.0.1";
   return std::unique_ptr<Engine>(new RedisEngine(config));
 }
 

@@ -32,7 +32,10 @@
 // and MakeWritable return FailedPrecondition before changing anything
 // otherwise.
 //
-// Start. With engine.start_command empty:
+// Login. engine.host "" (the default) is 127.0.0.1, where a stock
+// redis-server listens.
+//
+// Start. With neither engine.systemd_unit nor engine.start_command:
 //   <bin_dir>/redis-server <data_dir>/redis.conf --port <port>
 //     --dir <data_dir> --daemonize yes --pidfile <data_dir>/redis.pid
 //     --logfile <log_file> <server_args...>
@@ -40,13 +43,17 @@
 // private to it); data_dir is created (0750, owned by os_user) when missing,
 // redis.conf is created empty (mode 0600) when missing; log_file defaults to
 // <data_dir>/redis.log. server_args may not set port, dir, daemonize,
-// pidfile or logfile (the engine does). Otherwise start_command runs with
-// /bin/sh -c as os_user. Then PING is polled until it answers, within
+// pidfile or logfile (the engine does). Otherwise `systemctl start
+// <systemd_unit>` runs as root, or start_command with /bin/sh -c as os_user
+// (engines/server_control.h). Then PING is polled until it answers, within
 // timeout_seconds (Unavailable after it, with the end of the log). A server
 // that fails after daemonizing (e.g. its port is taken) is only seen as that
 // timeout.
 //
-// Stop. stop_command when set; otherwise SHUTDOWN SAVE when an RDB file
+// Stop. `systemctl stop <systemd_unit>` (also when the server looks down:
+// redis-server@.service restarts it otherwise; redis-server saves on that
+// SIGTERM when it has save points) or stop_command when set; otherwise
+// SHUTDOWN SAVE when an RDB file
 // exists in data_dir or save points are configured (a restart then loads
 // the current data, not an older snapshot), plain SHUTDOWN otherwise (which
 // still flushes the AOF when appendonly is on). SHUTDOWN is retried while

@@ -171,8 +171,19 @@ TEST(RedisConfigTest, ValidationNamesTheField) {
        "engine.port: must be 1..65535 (got 0)"},
       {"port_big", [](EngineConfig& c, const TempDir&) { c.port = 70000; },
        "engine.port: must be 1..65535 (got 70000)"},
-      {"host", [](EngineConfig& c, const TempDir&) { c.host = ""; },
-       "engine.host: must not be empty"},
+      {"host", [](EngineConfig& c, const TempDir&) { c.host = ""; }, ""},  // 127.0.0.1
+      {"unit_and_command",
+       [](EngineConfig& c, const TempDir&) {
+         c.systemd_unit = "redis-server@db1";
+         c.stop_command = "true";
+       },
+       "engine.stop_command: not used with engine.systemd_unit"},
+      {"unit_bin_dir",
+       [](EngineConfig& c, const TempDir& d) {
+         c.bin_dir = d.path();  // the unit runs its own redis-server
+         c.systemd_unit = "redis-server@db1";
+       },
+       ""},
       {"data_dir", [](EngineConfig& c, const TempDir&) { c.data_dir = ""; },
        "engine.data_dir: must be set"},
       {"data_dir_rel", [](EngineConfig& c, const TempDir&) { c.data_dir = "var/redis"; },
